@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Installer: creates ./venv, installs lollms_server into it, and offers the operator's menu.
+
+    python install_core.py                 interactive: install, then the menu
+    python install_core.py --ensure        install only when missing or out of date (used by run.sh)
+    python install_core.py --extras dev    add optional extras (comma separated; see pyproject.toml)
+
+Only the Python standard library is used here: this runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / "venv"
+STAMP = VENV / ".lollms_install_stamp"
+MIN_PYTHON = (3, 10)
+EXTRAS = ["yaml", "toml", "encryption", "openai", "ollama", "gemini", "dalle", "llamacpp", "diffusers", "all", "dev"]
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def stamp_for(extras: list[str]) -> str:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    digest.update(",".join(sorted(extras)).encode())
+    return digest.hexdigest()
+
+
+def installed_extras() -> list[str]:
+    if not STAMP.exists():
+        return []
+    lines = STAMP.read_text(encoding="utf-8").splitlines()
+    return [extra for extra in lines[1].split(",") if extra] if len(lines) > 1 else []
+
+
+def pip(*args: str) -> None:
+    subprocess.run([str(venv_python()), "-m", "pip", *args], check=True, cwd=ROOT)
+
+
+def install(extras: list[str], force: bool) -> None:
+    if sys.version_info < MIN_PYTHON:
+        sys.exit(
+            f"lollms_server needs Python {'.'.join(map(str, MIN_PYTHON))} or newer; this is {sys.version.split()[0]}"
+        )
+    wanted = sorted(set(extras) | set(installed_extras()))
+    if not force and STAMP.exists() and STAMP.read_text(encoding="utf-8").splitlines()[0] == stamp_for(wanted):
+        return
+    if not venv_python().exists():
+        print(f"Creating the virtual environment in {VENV} ...")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+        pip("install", "--quiet", "--upgrade", "pip")
+    target = f".[{','.join(wanted)}]" if wanted else "."
+    print(f"Installing lollms_server {target} ...")
+    pip("install", "--quiet", "-e", target)
+    STAMP.write_text(f"{stamp_for(wanted)}\n{','.join(wanted)}\n", encoding="utf-8")
+
+
+def menu() -> None:
+    while True:
+        print("\nlollms_server installer\n  1) Configuration wizard\n  2) Install optional dependencies\n  3) Exit")
+        choice = input("Choice [3]: ").strip() or "3"
+        if choice == "1":
+            subprocess.run([str(venv_python()), str(ROOT / "configuration_wizard.py")], check=False)
+        elif choice == "2":
+            extra = input(f"Extra to install ({', '.join(EXTRAS)}): ").strip()
+            if extra in EXTRAS:
+                install([extra], force=True)
+            else:
+                print(f"Unknown extra '{extra}'")
+        elif choice == "3":
+            return
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ensure", action="store_true", help="install only if missing or out of date; no menu")
+    parser.add_argument("--extras", default="", help=f"comma-separated extras: {', '.join(EXTRAS)}")
+    parser.add_argument("--non-interactive", action="store_true", help="never ask anything")
+    args = parser.parse_args()
+    extras = [extra.strip() for extra in args.extras.split(",") if extra.strip()]
+    unknown = [extra for extra in extras if extra not in EXTRAS]
+    if unknown:
+        sys.exit(f"unknown extras: {', '.join(unknown)}; known: {', '.join(EXTRAS)}")
+    install(extras, force=not args.ensure)
+    if not args.ensure and not args.non_interactive and sys.stdin.isatty():
+        menu()
+
+
+if __name__ == "__main__":
+    main()

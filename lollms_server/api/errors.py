@@ -1,0 +1,142 @@
+"""One table from our exceptions to HTTP statuses, one error body, request ids on every response."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any, cast
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lollms_server.core.errors import (
+    BadRequestError,
+    CapabilityError,
+    ConfigError,
+    LollmsError,
+    NotFoundError,
+    QueueTimeoutError,
+    UnavailableError,
+)
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+# (status, code) per exception class; the first matching class in the MRO wins.
+STATUS_FOR_ERROR: dict[type[LollmsError], tuple[int, str]] = {
+    BadRequestError: (400, "bad_request"),
+    NotFoundError: (404, "not_found"),
+    QueueTimeoutError: (408, "queue_timeout"),
+    CapabilityError: (501, "not_implemented"),
+    UnavailableError: (503, "unavailable"),
+    ConfigError: (503, "configuration_error"),
+}
+_CODE_FOR_HTTP_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def request_id_of(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail, "code": code, "request_id": request_id_of(request)}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def status_for(exc: LollmsError) -> tuple[int, str]:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_FOR_ERROR:
+            return STATUS_FOR_ERROR[cls]
+    return 500, "internal_error"
+
+
+async def _lollms_error(request: Request, exc: Exception) -> JSONResponse:
+    status, code = status_for(cast(LollmsError, exc))
+    if status == 500:
+        return await _unexpected_error(request, exc)
+    return error_response(request, status, code, str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    exc = cast(StarletteHTTPException, exc)
+    code = _CODE_FOR_HTTP_STATUS.get(exc.status_code, "http_error")
+    return error_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    exc = cast(RequestValidationError, exc)
+    # Only where and what: the offending input is not echoed back.
+    errors = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+        for error in exc.errors()
+    ]
+    summary = "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in errors[:5])
+    return error_response(request, 422, "validation_error", f"invalid request: {summary}", errors=errors)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    request_id = request_id_of(request)
+    logger.error("Unhandled error in request %s (%s %s)", request_id, request.method, request.url.path, exc_info=exc)
+    # This response is sent by Starlette's outermost error middleware, outside RequestIdMiddleware.
+    return error_response(
+        request,
+        500,
+        "internal_error",
+        f"internal server error; quote request id {request_id} when reporting it",
+        headers={REQUEST_ID_HEADER: request_id or ""},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LollmsError, _lollms_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+class RequestIdMiddleware:
+    """Gives every HTTP request an id (``request.state.request_id``) and returns it as X-Request-ID."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (REQUEST_ID_HEADER.lower().encode("latin-1"), request_id.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

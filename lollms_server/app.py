@@ -1,0 +1,78 @@
+"""The application factory: ``create_app(config)``; the lifespan builds and tears down the managers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from lollms_server import __version__
+from lollms_server.api.endpoints import api_router, public_router
+from lollms_server.api.errors import REQUEST_ID_HEADER, RequestIdMiddleware, install_error_handlers
+from lollms_server.core.binding_manager import BindingManager
+from lollms_server.core.config import ServerConfig, load_main_config
+from lollms_server.core.resource_manager import ResourceManager
+from lollms_server.core.security import ApiKeyVerifier
+
+logger = logging.getLogger(__name__)
+
+# Set by the CLI so that uvicorn worker processes (workers > 1) load the same config file.
+MAIN_CONFIG_ENV = "LOLLMS_MAIN_CONFIG"
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """Build the FastAPI app for ``config``; nothing heavy happens until the lifespan starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not app.state.api_key_verifier.required:
+            logger.warning(
+                "AUTHENTICATION IS DISABLED: security.allowed_api_keys is empty, so anyone who can reach "
+                "%s:%s can use every endpoint. Add a key to the main config.",
+                config.host,
+                config.port,
+            )
+        resource_manager = ResourceManager.from_config(config.section("resource_manager"))
+        binding_manager = BindingManager(config, resource_manager)
+        await binding_manager.start()
+        app.state.resource_manager = resource_manager
+        app.state.binding_manager = binding_manager
+        try:
+            yield
+        finally:
+            app.state.binding_manager = None
+            await binding_manager.stop()
+
+    app = FastAPI(
+        title="lollms_server",
+        version=__version__,
+        description="Multi-modal generation server for the LOLLMS ecosystem.",
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.api_key_verifier = ApiKeyVerifier(config.api_keys)
+    app.state.binding_manager = None
+    install_error_handlers(app)
+    app.include_router(public_router)
+    app.include_router(api_router)
+    app.add_middleware(RequestIdMiddleware)
+    # Keys travel in headers, never cookies, so credentials stay off: no origin ever gets them.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=config.section("server")["allowed_origins"],
+        allow_credentials=False,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=[REQUEST_ID_HEADER],
+    )
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn worker processes: loads the config file named by $LOLLMS_MAIN_CONFIG."""
+    return create_app(load_main_config(Path(os.environ[MAIN_CONFIG_ENV])))

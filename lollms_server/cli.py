@@ -1,0 +1,192 @@
+"""``lollms-server``: run the server and the operator commands around its configuration."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from lollms_server import __version__
+from lollms_server.core.config import (
+    ServerConfig,
+    create_default_config,
+    hash_api_key,
+    load_main_config,
+    locate_main_config,
+)
+from lollms_server.core.errors import ConfigError
+
+EXIT_CONFIG_ERROR = 2
+
+
+def _say(text: str = "") -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _config_or_exit(args: argparse.Namespace, create: bool) -> ServerConfig:
+    path = locate_main_config(args.config)
+    try:
+        if not path.exists():
+            if not create:
+                raise ConfigError([f"{path}: file not found (run `lollms-server` once to create it)"])
+            api_key = create_default_config(path)
+            _say(f"Created a default configuration: {path}")
+            _say("Authentication is ON. Your API key (shown only this once; the file keeps only its hash):")
+            _say(f"    {api_key}")
+            _say("Send it in the X-API-Key header. Edit the file or run configuration_wizard.py to change settings.")
+        return load_main_config(path)
+    except ConfigError as exc:
+        _say(f"lollms_server cannot start: {len(exc.problems)} configuration problem(s):")
+        for problem in exc.problems:
+            _say(f"  - {problem}")
+        sys.exit(EXIT_CONFIG_ERROR)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from lollms_server.app import MAIN_CONFIG_ENV, create_app
+
+    config = _config_or_exit(args, create=True)
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = args.host or config.host
+    port = args.port or config.port
+    workers = int(config.section("server")["workers"])
+    if workers > 1:
+        os.environ[MAIN_CONFIG_ENV] = str(config.path)
+        uvicorn.run(
+            "lollms_server.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=logging.getLevelName(config.log_level).lower(),
+        )
+    else:
+        uvicorn.run(create_app(config), host=host, port=port, log_level=logging.getLevelName(config.log_level).lower())
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _config_or_exit(args, create=False)
+    _say(f"{config.path}: OK ({len(config.bindings_map)} binding instance(s) mapped)")
+    return 0
+
+
+def _encrypt_secrets(args: argparse.Namespace) -> int:
+    from lollms_server.core.instance_secrets import encrypt_instance_secrets
+
+    config = _config_or_exit(args, create=False)
+    try:
+        reports, problems = encrypt_instance_secrets(config)
+    except ConfigError as exc:
+        problems, reports = exc.problems, []
+    for report in reports:
+        if report.encrypted_fields:
+            _say(f"{report.path}: encrypted {', '.join(report.encrypted_fields)} (encrypted backup: {report.backup})")
+        else:
+            _say(f"{report.path}: nothing to encrypt")
+    for problem in problems:
+        _say(f"skipped: {problem}")
+    return EXIT_CONFIG_ERROR if problems else 0
+
+
+def _decrypt_file(args: argparse.Namespace) -> int:
+    from cryptography.fernet import InvalidToken
+
+    from lollms_server.core.secrets import SecretCipher
+
+    config = _config_or_exit(args, create=False)
+    key = config.encryption_key
+    if not key:
+        _say("no encryption key: set security.encryption_key or LOLLMS_ENCRYPTION_KEY")
+        return EXIT_CONFIG_ERROR
+    try:
+        data = SecretCipher(key).decrypt_bytes(Path(args.file).read_bytes())
+    except InvalidToken:
+        _say(f"{args.file}: cannot be decrypted with the configured key")
+        return EXIT_CONFIG_ERROR
+    Path(args.output).write_bytes(data)
+    _say(f"wrote {args.output}")
+    return 0
+
+
+def _generate_key(args: argparse.Namespace) -> int:
+    from lollms_server.core.secrets import generate_key
+
+    sys.stdout.write(generate_key() + "\n")
+    return 0
+
+
+def _hash_key(args: argparse.Namespace) -> int:
+    key = args.key if args.key is not None else sys.stdin.readline().strip()
+    sys.stdout.write(hash_api_key(key) + "\n")
+    return 0
+
+
+def _install_requirements(args: argparse.Namespace) -> int:
+    from lollms_server.core.binding_types import discover_binding_types
+    from lollms_server.core.requirements import install_requirements, missing_requirements
+
+    config = _config_or_exit(args, create=False)
+    types = discover_binding_types(
+        [(config.paths.example_bindings_folder, "builtin"), (config.paths.bindings_folder, "personal")]
+    )
+    wanted = sorted(types) if args.all else args.binding_types
+    unknown = [name for name in wanted if name not in types or types[name].card is None]
+    if unknown:
+        _say(f"unknown or broken binding types: {', '.join(unknown)}; known: {', '.join(sorted(types))}")
+        return EXIT_CONFIG_ERROR
+    requirements = sorted({req for name in wanted for req in types[name].card.requirements})  # type: ignore[union-attr]
+    missing = missing_requirements(requirements)
+    if not missing:
+        _say("all requirements are already installed")
+        return 0
+    _say(f"installing: {', '.join(missing)}")
+    return install_requirements([item.split(" (")[0] for item in missing])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    config_help = "main config file or its folder (default: $LOLLMS_CONFIG_DIR, else ./lollms_configs)"
+    parser = argparse.ArgumentParser(prog="lollms-server", description="LOLLMS multi-modal generation server.")
+    parser.add_argument("--version", action="version", version=f"lollms_server {__version__}")
+    parser.add_argument("--config", help=config_help)
+    parser.add_argument("--host", help="override server.host")
+    parser.add_argument("--port", type=int, help="override server.port")
+    parser.set_defaults(handler=_serve)
+    # Sub-commands accept --config too; SUPPRESS keeps a value given before the command.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    commands = parser.add_subparsers(title="commands")
+
+    def command(name: str, help_: str, handler: object) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, parents=[common])
+        sub.set_defaults(handler=handler)
+        return sub
+
+    serve = command("serve", "run the server (the default)", _serve)
+    serve.add_argument("--host", default=argparse.SUPPRESS, help="override server.host")
+    serve.add_argument("--port", type=int, default=argparse.SUPPRESS, help="override server.port")
+    command("check-config", "validate the configuration and exit", _check_config)
+    command("encrypt-secrets", "encrypt plaintext secret fields of the binding instance files", _encrypt_secrets)
+    decrypt = command("decrypt-file", "decrypt an encrypted backup made by encrypt-secrets", _decrypt_file)
+    decrypt.add_argument("file")
+    decrypt.add_argument("output")
+    command("generate-key", "print a new Fernet encryption key", _generate_key)
+    hash_key = command("hash-key", "print the sha256: form of an API key (reads stdin without KEY)", _hash_key)
+    hash_key.add_argument("key", nargs="?")
+    install = command("install-requirements", "pip-install the requirements of binding types", _install_requirements)
+    install.add_argument("binding_types", nargs="*")
+    install.add_argument("--all", action="store_true", help="every discovered binding type")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

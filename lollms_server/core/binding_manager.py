@@ -1,0 +1,249 @@
+"""BindingManager: binding types, the configured instances, their health, and recovery without restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lollms_server.core.binding_types import BindingType, discover_binding_types
+from lollms_server.core.bindings import Binding
+from lollms_server.core.config import ServerConfig
+from lollms_server.core.config_files import CONFIG_EXTENSIONS, find_config_file, load_config_file
+from lollms_server.core.config_validation import secret_paths, without_secrets
+from lollms_server.core.errors import ConfigError, NotFoundError, UnavailableError
+from lollms_server.core.resource_manager import ResourceManager
+from lollms_server.core.secrets import SecretCipher, SecretKeyError
+
+logger = logging.getLogger(__name__)
+
+HEALTH_CHECK_TIMEOUT = 10.0
+NOT_CHECKED = "not checked yet"
+# An unavailable instance asked for by a request is re-checked at most this often.
+ON_DEMAND_RECHECK_SECONDS = 2.0
+
+
+class InstanceState(str, enum.Enum):
+    ACTIVE = "active"
+    UNAVAILABLE = "unavailable"  # its backend did not answer; re-checked until it does
+    ERROR = "error"  # configuration or code problem; needs the operator
+
+
+@dataclass
+class BindingInstance:
+    name: str
+    type_name: str
+    state: InstanceState
+    reason: str | None = None
+    binding: Binding | None = None
+    public_config: dict[str, Any] = field(default_factory=dict)
+    secret_values: list[str] = field(default_factory=list)
+    last_check: float = 0.0
+
+    def public_info(self) -> dict[str, Any]:
+        info = dict(self.public_config) or {"type": self.type_name, "binding_instance_name": self.name}
+        info.update({"status": self.state.value, "error": self.reason})
+        return info
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """Remove secret values from a message a binding produced."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _secret_values(values: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    found = []
+    for path in secret_paths(schema):
+        node: Any = values
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, str) and node:
+            found.append(node)
+    return found
+
+
+class BindingManager:
+    """Discovers binding types, builds the instances of ``bindings_map`` and keeps their health current."""
+
+    def __init__(self, config: ServerConfig, resource_manager: ResourceManager) -> None:
+        self.config = config
+        self.resource_manager = resource_manager
+        self.types: dict[str, BindingType] = {}
+        self.instances: dict[str, BindingInstance] = {}
+        self._recheck_task: asyncio.Task[None] | None = None
+
+    # --- life cycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        paths = self.config.paths
+        self.types = discover_binding_types(
+            [(paths.example_bindings_folder, "builtin"), (paths.bindings_folder, "personal")]
+        )
+        cipher = self._cipher()
+        for name, type_name in self.config.bindings_map.items():
+            self.instances[name] = self._build_instance(name, type_name, cipher)
+        await asyncio.gather(
+            *(self._check(instance) for instance in self.instances.values() if instance.binding is not None)
+        )
+        for instance in self.instances.values():
+            if instance.state is InstanceState.ACTIVE:
+                logger.info("Binding instance '%s' (%s) is active", instance.name, instance.type_name)
+            else:
+                logger.error(
+                    "Binding instance '%s' (%s) is %s: %s",
+                    instance.name,
+                    instance.type_name,
+                    instance.state.value,
+                    instance.reason,
+                )
+        interval = float(self.config.section("server")["binding_recheck_interval"])
+        self._recheck_task = asyncio.create_task(self._recheck_forever(interval), name="binding-recheck")
+
+    async def stop(self) -> None:
+        if self._recheck_task is not None:
+            self._recheck_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recheck_task
+        for instance in self.instances.values():
+            if instance.binding is None:
+                continue
+            try:
+                await instance.binding.unload_model()
+            except Exception as exc:  # shutting down: report and carry on with the others
+                logger.warning("Unloading '%s' failed: %s", instance.name, scrub(str(exc), instance.secret_values))
+
+    # --- building instances -------------------------------------------------------------------
+    def _cipher(self) -> SecretCipher | None:
+        key = self.config.encryption_key
+        if not key:
+            return None
+        try:
+            return SecretCipher(key)
+        except SecretKeyError as exc:
+            logger.error("Encryption key unusable: %s; encrypted instance settings cannot be read", exc)
+            return None
+
+    def _build_instance(self, name: str, type_name: str, cipher: SecretCipher | None) -> BindingInstance:
+        instance = BindingInstance(name=name, type_name=type_name, state=InstanceState.ERROR)
+        binding_type = self.types.get(type_name)
+        if binding_type is None:
+            known = ", ".join(sorted(self.types)) or "none"
+            instance.reason = f"unknown binding type '{type_name}' (discovered types: {known})"
+            return instance
+        if not binding_type.usable or binding_type.card is None or binding_type.cls is None:
+            instance.reason = f"binding type '{type_name}' is unusable: {binding_type.error}"
+            return instance
+        if binding_type.missing_requirements:
+            instance.reason = (
+                f"binding type '{type_name}' needs missing packages: {', '.join(binding_type.missing_requirements)}; "
+                f"install them with `lollms-server install-requirements {type_name}`"
+            )
+            return instance
+        schema = binding_type.card.instance_schema
+        try:
+            values = self._load_instance_values(name, type_name, schema, cipher)
+        except ConfigError as exc:
+            instance.reason = "; ".join(exc.problems)
+            return instance
+        instance.public_config = without_secrets(values, schema)
+        instance.secret_values = _secret_values(values, schema)
+        try:
+            instance.binding = binding_type.cls(config=values, resource_manager=self.resource_manager)
+        except Exception as exc:
+            instance.reason = scrub(f"initialisation failed: {type(exc).__name__}: {exc}", instance.secret_values)
+            return instance
+        instance.state = InstanceState.UNAVAILABLE
+        instance.reason = NOT_CHECKED
+        return instance
+
+    def _load_instance_values(
+        self, name: str, type_name: str, schema: dict[str, Any], cipher: SecretCipher | None
+    ) -> dict[str, Any]:
+        folder = self.config.paths.instance_bindings_folder
+        path = find_config_file(folder, name)
+        if path is None:
+            formats = "/".join(ext.lstrip(".") for ext in CONFIG_EXTENSIONS)
+            raise ConfigError([f"instance file not found: expected {folder / name}.<{formats}>"])
+        values = load_config_file(path, schema, cipher=cipher).values
+        problems = []
+        if values.get("type") not in (None, "", type_name):
+            problems.append(f"{path}: type = {values['type']!r} but bindings_map says '{type_name}'")
+        if values.get("binding_instance_name") not in (None, "", name):
+            problems.append(
+                f"{path}: binding_instance_name = {values['binding_instance_name']!r} must match the file name '{name}'"
+            )
+        if problems:
+            raise ConfigError(problems)
+        values["type"] = type_name
+        values["binding_instance_name"] = name
+        return values
+
+    # --- health -------------------------------------------------------------------------------
+    async def _check(self, instance: BindingInstance) -> None:
+        binding = instance.binding
+        if binding is None:
+            return
+        instance.last_check = time.monotonic()
+        try:
+            healthy, message = await asyncio.wait_for(binding.health_check(), HEALTH_CHECK_TIMEOUT)
+        except asyncio.TimeoutError:
+            healthy, message = False, f"health check did not answer within {HEALTH_CHECK_TIMEOUT:g}s"
+        except Exception as exc:
+            healthy, message = False, f"health check failed: {type(exc).__name__}: {exc}"
+        if healthy and instance.state is InstanceState.UNAVAILABLE and instance.reason != NOT_CHECKED:
+            logger.info("Binding instance '%s' is available again", instance.name)
+        instance.state = InstanceState.ACTIVE if healthy else InstanceState.UNAVAILABLE
+        instance.reason = None if healthy else scrub(str(message), instance.secret_values)
+
+    async def recheck_unavailable(self) -> None:
+        await asyncio.gather(
+            *(
+                self._check(instance)
+                for instance in self.instances.values()
+                if instance.state is InstanceState.UNAVAILABLE and instance.binding is not None
+            )
+        )
+
+    async def _recheck_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.recheck_unavailable()
+            except Exception:  # the loop must survive any binding's misbehaviour
+                logger.exception("Binding health re-check failed")
+
+    # --- queries ------------------------------------------------------------------------------
+    def list_types(self) -> dict[str, dict[str, Any]]:
+        return {name: entry.public_info() for name, entry in sorted(self.types.items())}
+
+    def list_instances(self) -> dict[str, dict[str, Any]]:
+        return {name: instance.public_info() for name, instance in self.instances.items()}
+
+    def list_active_instances(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: dict(instance.public_config)
+            for name, instance in self.instances.items()
+            if instance.state is InstanceState.ACTIVE
+        }
+
+    async def get_binding(self, name: str) -> Binding:
+        """The active binding of an instance; NotFoundError or UnavailableError (with the reason) otherwise."""
+        instance = self.instances.get(name)
+        if instance is None:
+            known = ", ".join(sorted(self.instances)) or "none configured"
+            raise NotFoundError(f"binding instance '{name}' not found (configured instances: {known})")
+        if (
+            instance.state is InstanceState.UNAVAILABLE
+            and instance.binding is not None
+            and time.monotonic() - instance.last_check >= ON_DEMAND_RECHECK_SECONDS
+        ):
+            await self._check(instance)
+        if instance.state is not InstanceState.ACTIVE or instance.binding is None:
+            raise UnavailableError(f"binding instance '{name}' is {instance.state.value}: {instance.reason}")
+        return instance.binding

@@ -1,0 +1,141 @@
+"""Discovery of binding types: folders with ``binding_card.yaml`` and ``__init__.py``.
+
+Built-in types (the zoo) and the operator's personal types are found the same way. A broken type is
+recorded with its reason instead of stopping the server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lollms_server.core.binding_cards import CARD_FILE, BindingCard, load_card
+from lollms_server.core.bindings import Binding
+from lollms_server.core.errors import ConfigError
+from lollms_server.core.requirements import missing_requirements
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BindingType:
+    """One discovered binding type, usable or not."""
+
+    type_name: str
+    folder: Path
+    source: str
+    card: BindingCard | None = None
+    cls: type[Binding] | None = None
+    error: str | None = None
+    missing_requirements: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return self.cls is not None and self.error is None
+
+    def public_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = self.card.public_info() if self.card else {"type_name": self.type_name}
+        info.update(
+            {
+                "source": self.source,
+                "path": str(self.folder),
+                "status": "ok" if self.usable and not self.missing_requirements else "error",
+                "error": self.error,
+                "missing_requirements": list(self.missing_requirements),
+            }
+        )
+        return info
+
+
+def _import_binding_module(folder: Path, module_name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(
+        module_name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {folder / '__init__.py'}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # lets the binding use relative imports of its own files
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _find_binding_class(module: Any, type_name: str) -> type[Binding]:
+    candidates = [
+        obj
+        for _, obj in inspect.getmembers(module, inspect.isclass)
+        if issubclass(obj, Binding) and obj is not Binding and obj.__module__.startswith(module.__name__)
+    ]
+    for candidate in candidates:
+        if candidate.binding_type_name == type_name and not inspect.isabstract(candidate):
+            return candidate
+    found = ", ".join(f"{c.__name__} (binding_type_name={c.binding_type_name!r})" for c in candidates)
+    raise ConfigError(
+        [
+            f"no concrete Binding subclass with binding_type_name == '{type_name}' (the card's type_name); "
+            f"found: {found or 'none'}"
+        ]
+    )
+
+
+def _load_type(folder: Path, source: str) -> BindingType:
+    entry = BindingType(type_name=folder.name, folder=folder, source=source)
+    try:
+        entry.card = load_card(folder)
+    except ConfigError as exc:
+        entry.error = "; ".join(exc.problems)
+        return entry
+    entry.type_name = entry.card.type_name
+    entry.missing_requirements = missing_requirements(entry.card.requirements)
+    module_name = f"_lollms_binding_{source}_{folder.name.replace('-', '_').replace(' ', '_')}"
+    try:
+        module = _import_binding_module(folder, module_name)
+        entry.cls = _find_binding_class(module, entry.type_name)
+    except ConfigError as exc:
+        entry.error = "; ".join(exc.problems)
+    except Exception as exc:
+        hint = ""
+        if isinstance(exc, ImportError) and entry.missing_requirements:
+            hint = f" (missing requirements: {', '.join(entry.missing_requirements)})"
+        entry.error = f"import failed: {type(exc).__name__}: {exc}{hint}"
+        logger.debug("Import of binding %s failed:\n%s", folder, traceback.format_exc())
+    return entry
+
+
+def discover_binding_types(folders: list[tuple[Path, str]]) -> dict[str, BindingType]:
+    """Binding types found in ``(folder, source)`` pairs; a later folder's type overrides an earlier one."""
+    types: dict[str, BindingType] = {}
+    for root, source in folders:
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            if not folder.is_dir() or not (folder / CARD_FILE).is_file() or not (folder / "__init__.py").is_file():
+                continue
+            entry = _load_type(folder, source)
+            if entry.type_name in types:
+                logger.warning(
+                    "Binding type '%s' in %s overrides the one in %s",
+                    entry.type_name,
+                    folder,
+                    types[entry.type_name].folder,
+                )
+            types[entry.type_name] = entry
+            if entry.error:
+                logger.error("Binding type '%s' (%s) is unusable: %s", entry.type_name, folder, entry.error)
+            elif entry.missing_requirements:
+                logger.warning(
+                    "Binding type '%s' misses requirements: %s (install: lollms-server install-requirements %s)",
+                    entry.type_name,
+                    ", ".join(entry.missing_requirements),
+                    entry.type_name,
+                )
+    return types

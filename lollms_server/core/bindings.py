@@ -1,0 +1,102 @@
+"""The Binding contract (spec section 9, "Adding Custom Bindings").
+
+A binding type is a folder with ``binding_card.yaml`` and an ``__init__.py`` defining a subclass of
+``Binding`` whose ``binding_type_name`` equals the card's ``type_name``. Discovery and instances live in
+``lollms_server.core.binding_manager``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from lollms_server.core.errors import CapabilityError
+from lollms_server.core.resource_manager import ResourceManager
+
+if TYPE_CHECKING:
+    from lollms_server.api.models import InputData
+
+GenerateResult = str | dict[str, Any] | list[dict[str, Any]]
+
+
+class Binding(ABC):
+    """Base class of every generation backend."""
+
+    binding_type_name: ClassVar[str] = ""
+
+    def __init__(self, config: dict[str, Any], resource_manager: ResourceManager) -> None:
+        self.config = config
+        self.resource_manager = resource_manager
+        self.binding_instance_name: str = config.get("binding_instance_name") or self.binding_type_name
+        self.default_model_name: str | None = config.get("default_model") or None
+        self.model_name: str | None = None
+
+    # --- required -------------------------------------------------------------------------------
+    @abstractmethod
+    async def list_available_models(self) -> list[dict[str, Any]]:
+        """Models this instance can use (local files, models offered by its server...)."""
+
+    @abstractmethod
+    def get_supported_input_modalities(self) -> list[str]:
+        """Input data types accepted, e.g. ['text', 'image']."""
+
+    @abstractmethod
+    def get_supported_output_modalities(self) -> list[str]:
+        """Output data types produced, e.g. ['text']."""
+
+    @abstractmethod
+    async def load_model(self, model_name: str) -> bool:
+        """Make ``model_name`` the active model."""
+
+    @abstractmethod
+    async def unload_model(self) -> bool:
+        """Release the active model."""
+
+    @abstractmethod
+    async def generate(
+        self,
+        prompt: str,
+        params: dict[str, Any],
+        request_info: dict[str, Any],
+        multimodal_data: list[InputData] | None = None,
+    ) -> GenerateResult:
+        """Generate a complete result: a string, an OutputData-like dict, or a list of them."""
+
+    @abstractmethod
+    async def get_model_info(self, model_name: str | None = None) -> dict[str, Any]:
+        """Context size, capabilities and details of a model (the active or default one if None)."""
+
+    # --- optional -------------------------------------------------------------------------------
+    async def generate_stream(
+        self,
+        prompt: str,
+        params: dict[str, Any],
+        request_info: dict[str, Any],
+        multimodal_data: list[InputData] | None = None,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Stream StreamChunk-like dicts. Without an override, the complete result arrives as one final chunk."""
+        result = await self.generate(prompt, params, request_info, multimodal_data)
+        outputs = result if isinstance(result, list) else [result]
+        yield {
+            "type": "final",
+            "content": [item if isinstance(item, dict) else {"type": "text", "data": item} for item in outputs],
+        }
+
+    async def tokenize(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        raise CapabilityError(f"binding type '{self.binding_type_name}' cannot tokenize")
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        raise CapabilityError(f"binding type '{self.binding_type_name}' cannot detokenize")
+
+    async def health_check(self) -> tuple[bool, str]:
+        """(healthy, message). Remote bindings should check that their backend answers."""
+        return True, "ok"
+
+    def get_resource_requirements(self) -> dict[str, Any]:
+        """Whether generation needs a compute slot from the resource manager."""
+        return {"gpu_required": False}
+
+    def supports_input_role(self, data_type: str, role: str) -> bool:
+        """Whether an input item of this type and role can be used; by default any accepted type."""
+        return data_type in self.get_supported_input_modalities()

@@ -1,0 +1,272 @@
+"""The main configuration: where it is, strict loading, first-run defaults, resolved paths.
+
+Nothing here runs at import time; the CLI (or a test) loads a ``ServerConfig`` and hands it to
+``create_app``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lollms_server.core.config_files import (
+    CONFIG_EXTENSIONS,
+    complete_values,
+    find_config_file,
+    load_config_file,
+    write_config_file,
+)
+from lollms_server.core.config_schema import GENERATION_TYPES, MAIN_SCHEMA, MAIN_SCHEMA_VERSION
+from lollms_server.core.config_validation import DynamicSectionCheck, validate_values, without_secrets
+from lollms_server.core.errors import ConfigError
+from lollms_server.core.secrets import resolve_encryption_key
+
+__all__ = [
+    "MAIN_SCHEMA",
+    "MAIN_SCHEMA_VERSION",
+    "ServerConfig",
+    "ResolvedPaths",
+    "builtin_zoo_dir",
+    "locate_main_config",
+    "load_main_config",
+    "create_default_config",
+    "hash_api_key",
+]
+
+logger = logging.getLogger(__name__)
+
+MAIN_CONFIG_STEM = "main_config"
+CONFIG_DIR_ENV = "LOLLMS_CONFIG_DIR"
+DEFAULT_CONFIG_DIR_NAME = "lollms_configs"
+API_KEY_DIGEST_PREFIX = "sha256:"
+# Instance and type names become file names: no separators, no leading dot.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+def builtin_zoo_dir() -> Path:
+    """The zoo shipped with lollms_server: inside the installed package, else at the checkout's top."""
+    package_dir = Path(__file__).resolve().parent.parent
+    installed = package_dir / "zoos"
+    return installed if installed.is_dir() else package_dir.parent / "zoos"
+
+
+def hash_api_key(key: str) -> str:
+    """The ``sha256:<hex>`` form of an API key, safe to store in a config file."""
+    return API_KEY_DIGEST_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ResolvedPaths:
+    """Every folder of the configuration as an absolute path."""
+
+    config_dir: Path
+    config_base_dir: Path
+    instance_bindings_folder: Path
+    personalities_folder: Path
+    bindings_folder: Path
+    functions_folder: Path
+    models_folder: Path
+    example_personalities_folder: Path
+    example_bindings_folder: Path
+    example_functions_folder: Path
+
+
+def _resolve_paths(paths: Mapping[str, Any], config_dir: Path) -> ResolvedPaths:
+    def resolve(value: str, base: Path) -> Path:
+        candidate = Path(os.path.expanduser(value))
+        return (candidate if candidate.is_absolute() else base / candidate).resolve()
+
+    base_dir = resolve(paths["config_base_dir"], config_dir)
+    zoo = builtin_zoo_dir()
+
+    def example(key: str, default: Path) -> Path:
+        return resolve(paths[key], config_dir) if paths.get(key) else default.resolve()
+
+    return ResolvedPaths(
+        config_dir=config_dir.resolve(),
+        config_base_dir=base_dir,
+        instance_bindings_folder=resolve(paths["instance_bindings_folder"], base_dir),
+        personalities_folder=resolve(paths["personalities_folder"], config_dir),
+        bindings_folder=resolve(paths["bindings_folder"], config_dir),
+        functions_folder=resolve(paths["functions_folder"], config_dir),
+        models_folder=resolve(paths["models_folder"], config_dir),
+        example_personalities_folder=example("example_personalities_folder", zoo / "personalities"),
+        example_bindings_folder=example("example_bindings_folder", zoo / "bindings"),
+        example_functions_folder=example("example_functions_folder", zoo / "functions"),
+    )
+
+
+def _check_bindings_map(prefix: str, section: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for name, type_name in section.items():
+        if not isinstance(name, str) or not SAFE_NAME.match(name):
+            problems.append(
+                f"{prefix}{name}: invalid instance name; use letters, digits, '_', '-' or '.', "
+                "not starting with '.' (it names a file)"
+            )
+        if not isinstance(type_name, str) or not SAFE_NAME.match(type_name):
+            problems.append(f"{prefix}{name} = {type_name!r}: allowed: a binding type name such as 'ollama_binding'")
+    return problems
+
+
+def _check_personalities_config(prefix: str, section: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for folder, overrides in section.items():
+        if not isinstance(overrides, Mapping):
+            problems.append(f"{prefix}{folder} = {overrides!r}: allowed: a mapping such as {{enabled: false}}")
+        elif "enabled" in overrides and not isinstance(overrides["enabled"], bool):
+            problems.append(f"{prefix}{folder}.enabled = {overrides['enabled']!r}: allowed: true or false")
+    return problems
+
+
+MAIN_DYNAMIC_CHECKS: dict[str, DynamicSectionCheck] = {
+    "bindings_map": _check_bindings_map,
+    "personalities_config": _check_personalities_config,
+}
+
+
+def _cross_checks(values: Mapping[str, Any]) -> list[str]:
+    """Rules that involve more than one setting or the content of a list."""
+    problems = []
+    bindings_map = values["bindings_map"]
+    for gen_type in GENERATION_TYPES:
+        instance = values["defaults"].get(f"{gen_type}_binding")
+        if instance is not None and instance not in bindings_map:
+            known = ", ".join(sorted(bindings_map)) or "none configured"
+            problems.append(
+                f"defaults.{gen_type}_binding = {instance!r}: not a key of bindings_map (known instances: {known})"
+            )
+    for index, key in enumerate(values["security"]["allowed_api_keys"]):
+        if not key.strip():
+            problems.append(f"security.allowed_api_keys[{index}]: empty key; remove it")
+        elif key.startswith(API_KEY_DIGEST_PREFIX) and not _HEX_DIGEST.match(key[len(API_KEY_DIGEST_PREFIX) :]):
+            problems.append(
+                f"security.allowed_api_keys[{index}]: a 'sha256:' entry needs 64 lowercase hex digits "
+                "(see `lollms-server hash-key`)"
+            )
+    if "null" in values["server"]["allowed_origins"]:
+        problems.append(
+            "server.allowed_origins contains 'null': every sandboxed iframe and file:// page shares that "
+            "origin; list real origins instead"
+        )
+    return problems
+
+
+@dataclass
+class ServerConfig:
+    """The validated main configuration, complete with defaults, and its resolved folders."""
+
+    values: dict[str, Any]
+    paths: ResolvedPaths
+    path: Path | None = None
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], config_dir: Path, path: Path | None = None) -> ServerConfig:
+        """Validate ``values`` strictly (as a file would be) and build the configuration."""
+        problems, _ = validate_values(values, MAIN_SCHEMA, dynamic_checks=MAIN_DYNAMIC_CHECKS)
+        if problems:
+            where = str(path) if path else "configuration"
+            raise ConfigError([f"{where}: {problem}" for problem in problems])
+        complete = complete_values(MAIN_SCHEMA, values)
+        problems = _cross_checks(complete)
+        if problems:
+            where = str(path) if path else "configuration"
+            raise ConfigError([f"{where}: {problem}" for problem in problems])
+        return cls(values=complete, paths=_resolve_paths(complete["paths"], config_dir), path=path)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.values[name]
+
+    @property
+    def host(self) -> str:
+        return str(self.values["server"]["host"])
+
+    @property
+    def port(self) -> int:
+        return int(self.values["server"]["port"])
+
+    @property
+    def api_keys(self) -> list[str]:
+        return list(self.values["security"]["allowed_api_keys"])
+
+    @property
+    def encryption_key(self) -> str | None:
+        return resolve_encryption_key(self.values["security"]["encryption_key"])
+
+    @property
+    def bindings_map(self) -> dict[str, str]:
+        return dict(self.values["bindings_map"])
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return dict(self.values["defaults"])
+
+    @property
+    def log_level(self) -> int:
+        numeric = self.values["logging"]["level"]
+        return int(numeric) if numeric is not None else int(logging.getLevelName(self.values["logging"]["log_level"]))
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration without any setting the schema marks secret."""
+        return without_secrets(self.values, MAIN_SCHEMA)
+
+
+def locate_main_config(cli_path: str | None = None, cwd: Path | None = None) -> Path:
+    """The main config file to use: ``--config`` (file or folder), else $LOLLMS_CONFIG_DIR, else ./lollms_configs.
+
+    The returned file may not exist yet (first run).
+    """
+    if cli_path:
+        candidate = Path(os.path.expanduser(cli_path))
+        if candidate.is_file() or candidate.suffix.lower() in CONFIG_EXTENSIONS:
+            return candidate.resolve()
+        folder = candidate
+    elif os.environ.get(CONFIG_DIR_ENV):
+        folder = Path(os.path.expanduser(os.environ[CONFIG_DIR_ENV]))
+    else:
+        folder = (cwd or Path.cwd()) / DEFAULT_CONFIG_DIR_NAME
+    found = find_config_file(folder, MAIN_CONFIG_STEM) if folder.is_dir() else None
+    return (found or folder / f"{MAIN_CONFIG_STEM}.yaml").resolve()
+
+
+def load_main_config(path: Path) -> ServerConfig:
+    """Load the main config strictly; ConfigError lists every problem."""
+    loaded = load_config_file(path, MAIN_SCHEMA, dynamic_checks=MAIN_DYNAMIC_CHECKS)
+    return ServerConfig.from_values(loaded.values, config_dir=path.parent, path=path)
+
+
+def _checkout_personal_folders(config_dir: Path) -> dict[str, str]:
+    """Point the personal folders at a checkout's top-level ones when the config lives inside it."""
+    if not (config_dir.parent / "personal_bindings").is_dir():
+        return {}
+    return {
+        "personalities_folder": "../personal_personalities",
+        "bindings_folder": "../personal_bindings",
+        "functions_folder": "../personal_functions",
+        "models_folder": "../models",
+    }
+
+
+def create_default_config(path: Path, extra_values: Mapping[str, Any] | None = None) -> str:
+    """Write a working main config with authentication on; return the generated API key (shown once)."""
+    if path.exists():
+        raise ConfigError([f"{path}: already exists; refusing to overwrite it"])
+    api_key = "lollms_" + secrets.token_urlsafe(32)
+    values: dict[str, Any] = {
+        "server": {"host": "127.0.0.1"},
+        "paths": _checkout_personal_folders(path.parent),
+        "security": {"allowed_api_keys": [hash_api_key(api_key)]},
+    }
+    for section, section_values in (extra_values or {}).items():
+        values.setdefault(section, {}).update(section_values)
+    ServerConfig.from_values(values, config_dir=path.parent)  # never write a file we would refuse to load
+    write_config_file(path, MAIN_SCHEMA, values)
+    return api_key

@@ -1,0 +1,183 @@
+"""MAIN_SCHEMA: the ConfigGuard schema of ``main_config.*`` (spec section 5).
+
+Extensions to ConfigGuard's schema vocabulary that our strict loader understands:
+- ``"secret": true``  the value is never shown in errors, logs or API responses;
+- ``"item_type"``     the type every element of a ``list`` setting must have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAIN_SCHEMA_VERSION = "1.0.0"
+
+# Modalities that have a ``defaults.<modality>_binding`` entry.
+GENERATION_TYPES = ("ttt", "tti", "ttv", "ttm", "tts", "stt", "i2i", "audio2audio")
+
+DEFAULT_ALLOWED_ORIGINS = [
+    "http://localhost",
+    "http://localhost:9601",
+    "http://127.0.0.1",
+    "http://127.0.0.1:9601",
+    "http://localhost:5173",
+    "http://127.0.0.1:5173",
+]
+
+
+def _setting(type_: str, help_: str, default: Any = None, **extra: Any) -> dict[str, Any]:
+    definition: dict[str, Any] = {"type": type_, "help": help_}
+    if default is not None or not extra.get("nullable", False):
+        definition["default"] = default
+    definition.update(extra)
+    return definition
+
+
+def _section(help_: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "section", "help": help_, "schema": schema}
+
+
+_DEFAULT_BINDINGS = {
+    f"{gen_type}_binding": _setting(
+        "str",
+        f"Default binding instance (a key of bindings_map) for '{gen_type}' requests without binding_name.",
+        nullable=True,
+    )
+    for gen_type in GENERATION_TYPES
+}
+
+MAIN_SCHEMA: dict[str, Any] = {
+    "__version__": MAIN_SCHEMA_VERSION,
+    "server": _section(
+        "HTTP server settings.",
+        {
+            "host": _setting(
+                "str",
+                "Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 for every interface.",
+                "127.0.0.1",
+            ),
+            "port": _setting("int", "TCP port to listen on.", 9601, min_val=1, max_val=65535),
+            "workers": _setting(
+                "int",
+                "Uvicorn worker processes. Each worker loads its own local models: keep 1 for in-process models.",
+                1,
+                min_val=1,
+                max_val=64,
+            ),
+            "allowed_origins": _setting(
+                "list",
+                "Origins allowed by CORS (browser front-ends on other ports or hosts). '*' allows any origin.",
+                list(DEFAULT_ALLOWED_ORIGINS),
+                item_type="str",
+            ),
+            "binding_recheck_interval": _setting(
+                "float",
+                "Seconds between health re-checks of binding instances that were unavailable.",
+                30.0,
+                min_val=1.0,
+                max_val=86400.0,
+            ),
+        },
+    ),
+    "paths": _section(
+        "Folders. Relative paths are resolved against the folder that holds the main config file.",
+        {
+            "config_base_dir": _setting("str", "Root folder of the configuration files.", "."),
+            "instance_bindings_folder": _setting(
+                "str", "Folder of binding instance files, relative to config_base_dir.", "bindings"
+            ),
+            "personalities_folder": _setting("str", "Folder of your own personalities.", "personal_personalities"),
+            "bindings_folder": _setting("str", "Folder of your own binding types.", "personal_bindings"),
+            "functions_folder": _setting("str", "Folder of your own functions.", "personal_functions"),
+            "models_folder": _setting(
+                "str",
+                "Folder of model files (gguf/, diffusers_models/, ...), scanned by list_models.",
+                "models",
+            ),
+            "example_personalities_folder": _setting(
+                "str", "Built-in personalities; null uses the zoo shipped with lollms_server.", nullable=True
+            ),
+            "example_bindings_folder": _setting(
+                "str", "Built-in binding types; null uses the zoo shipped with lollms_server.", nullable=True
+            ),
+            "example_functions_folder": _setting(
+                "str", "Built-in functions; null uses the zoo shipped with lollms_server.", nullable=True
+            ),
+        },
+    ),
+    "security": _section(
+        "Authentication and encryption.",
+        {
+            "allowed_api_keys": _setting(
+                "list",
+                "Accepted API keys, plaintext or 'sha256:<hex digest>'. Empty disables authentication.",
+                [],
+                item_type="str",
+                secret=True,
+            ),
+            "encryption_key": _setting(
+                "str",
+                "Fernet key encrypting secret fields of binding instance files. LOLLMS_ENCRYPTION_KEY overrides it.",
+                nullable=True,
+                secret=True,
+            ),
+        },
+    ),
+    "defaults": _section(
+        "Default binding instances per generation type and fallback limits.",
+        {
+            **_DEFAULT_BINDINGS,
+            "default_context_size": _setting(
+                "int", "Context size used when a model does not report one.", 4096, min_val=64
+            ),
+            "default_max_output_tokens": _setting(
+                "int", "Generation limit used when a request does not give max_tokens.", 1024, min_val=1
+            ),
+        },
+    ),
+    "bindings_map": _section(
+        "Binding instance name -> binding type name. The instance's settings live in "
+        "<instance_bindings_folder>/<instance name>.<yaml|toml|json|db>.",
+        {},
+    ),
+    "resource_manager": _section(
+        "Limits on concurrent use of local compute (GPU or CPU-heavy bindings).",
+        {
+            "gpu_strategy": _setting(
+                "str",
+                "semaphore: up to gpu_limit tasks at once; simple_lock: one at a time; none: no limit.",
+                "semaphore",
+                options=["semaphore", "simple_lock", "none"],
+            ),
+            "gpu_limit": _setting("int", "Concurrent tasks allowed by the semaphore strategy.", 1, min_val=1),
+            "queue_timeout": _setting(
+                "int", "Seconds a request may wait for a slot before it fails with 408.", 120, min_val=1
+            ),
+        },
+    ),
+    "webui": _section(
+        "Built-in web interface.",
+        {"enable_ui": _setting("bool", "Serve the web UI at the server root.", False)},
+    ),
+    "logging": _section(
+        "Logging.",
+        {
+            "log_level": _setting(
+                "str",
+                "Log level name.",
+                "INFO",
+                options=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+            ),
+            "level": _setting(
+                "int",
+                "Numeric log level; when set it overrides log_level.",
+                nullable=True,
+                min_val=0,
+                max_val=50,
+            ),
+        },
+    ),
+    "personalities_config": _section(
+        "Per-personality overrides keyed by personality folder name, e.g. my_writer: {enabled: false}.",
+        {},
+    ),
+}

@@ -1,0 +1,35 @@
+"""Exceptions of the domain; the API maps each class to one HTTP status in one table."""
+
+from __future__ import annotations
+
+
+class LollmsError(Exception):
+    """Base class of every error lollms_server raises on purpose."""
+
+
+class ConfigError(LollmsError):
+    """A configuration file cannot be used; ``problems`` holds one readable line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class NotFoundError(LollmsError):
+    """A named binding instance, model or personality does not exist."""
+
+
+class BadRequestError(LollmsError):
+    """The request is well-formed but cannot be served as asked (wrong input type, no default binding...)."""
+
+
+class CapabilityError(LollmsError):
+    """The binding does not implement the requested feature (maps to 501)."""
+
+
+class UnavailableError(LollmsError):
+    """A required binding or manager is configured but not usable right now (maps to 503)."""
+
+
+class QueueTimeoutError(LollmsError):
+    """The request waited longer than ``resource_manager.queue_timeout`` for a resource slot."""

@@ -1,0 +1,122 @@
+"""The info endpoints of the foundation: shapes from the spec, one error body, CORS."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from lollms_server import __version__
+from lollms_server.app import create_app
+from tests.conftest import running_client
+from tests.core.test_binding_manager import free_port
+from tests.helpers import make_config, write_binding_type, write_instance
+
+
+async def test_list_bindings_and_active_bindings(tmp_path: Path) -> None:
+    port = free_port()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+    config = make_config(tmp_path, bindings_map={"up": "tcp_binding", "down": "tcp_binding"})
+    write_binding_type(config.paths.bindings_folder)
+    write_instance(config, "up", {"port": port, "api_key": "sk-up-secret-1"})
+    write_instance(config, "down", {"port": free_port(), "api_key": "sk-down-secret-2"})
+    try:
+        async with running_client(create_app(config)) as client:
+            listed = (await client.get("/api/v1/list_bindings")).json()
+            active = (await client.get("/api/v1/list_active_bindings")).json()
+    finally:
+        server.close()
+    card = listed["binding_types"]["tcp_binding"]
+    for field in (
+        "type_name",
+        "display_name",
+        "version",
+        "author",
+        "description",
+        "requirements",
+        "supports_streaming",
+    ):
+        assert field in card
+    up = listed["binding_instances"]["up"]
+    assert up["type"] == "tcp_binding" and up["binding_instance_name"] == "up" and up["status"] == "active"
+    assert listed["binding_instances"]["down"]["status"] == "unavailable"
+    assert "unreachable" in listed["binding_instances"]["down"]["error"]
+    assert set(active["bindings"]) == {"up"} and active["bindings"]["up"]["port"] == port
+    text = repr(listed) + repr(active)
+    assert "sk-up-secret-1" not in text and "sk-down-secret-2" not in text
+
+
+async def test_health_and_default_bindings(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        bindings_map={"local": "tcp_binding"},
+        defaults={"ttt_binding": "local", "default_context_size": 8192},
+    )
+    async with running_client(create_app(config)) as client:
+        health = (await client.get("/health")).json()
+        defaults = (await client.get("/api/v1/get_default_bindings")).json()["defaults"]
+    assert health == {"status": "ok", "version": __version__, "api_key_required": True}
+    assert defaults["ttt_binding"] == "local" and defaults["tti_binding"] is None
+    assert defaults["default_context_size"] == 8192 and defaults["default_max_output_tokens"] == 1024
+
+
+async def test_list_models_scans_the_models_folder(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    models = config.paths.models_folder
+    (models / "gguf").mkdir(parents=True)
+    (models / "gguf" / "b.gguf").write_bytes(b"x")
+    (models / "gguf" / "a.gguf").write_bytes(b"x")
+    (models / "gguf" / ".hidden").write_bytes(b"x")
+    (models / "diffusers_models" / "sdxl").mkdir(parents=True)
+    (models / "custom").mkdir()
+    async with running_client(create_app(config)) as client:
+        found = (await client.get("/api/v1/list_models")).json()["models"]
+    assert found["gguf"] == ["a.gguf", "b.gguf"]
+    assert found["diffusers_models"] == ["sdxl"]
+    assert found["tti"] == [] and found["custom"] == []
+
+
+async def test_unexpected_errors_give_a_request_id_and_no_internals(tmp_path: Path) -> None:
+    app = create_app(make_config(tmp_path))
+
+    @app.get("/api/v1/_explode")
+    async def explode() -> None:
+        raise RuntimeError("internal detail /etc/secret-path")
+
+    async with running_client(app) as client:
+        response = await client.get("/api/v1/_explode")
+        not_found = await client.get("/api/v1/no_such_route")
+        invalid = await client.get("/api/v1/list_bindings", headers={"X-API-Key": ""})
+    body = response.json()
+    assert response.status_code == 500 and body["code"] == "internal_error"
+    assert body["request_id"] == response.headers["X-Request-ID"] and body["request_id"] in body["detail"]
+    assert "secret-path" not in response.text
+    assert not_found.status_code == 404 and set(not_found.json()) == {"detail", "code", "request_id"}
+    assert invalid.status_code == 403
+
+
+async def test_validation_errors_use_the_same_body(tmp_path: Path) -> None:
+    app = create_app(make_config(tmp_path))
+
+    @app.get("/api/v1/_typed")
+    async def typed(count: int) -> dict[str, int]:
+        return {"count": count}
+
+    async with running_client(app) as client:
+        response = await client.get("/api/v1/_typed", params={"count": "many"})
+    body = response.json()
+    assert response.status_code == 422 and body["code"] == "validation_error"
+    assert body["errors"][0]["loc"] == ["query", "count"] and "many" not in response.text
+
+
+async def test_cors_allows_configured_origins_only_and_never_credentials(tmp_path: Path) -> None:
+    config = make_config(tmp_path, server={"allowed_origins": ["http://ui.local:8080"]})
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key"}
+    async with running_client(create_app(config)) as client:
+        allowed = await client.options("/api/v1/list_bindings", headers={"Origin": "http://ui.local:8080", **preflight})
+        other = await client.options("/api/v1/list_bindings", headers={"Origin": "http://evil.example", **preflight})
+        null = await client.get("/health", headers={"Origin": "null"})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "http://ui.local:8080"
+    assert "access-control-allow-credentials" not in allowed.headers
+    assert "access-control-allow-origin" not in other.headers
+    assert "access-control-allow-origin" not in null.headers

@@ -1,0 +1,119 @@
+"""Builders shared by the tests: configs in temporary folders and binding types written on the fly."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lollms_server.core.config import ServerConfig
+
+TEST_API_KEY = "test-key-0123456789abcdef"
+
+
+def make_config(root: Path, **sections: dict[str, Any]) -> ServerConfig:
+    """A validated ServerConfig whose folders all live under ``root``."""
+    values: dict[str, Any] = {
+        "paths": {
+            "instance_bindings_folder": "bindings",
+            "bindings_folder": "personal_bindings",
+            "personalities_folder": "personal_personalities",
+            "functions_folder": "personal_functions",
+            "models_folder": "models",
+        },
+        "security": {"allowed_api_keys": [TEST_API_KEY]},
+        "server": {"binding_recheck_interval": 1.0},
+    }
+    for name, section in sections.items():
+        values.setdefault(name, {}).update(section)
+    root.mkdir(parents=True, exist_ok=True)
+    return ServerConfig.from_values(values, config_dir=root)
+
+
+# A complete binding whose backend is "whatever listens on host:port": health is a TCP connect.
+TCP_BINDING_CODE = """
+import asyncio
+from lollms_server.core.bindings import Binding
+
+class TcpProbeBinding(Binding):
+    binding_type_name = "{type_name}"
+
+    async def list_available_models(self):
+        return [{{"name": "probe-model"}}]
+
+    def get_supported_input_modalities(self):
+        return ["text"]
+
+    def get_supported_output_modalities(self):
+        return ["text"]
+
+    async def load_model(self, model_name):
+        self.model_name = model_name
+        return True
+
+    async def unload_model(self):
+        self.model_name = None
+        return True
+
+    async def generate(self, prompt, params, request_info, multimodal_data=None):
+        return prompt
+
+    async def get_model_info(self, model_name=None):
+        return {{"model_name": model_name or self.default_model_name}}
+
+    async def health_check(self):
+        try:
+            _, writer = await asyncio.open_connection(self.config["host"], self.config["port"])
+        except OSError as exc:
+            return False, f"backend at {{self.config['host']}}:{{self.config['port']}} unreachable: {{exc}}"
+        writer.close()
+        await writer.wait_closed()
+        return True, "ok"
+"""
+
+TCP_INSTANCE_SCHEMA: dict[str, Any] = {
+    "__version__": "1.0",
+    "type": {"type": "str", "default": "tcp_binding", "help": "type"},
+    "binding_instance_name": {"type": "str", "default": "", "help": "name"},
+    "host": {"type": "str", "default": "127.0.0.1", "help": "backend host"},
+    "port": {"type": "int", "default": 9, "help": "backend port", "min_val": 1, "max_val": 65535},
+    "api_key": {"type": "str", "nullable": True, "help": "backend key", "secret": True},
+    "default_model": {"type": "str", "default": "probe-model", "help": "model"},
+}
+
+
+def write_binding_type(
+    folder: Path,
+    type_name: str = "tcp_binding",
+    code: str | None = None,
+    card: dict[str, Any] | None = None,
+    dirname: str | None = None,
+) -> Path:
+    """Write a binding type folder (card + __init__.py) the way a user would."""
+    target = folder / (dirname or type_name)
+    target.mkdir(parents=True, exist_ok=True)
+    card_values: dict[str, Any] = {
+        "type_name": type_name,
+        "display_name": "TCP probe",
+        "version": "1.0",
+        "author": "tests",
+        "description": "Test binding whose backend is a TCP port.",
+        "requirements": [],
+        "supports_streaming": False,
+        "instance_schema": {**TCP_INSTANCE_SCHEMA, "type": {**TCP_INSTANCE_SCHEMA["type"], "default": type_name}},
+    }
+    card_values.update(card or {})
+    (target / "binding_card.yaml").write_text(yaml.safe_dump(card_values), encoding="utf-8")
+    source = code if code is not None else TCP_BINDING_CODE.format(type_name=type_name)
+    (target / "__init__.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    return target
+
+
+def write_instance(config: ServerConfig, name: str, values: dict[str, Any], ext: str = "yaml") -> Path:
+    folder = config.paths.instance_bindings_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.{ext}"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path

@@ -1,0 +1,43 @@
+"""The wheel ships the zoos, so a `pip install` (not only a checkout) finds the built-in components."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_contains_every_zoo_file(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    wheel = next(tmp_path.glob("lollms_server-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tracked = subprocess.run(
+        ["git", "ls-files", "zoos"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    zoo_files = [path for path in tracked if (ROOT / path).is_file()] or [
+        str(path.relative_to(ROOT)) for path in (ROOT / "zoos").rglob("*") if path.is_file()
+    ]
+    assert zoo_files
+    missing = [path for path in zoo_files if f"lollms_server/{path}" not in names]
+    assert missing == []
+    assert "lollms_server/core/bindings.py" in names
+    assert not any(name.startswith("zoos/") for name in names)  # no top-level "zoos" package in site-packages
