@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
-"$PYTHON" install_core.py --ensure --extras dev
+"$PYTHON" install_core.py --ensure --extras dev,llamacpp
 exec venv/bin/python -m pytest "$@"

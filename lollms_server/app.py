@@ -12,10 +12,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from lollms_server import __version__
-from lollms_server.api.endpoints import api_router, public_router
+from lollms_server.api import endpoints, generate, tokens
 from lollms_server.api.errors import REQUEST_ID_HEADER, RequestIdMiddleware, install_error_handlers
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig, load_main_config
+from lollms_server.core.generation import GenerationService
 from lollms_server.core.resource_manager import ResourceManager
 from lollms_server.core.security import ApiKeyVerifier
 
@@ -42,9 +43,11 @@ def create_app(config: ServerConfig) -> FastAPI:
         await binding_manager.start()
         app.state.resource_manager = resource_manager
         app.state.binding_manager = binding_manager
+        app.state.generation_service = GenerationService(config, binding_manager, resource_manager)
         try:
             yield
         finally:
+            app.state.generation_service = None
             app.state.binding_manager = None
             await binding_manager.stop()
 
@@ -57,9 +60,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.config = config
     app.state.api_key_verifier = ApiKeyVerifier(config.api_keys)
     app.state.binding_manager = None
+    app.state.generation_service = None
     install_error_handlers(app)
-    app.include_router(public_router)
-    app.include_router(api_router)
+    app.include_router(endpoints.public_router)
+    for module in (endpoints, generate, tokens):
+        app.include_router(module.router)
     app.add_middleware(RequestIdMiddleware)
     # Keys travel in headers, never cookies, so credentials stay off: no origin ever gets them.
     app.add_middleware(

@@ -117,3 +117,87 @@ def write_instance(config: ServerConfig, name: str, values: dict[str, Any], ext:
     path = folder / f"{name}.{ext}"
     path.write_text(yaml.safe_dump(values), encoding="utf-8")
     return path
+
+
+# A binding driven by its request parameters, for pipeline tests: it streams ``chunks`` with ``delay``
+# seconds between them, fails after ``fail_after`` chunks, and records every call it receives.
+SCRIPTED_BINDING_CODE = """
+import asyncio
+from lollms_server.core.bindings import Binding
+from lollms_server.core.errors import NotFoundError
+
+CALLS = []
+
+class ScriptedBinding(Binding):
+    binding_type_name = "scripted_binding"
+
+    async def list_available_models(self):
+        return [{"name": "model-a"}, {"name": "model-b", "supports_vision": True}]
+
+    def get_supported_input_modalities(self):
+        return ["text", "image"]
+
+    def get_supported_output_modalities(self):
+        return ["text"]
+
+    def get_resource_requirements(self):
+        return {"gpu_required": bool(self.config.get("local"))}
+
+    async def resolve_model(self, model_name):
+        name = model_name or self.default_model_name
+        if name not in ("model-a", "model-b"):
+            raise NotFoundError(f"model '{name}' not found")
+        return name
+
+    def model_supports_input(self, model_name, data_type, role):
+        return data_type == "text" or (data_type == "image" and model_name == "model-b")
+
+    async def load_model(self, model_name):
+        return True
+
+    async def unload_model(self):
+        return True
+
+    async def get_model_info(self, model_name=None):
+        return {"model_name": model_name, "context_size": 1234, "supports_streaming": True, "quirk": "kept"}
+
+    async def generate(self, prompt, params, request_info, multimodal_data=None):
+        text = []
+        async for chunk in self.generate_stream(prompt, params, request_info, multimodal_data):
+            if chunk["type"] == "chunk":
+                text.append(chunk["content"])
+        return {"type": "text", "data": "".join(text), "metadata": {"usage": {"completion_tokens": len(text)}}}
+
+    async def generate_stream(self, prompt, params, request_info, multimodal_data=None):
+        CALLS.append({"prompt": prompt, "params": dict(params), "request_info": dict(request_info),
+                      "multimodal": multimodal_data})
+        async with self.resource_manager.acquire_gpu_resource("scripted"):
+            for index, piece in enumerate(params.get("chunks", ["Hello", " world"])):
+                if params.get("fail_after") == index:
+                    raise RuntimeError("boom: internal detail")
+                if params.get("delay"):
+                    await asyncio.sleep(params["delay"])
+                yield {"type": "chunk", "content": piece}
+        yield {"type": "final", "content": None, "metadata": {"usage": {"completion_tokens": index + 1}}}
+"""
+
+SCRIPTED_CARD: dict[str, Any] = {
+    "type_name": "scripted_binding",
+    "supports_streaming": True,
+    "instance_schema": {
+        "__version__": "1.0",
+        "default_model": {"type": "str", "default": "model-a", "help": "model"},
+        "local": {"type": "bool", "default": False, "help": "needs a compute slot"},
+    },
+}
+
+
+def add_scripted_binding(config: ServerConfig, name: str = "scripted", **instance: Any) -> None:
+    write_binding_type(config.paths.bindings_folder, "scripted_binding", code=SCRIPTED_BINDING_CODE, card=SCRIPTED_CARD)
+    write_instance(config, name, instance)
+
+
+def scripted_calls() -> list[dict[str, Any]]:
+    import sys
+
+    return sys.modules["_lollms_binding_personal_scripted_binding"].CALLS  # type: ignore[no-any-return]

@@ -1,30 +1,31 @@
-"""Routes of ``/health`` and ``/api/v1`` (spec section 7): thin wrappers over the core."""
+"""Routes of ``/health`` and the informational ``/api/v1`` endpoints (spec section 7)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from lollms_server import __version__
-from lollms_server.api.deps import BindingManagerDep, ConfigDep, require_api_key
+from lollms_server.api.deps import BindingManagerDep, ConfigDep, protected_router
+from lollms_server.api.errors import error_responses
 from lollms_server.api.models import (
-    ErrorResponse,
     GetDefaultBindingsResponse,
+    GetModelInfoResponse,
     HealthResponse,
     ListActiveBindingsResponse,
+    ListAvailableModelsResponse,
     ListBindingsResponse,
     ListModelsResponse,
+    ModelInfo,
 )
+from lollms_server.core.errors import LollmsError
 from lollms_server.core.model_scan import scan_models_folder
 from lollms_server.core.security import ApiKeyVerifier
 
-API_PREFIX = "/api/v1"
-_ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (401, 403, 500, 503)}
-
 public_router = APIRouter()
-api_router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_api_key)], responses=_ERRORS)
+router = protected_router()
 
 
 @public_router.get("/health", response_model=HealthResponse, summary="Server health (no authentication)")
@@ -33,23 +34,75 @@ async def health(request: Request) -> HealthResponse:
     return HealthResponse(status="ok", version=__version__, api_key_required=verifier.required)
 
 
-@api_router.get("/list_bindings", response_model=ListBindingsResponse, summary="Binding types and instances")
+@router.get(
+    "/list_bindings",
+    response_model=ListBindingsResponse,
+    responses=error_responses(503),
+    summary="Binding types and instances",
+)
 async def list_bindings(manager: BindingManagerDep) -> ListBindingsResponse:
     return ListBindingsResponse(binding_types=manager.list_types(), binding_instances=manager.list_instances())
 
 
-@api_router.get("/list_active_bindings", response_model=ListActiveBindingsResponse, summary="Instances ready to serve")
+@router.get(
+    "/list_active_bindings",
+    response_model=ListActiveBindingsResponse,
+    responses=error_responses(503),
+    summary="Instances ready to serve",
+)
 async def list_active_bindings(manager: BindingManagerDep) -> ListActiveBindingsResponse:
     return ListActiveBindingsResponse(bindings=manager.list_active_instances())
 
 
-@api_router.get(
-    "/get_default_bindings", response_model=GetDefaultBindingsResponse, summary="Default instances and limits"
+@router.get(
+    "/get_default_bindings",
+    response_model=GetDefaultBindingsResponse,
+    responses=error_responses(),
+    summary="Default instances and limits",
 )
 async def get_default_bindings(config: ConfigDep) -> GetDefaultBindingsResponse:
     return GetDefaultBindingsResponse(defaults=config.defaults)
 
 
-@api_router.get("/list_models", response_model=ListModelsResponse, summary="Files in models_folder")
+@router.get(
+    "/list_models", response_model=ListModelsResponse, responses=error_responses(), summary="Files in models_folder"
+)
 async def list_models(config: ConfigDep) -> ListModelsResponse:
     return ListModelsResponse(models=await run_in_threadpool(scan_models_folder, config.paths.models_folder))
+
+
+@router.get(
+    "/list_available_models/{binding_instance_name}",
+    response_model=ListAvailableModelsResponse,
+    responses=error_responses(404, 501, 503),
+    summary="Models a binding instance can use",
+)
+async def list_available_models(binding_instance_name: str, manager: BindingManagerDep) -> ListAvailableModelsResponse:
+    binding = await manager.get_binding(binding_instance_name)
+    models = await binding.list_available_models()
+    try:
+        parsed = [ModelInfo.model_validate(model) for model in models]
+    except ValueError as exc:
+        raise LollmsError(f"binding '{binding_instance_name}' listed malformed models: {exc}") from exc
+    return ListAvailableModelsResponse(binding_instance_name=binding_instance_name, models=parsed)
+
+
+_MODEL_INFO_FIELDS = set(GetModelInfoResponse.model_fields) - {"binding_instance_name", "details"}
+
+
+@router.get(
+    "/get_model_info/{binding_instance_name}",
+    response_model=GetModelInfoResponse,
+    responses=error_responses(404, 501, 503),
+    summary="Context size and capabilities of a model",
+)
+async def get_model_info(
+    binding_instance_name: str, manager: BindingManagerDep, model_name: str | None = None
+) -> GetModelInfoResponse:
+    binding = await manager.get_binding(binding_instance_name)
+    resolved = await binding.resolve_model(model_name)
+    info: dict[str, Any] = dict(await binding.get_model_info(resolved))
+    known = {key: info.pop(key) for key in list(info) if key in _MODEL_INFO_FIELDS}
+    details = {**info.pop("details", {}), **info}
+    known.setdefault("model_name", resolved)
+    return GetModelInfoResponse(binding_instance_name=binding_instance_name, details=details, **known)

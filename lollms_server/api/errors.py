@@ -9,10 +9,12 @@ from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lollms_server.api.disconnect import ClientGone
+from lollms_server.api.models import ErrorResponse
 from lollms_server.core.errors import (
     BadRequestError,
     CapabilityError,
@@ -48,6 +50,11 @@ _CODE_FOR_HTTP_STATUS = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries documenting the error body for these statuses."""
+    return {status: {"model": ErrorResponse} for status in (401, 403, *statuses)}
 
 
 def request_id_of(request: Request) -> str | None:
@@ -100,6 +107,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 422, "validation_error", f"invalid request: {summary}", errors=errors)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Nobody reads this; 499 (nginx's "client closed request") keeps access logs honest.
+    return Response(status_code=499)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     request_id = request_id_of(request)
     logger.error("Unhandled error in request %s (%s %s)", request_id, request.method, request.url.path, exc_info=exc)
@@ -117,6 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LollmsError, _lollms_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientGone, _client_gone)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

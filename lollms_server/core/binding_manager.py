@@ -155,6 +155,7 @@ class BindingManager:
         instance.secret_values = _secret_values(values, schema)
         try:
             instance.binding = binding_type.cls(config=values, resource_manager=self.resource_manager)
+            instance.binding.models_folder = self.config.paths.models_folder
         except Exception as exc:
             instance.reason = scrub(f"initialisation failed: {type(exc).__name__}: {exc}", instance.secret_values)
             return instance

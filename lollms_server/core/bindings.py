@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lollms_server.core.errors import CapabilityError
@@ -24,6 +25,8 @@ class Binding(ABC):
     """Base class of every generation backend."""
 
     binding_type_name: ClassVar[str] = ""
+    # Set by the BindingManager: the server's models folder (``paths.models_folder``).
+    models_folder: Path | None = None
 
     def __init__(self, config: dict[str, Any], resource_manager: ResourceManager) -> None:
         self.config = config
@@ -96,6 +99,17 @@ class Binding(ABC):
     def get_resource_requirements(self) -> dict[str, Any]:
         """Whether generation needs a compute slot from the resource manager."""
         return {"gpu_required": False}
+
+    async def resolve_model(self, model_name: str | None) -> str | None:
+        """The model a request will use: the one named, else the instance default. NotFoundError if unknown.
+
+        Must not switch the loaded model: that happens inside ``generate`` under the binding's own lock.
+        """
+        return model_name or self.model_name or self.default_model_name
+
+    def model_supports_input(self, model_name: str | None, data_type: str, role: str) -> bool:
+        """Whether ``model_name`` (as resolved) can use an input item; by default ``supports_input_role``."""
+        return self.supports_input_role(data_type, role)
 
     def supports_input_role(self, data_type: str, role: str) -> bool:
         """Whether an input item of this type and role can be used; by default any accepted type."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lollms_server.core.binding_cards import load_card
 from lollms_server.core.config_files import (
     CONFIG_EXTENSIONS,
     complete_values,
@@ -49,6 +50,9 @@ API_KEY_DIGEST_PREFIX = "sha256:"
 # Instance and type names become file names: no separators, no leading dot.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+# The instance a first run creates: llama.cpp in-process with the embedded model, offline out of the box.
+DEFAULT_TEXT_INSTANCE = "llamacpp"
+DEFAULT_TEXT_BINDING = "llamacpp_binding"
 
 
 def builtin_zoo_dir() -> Path:
@@ -256,7 +260,8 @@ def _checkout_personal_folders(config_dir: Path) -> dict[str, str]:
 
 
 def create_default_config(path: Path, extra_values: Mapping[str, Any] | None = None) -> str:
-    """Write a working main config with authentication on; return the generated API key (shown once)."""
+    """Write a working main config (authentication on, the in-process llama.cpp instance as the default
+    text binding) and return the generated API key, to be shown once."""
     if path.exists():
         raise ConfigError([f"{path}: already exists; refusing to overwrite it"])
     api_key = "lollms_" + secrets.token_urlsafe(32)
@@ -264,9 +269,15 @@ def create_default_config(path: Path, extra_values: Mapping[str, Any] | None = N
         "server": {"host": "127.0.0.1"},
         "paths": _checkout_personal_folders(path.parent),
         "security": {"allowed_api_keys": [hash_api_key(api_key)]},
+        "bindings_map": {DEFAULT_TEXT_INSTANCE: DEFAULT_TEXT_BINDING},
+        "defaults": {"ttt_binding": DEFAULT_TEXT_INSTANCE},
     }
     for section, section_values in (extra_values or {}).items():
         values.setdefault(section, {}).update(section_values)
-    ServerConfig.from_values(values, config_dir=path.parent)  # never write a file we would refuse to load
+    config = ServerConfig.from_values(values, config_dir=path.parent)  # never write a file we would refuse
+    card = load_card(config.paths.example_bindings_folder / DEFAULT_TEXT_BINDING)
+    instance_file = config.paths.instance_bindings_folder / f"{DEFAULT_TEXT_INSTANCE}.yaml"
+    if find_config_file(config.paths.instance_bindings_folder, DEFAULT_TEXT_INSTANCE) is None:
+        write_config_file(instance_file, card.instance_schema, {"type": DEFAULT_TEXT_BINDING})
     write_config_file(path, MAIN_SCHEMA, values)
     return api_key

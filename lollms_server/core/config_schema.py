@@ -69,6 +69,13 @@ MAIN_SCHEMA: dict[str, Any] = {
                 list(DEFAULT_ALLOWED_ORIGINS),
                 item_type="str",
             ),
+            "sse_keepalive_interval": _setting(
+                "float",
+                "Seconds of silence after which a stream sends an SSE keep-alive comment (keeps proxies open).",
+                15.0,
+                min_val=0.01,
+                max_val=600.0,
+            ),
             "binding_recheck_interval": _setting(
                 "float",
                 "Seconds between health re-checks of binding instances that were unavailable.",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,33 @@ logger = logging.getLogger(__name__)
 STRATEGIES = ("semaphore", "simple_lock", "none")
 # Waits longer than this are logged, so queueing is visible without a metrics endpoint.
 _LOGGED_WAIT_SECONDS = 0.05
+
+
+# The slot the current task already holds: nested acquisitions (a binding acquiring inside a request
+# the pipeline admitted) must not wait for a second slot, which would deadlock at gpu_limit 1.
+_held_slot: contextvars.ContextVar[ResourceSlot | None] = contextvars.ContextVar("lollms_held_slot", default=None)
+
+
+class ResourceSlot:
+    """One admitted task's hold on the resource; ``release`` is idempotent."""
+
+    def __init__(self, manager: ResourceManager, holds_permit: bool) -> None:
+        self._manager = manager
+        self._holds_permit = holds_permit
+
+    def release(self) -> None:
+        if self._holds_permit:
+            self._holds_permit = False
+            self._manager._give_back()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Mark the current context as holding this slot (see ``acquire_gpu_resource``)."""
+        token = _held_slot.set(self)
+        try:
+            yield
+        finally:
+            _held_slot.reset(token)
 
 
 @dataclass(frozen=True)
@@ -54,12 +82,10 @@ class ResourceManager:
     def from_config(cls, section: Mapping[str, Any]) -> ResourceManager:
         return cls(section["gpu_strategy"], section["gpu_limit"], section["queue_timeout"])
 
-    @asynccontextmanager
-    async def acquire_gpu_resource(self, task_name: str = "task", timeout: float | None = None) -> AsyncIterator[None]:
-        """Hold one slot for the body; QueueTimeoutError when none frees up within the timeout."""
+    async def admit(self, task_name: str = "task", timeout: float | None = None) -> ResourceSlot:
+        """Wait for a slot (QueueTimeoutError after the queue timeout); release it with ``slot.release()``."""
         if self._semaphore is None:
-            yield
-            return
+            return ResourceSlot(self, holds_permit=False)
         limit = self.queue_timeout if timeout is None else timeout
         started = time.monotonic()
         self._waiting += 1
@@ -88,11 +114,25 @@ class ResourceManager:
             logger.info("'%s' waited %.2fs for a compute slot (%d still waiting)", task_name, waited, self._waiting)
         self._active += 1
         self._admitted += 1
-        try:
-            yield
-        finally:
-            self._active -= 1
+        return ResourceSlot(self, holds_permit=True)
+
+    def _give_back(self) -> None:
+        self._active -= 1
+        if self._semaphore is not None:
             self._semaphore.release()
+
+    @asynccontextmanager
+    async def acquire_gpu_resource(self, task_name: str = "task", timeout: float | None = None) -> AsyncIterator[None]:
+        """Hold one slot for the body. Re-entrant: inside ``holding(slot)`` it takes no second slot."""
+        if _held_slot.get() is not None:
+            yield
+            return
+        slot = await self.admit(task_name, timeout)
+        try:
+            with slot.held():
+                yield
+        finally:
+            slot.release()
 
     def stats(self) -> ResourceStats:
         return ResourceStats(

@@ -1,0 +1,110 @@
+"""Server-Sent Events at the edge: encoding, keep-alive comments, errors inside the stream, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from lollms_server.core.errors import LollmsError
+
+logger = logging.getLogger(__name__)
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+KEEPALIVE_COMMENT = b": keep-alive\n\n"
+_MAX_BATCH = 512  # chunks already waiting are written together: one send for many small events
+_QUEUE_SIZE = 1024  # back-pressure on the producer when the client reads slowly
+
+
+class _End:
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+def encode_event(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n\n"
+
+
+def error_chunk(exc: BaseException, request_id: str | None) -> dict[str, Any]:
+    if isinstance(exc, LollmsError):
+        message = str(exc)
+    else:
+        logger.error("Stream of request %s failed", request_id, exc_info=exc)
+        message = f"internal server error; quote request id {request_id} when reporting it"
+    return {"type": "error", "content": message, "thoughts": None, "metadata": {"request_id": request_id}}
+
+
+async def sse_events(
+    chunks: AsyncIterator[dict[str, Any]], *, keepalive_seconds: float, request_id: str | None
+) -> AsyncIterator[bytes]:
+    """Encode chunks as SSE. A keep-alive comment goes out whenever nothing came for ``keepalive_seconds``;
+    an exception becomes an ``error`` event that ends the stream. Closing this generator (the client left)
+    cancels the producer and waits for it, so the binding stops and frees its slot.
+    """
+    queue: asyncio.Queue[dict[str, Any] | _End] = asyncio.Queue(_QUEUE_SIZE)
+
+    async def produce() -> None:
+        end = _End()
+        try:
+            async for chunk in chunks:
+                await queue.put(chunk)
+        except Exception as exc:
+            end = _End(exc)
+        await queue.put(end)
+
+    producer = asyncio.create_task(produce(), name=f"sse-producer-{request_id}")
+    try:
+        while True:
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    with anyio.fail_after(keepalive_seconds):
+                        item = await queue.get()
+                except TimeoutError:
+                    yield KEEPALIVE_COMMENT
+                    continue
+            batch = [item]
+            while len(batch) < _MAX_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            body: list[bytes] = []
+            finished = False
+            for entry in batch:
+                if isinstance(entry, _End):
+                    if entry.error is not None:
+                        body.append(encode_event(error_chunk(entry.error, request_id)))
+                    finished = True
+                    break
+                body.append(encode_event(entry))
+            if body:
+                yield b"".join(body)
+            if finished:
+                return
+    finally:
+        producer.cancel()
+        with anyio.CancelScope(shield=True), contextlib.suppress(asyncio.CancelledError):
+            await producer
+
+
+class EventStreamResponse(StreamingResponse):
+    """A StreamingResponse that always runs ``on_close``, even if the body was never iterated."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None] | None = None) -> None:
+        super().__init__(content, headers=SSE_HEADERS)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._on_close is not None:
+                self._on_close()

@@ -1,0 +1,269 @@
+"""The generation pipeline: request -> personality, binding, model, parameters -> outputs or a stream.
+
+One path for both modes: ``prepare`` resolves and validates everything that can fail with a proper
+status code (before the first byte of a stream), ``run`` produces the complete outputs, ``stream``
+yields StreamChunk-shaped dicts ending with a ``final`` chunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from lollms_server.api.models import GenerateRequest, InputData, OutputData
+from lollms_server.core.binding_manager import BindingManager
+from lollms_server.core.bindings import Binding, GenerateResult
+from lollms_server.core.config import ServerConfig
+from lollms_server.core.errors import BadRequestError, CapabilityError, LollmsError, NotFoundError
+from lollms_server.core.parameters import layer_parameters
+from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
+from lollms_server.core.think import ThinkParser, split_thoughts
+
+logger = logging.getLogger(__name__)
+
+# What each generation type produces; a binding must list it among its output modalities.
+OUTPUT_OF_GENERATION_TYPE = {
+    "ttt": "text",
+    "tti": "image",
+    "ttv": "video",
+    "ttm": "audio",
+    "tts": "audio",
+    "stt": "text",
+    "i2i": "image",
+    "audio2audio": "audio",
+}
+CONVERSATION_ROLES = {"system_context": "system", "user_prompt": "user", "assistant_reply": "assistant"}
+
+
+@dataclass(frozen=True)
+class AppliedPersonality:
+    """What a personality contributes to a request (the personalities issue provides real ones)."""
+
+    name: str
+    system_prompt: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+class PersonalityResolver(Protocol):
+    async def resolve(self, name: str) -> AppliedPersonality: ...
+
+
+class NoPersonalities:
+    """The resolver in force while no personality system is loaded: every name is unknown."""
+
+    async def resolve(self, name: str) -> AppliedPersonality:
+        raise NotFoundError(f"personality '{name}' not found")
+
+
+@dataclass
+class Conversation:
+    system_prompt: str | None
+    messages: list[dict[str, str]]
+    prompt: str
+    multimodal: list[InputData]
+
+
+def build_conversation(items: list[InputData], personality_system: str | None) -> Conversation:
+    """Input items in order: system texts join the system message, prompts and replies form the turns."""
+    system_parts = [personality_system] if personality_system else []
+    turns: list[dict[str, str]] = []
+    multimodal: list[InputData] = []
+    for item in items:
+        role = CONVERSATION_ROLES.get(item.role) if item.type == "text" else None
+        if role == "system":
+            system_parts.append(item.data)
+        elif role is not None:
+            turns.append({"role": role, "content": item.data})
+        else:
+            multimodal.append(item)
+    system_prompt = "\n\n".join(part for part in system_parts if part) or None
+    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + turns
+    user_turns = [turn["content"] for turn in turns if turn["role"] == "user"]
+    return Conversation(system_prompt, messages, user_turns[-1] if user_turns else "", multimodal)
+
+
+@dataclass
+class PreparedGeneration:
+    """A request resolved and validated, ready to run or stream."""
+
+    request_id: str
+    personality: str | None
+    binding_name: str
+    binding: Binding
+    model_name: str | None
+    parameters: dict[str, Any]
+    conversation: Conversation
+    uses_compute_slot: bool
+
+    @property
+    def request_info(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "binding_instance_name": self.binding_name,
+            "model_name": self.model_name,
+            "personality": self.personality,
+            "messages": self.conversation.messages,
+            "system_prompt": self.conversation.system_prompt,
+        }
+
+
+def normalize_outputs(result: GenerateResult | list[Any], model_name: str | None) -> list[OutputData]:
+    """A binding's str / dict / list of dicts as OutputData, with <think> blocks moved to thoughts."""
+    items = result if isinstance(result, list) else [result]
+    outputs = []
+    for item in items:
+        raw = {"type": "text", "data": item} if isinstance(item, str) else dict(item)
+        try:
+            output = OutputData.model_validate(raw)
+        except ValidationError as exc:
+            raise LollmsError(f"binding returned malformed output: {exc}") from exc
+        if output.type == "text" and isinstance(output.data, str) and output.thoughts is None:
+            output.data, output.thoughts = split_thoughts(output.data)
+        if model_name and output.type not in ("error", "info"):
+            output.metadata = {"model": model_name, **(output.metadata or {})}
+        outputs.append(output)
+    return outputs
+
+
+class GenerationService:
+    """Runs /generate requests over the binding manager, the resource manager and personalities."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        bindings: BindingManager,
+        resources: ResourceManager,
+        personalities: PersonalityResolver | None = None,
+    ) -> None:
+        self.config = config
+        self.bindings = bindings
+        self.resources = resources
+        self.personalities: PersonalityResolver = personalities or NoPersonalities()
+
+    async def prepare(self, request: GenerateRequest, request_id: str) -> PreparedGeneration:
+        output_type = OUTPUT_OF_GENERATION_TYPE.get(request.generation_type)
+        if output_type is None:
+            known = ", ".join(OUTPUT_OF_GENERATION_TYPE)
+            raise BadRequestError(f"unknown generation_type '{request.generation_type}'; use one of {known}")
+        personality = await self.personalities.resolve(request.personality) if request.personality else None
+        binding_name = request.binding_name or self.config.defaults.get(f"{request.generation_type}_binding")
+        if not binding_name:
+            raise BadRequestError(
+                f"no binding_name in the request and no defaults.{request.generation_type}_binding configured"
+            )
+        binding = await self.bindings.get_binding(binding_name)
+        if output_type not in binding.get_supported_output_modalities():
+            raise CapabilityError(
+                f"binding '{binding_name}' cannot produce {output_type} ('{request.generation_type}' generation)"
+            )
+        model_name = await binding.resolve_model(request.model_name)
+        conversation = build_conversation(request.input_data, personality.system_prompt if personality else None)
+        if output_type == "text" and request.generation_type == "ttt" and not conversation.prompt:
+            raise BadRequestError("input_data needs at least one text item with role 'user_prompt'")
+        for item in conversation.multimodal:
+            if not binding.model_supports_input(model_name, item.type, item.role):
+                raise BadRequestError(
+                    f"binding '{binding_name}' with model '{model_name}' does not accept {item.type} input "
+                    f"with role '{item.role}'"
+                )
+        parameters = layer_parameters(
+            {"max_tokens": self.config.defaults["default_max_output_tokens"]},
+            personality.parameters if personality else None,
+            request.parameters,
+        )
+        return PreparedGeneration(
+            request_id=request_id,
+            personality=personality.name if personality else None,
+            binding_name=binding_name,
+            binding=binding,
+            model_name=model_name,
+            parameters=parameters,
+            conversation=conversation,
+            uses_compute_slot=bool(binding.get_resource_requirements().get("gpu_required")),
+        )
+
+    async def admit(self, prepared: PreparedGeneration) -> ResourceSlot | None:
+        """A compute slot for bindings that need one (QueueTimeoutError when the queue is too slow)."""
+        if not prepared.uses_compute_slot:
+            return None
+        return await self.resources.admit(f"generate {prepared.request_id} on {prepared.binding_name}")
+
+    async def run(self, prepared: PreparedGeneration) -> list[OutputData]:
+        slot = await self.admit(prepared)
+        try:
+            with slot.held() if slot else contextlib.nullcontext():
+                result = await prepared.binding.generate(
+                    prepared.conversation.prompt,
+                    dict(prepared.parameters),
+                    prepared.request_info,
+                    prepared.conversation.multimodal or None,
+                )
+        finally:
+            if slot:
+                slot.release()
+        return normalize_outputs(result, prepared.model_name)
+
+    async def stream(self, prepared: PreparedGeneration, slot: ResourceSlot | None) -> AsyncIterator[dict[str, Any]]:
+        """StreamChunk-shaped dicts; the last one is ``final`` with every output and the usage."""
+        parser = ThinkParser()
+        text: list[str] = []
+        thoughts: list[str] = []
+        final_content: list[Any] | None = None
+        metadata: dict[str, Any] = {}
+        try:
+            with slot.held() if slot else contextlib.nullcontext():
+                async for item in prepared.binding.generate_stream(
+                    prepared.conversation.prompt,
+                    dict(prepared.parameters),
+                    prepared.request_info,
+                    prepared.conversation.multimodal or None,
+                ):
+                    kind = item.get("type")
+                    if kind == "chunk":
+                        visible, thought = parser.feed(str(item.get("content") or ""))
+                        thought += item.get("thoughts") or ""
+                        if visible or thought:
+                            text.append(visible)
+                            thoughts.append(thought)
+                            yield {"type": "chunk", "content": visible, "thoughts": thought or None}
+                    elif kind == "final":
+                        content = item.get("content")
+                        final_content = content if isinstance(content, list) else None
+                        metadata.update(item.get("metadata") or {})
+                    elif kind in ("info", "error", "function_call"):
+                        yield {
+                            "type": kind,
+                            "content": item.get("content"),
+                            "thoughts": None,
+                            "metadata": item.get("metadata"),
+                        }
+        finally:
+            if slot:
+                slot.release()
+        visible, thought = parser.flush()
+        if visible or thought:
+            text.append(visible)
+            thoughts.append(thought)
+            yield {"type": "chunk", "content": visible, "thoughts": thought or None}
+        if final_content is not None:
+            outputs = normalize_outputs(final_content, prepared.model_name)
+        else:
+            outputs = [
+                OutputData(
+                    type="text",
+                    data="".join(text),
+                    thoughts="".join(thoughts) or None,
+                    metadata={"model": prepared.model_name, **metadata},
+                )
+            ]
+        yield {
+            "type": "final",
+            "content": [output.model_dump() for output in outputs],
+            "thoughts": None,
+            "metadata": {"model": prepared.model_name, **metadata},
+        }

@@ -1,0 +1,23 @@
+"""Tokenizer operations on a binding, with the model choice of the spec (named, else active/default)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from lollms_server.core.bindings import Binding
+
+
+def _model_kwargs(method: Any, model_name: str | None) -> dict[str, Any]:
+    # Bindings written against the spec's signature have no model_name parameter: they use their active model.
+    return {"model_name": model_name} if "model_name" in inspect.signature(method).parameters else {}
+
+
+async def tokenize(binding: Binding, text: str, add_bos: bool, add_eos: bool, model_name: str | None) -> list[int]:
+    model = await binding.resolve_model(model_name)
+    return await binding.tokenize(text, add_bos=add_bos, add_eos=add_eos, **_model_kwargs(binding.tokenize, model))
+
+
+async def detokenize(binding: Binding, tokens: list[int], model_name: str | None) -> str:
+    model = await binding.resolve_model(model_name)
+    return await binding.detokenize(tokens, **_model_kwargs(binding.detokenize, model))

@@ -1,0 +1,37 @@
+"""Queueing through the API: a request that waits too long for a slot gets 408, in both modes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from lollms_server.app import create_app
+from tests.api.test_generate import prompt
+from tests.conftest import running_client
+from tests.helpers import add_scripted_binding, make_config
+
+
+async def test_queue_timeout_is_408_and_the_holder_finishes(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        bindings_map={"local": "scripted_binding"},
+        defaults={"ttt_binding": "local"},
+        resource_manager={"gpu_strategy": "simple_lock", "queue_timeout": 1},
+    )
+    add_scripted_binding(config, "local", local=True)
+    slow = {"input_data": [prompt("hold")], "parameters": {"chunks": ["a", "b", "c"], "delay": 0.6}}
+    quick = {"input_data": [prompt("wait")]}
+    async with running_client(create_app(config)) as client:
+
+        async def late(body: dict) -> object:
+            await asyncio.sleep(0.1)
+            return await client.post("/api/v1/generate", json=body)
+
+        holder, waiter, stream_waiter = await asyncio.gather(
+            client.post("/api/v1/generate", json=slow), late(quick), late({**quick, "stream": True})
+        )
+        after = await client.post("/api/v1/generate", json=quick)
+    assert holder.status_code == 200 and holder.json()["output"][0]["data"] == "abc"
+    assert waiter.status_code == 408 and waiter.json()["code"] == "queue_timeout"
+    assert stream_waiter.status_code == 408
+    assert after.status_code == 200

@@ -1,0 +1,110 @@
+"""Client disconnects stop llama.cpp generation within a few tokens and free the slot; concurrency is safe."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from lollms_server.app import create_app
+from tests.helpers import TEST_API_KEY
+from tests.server import serving
+from tests.zoo.test_llamacpp_binding import embedded_model, llama_config
+
+pytest.importorskip("llama_cpp")
+
+HEADERS = {"X-API-Key": TEST_API_KEY}
+LONG = {"type": "text", "role": "user_prompt", "data": "Count from 1 to 500, one number per line."}
+LONG_PARAMS = {"max_tokens": 1500, "temperature": 0.0, "seed": 1}
+
+
+async def settled(app: Any, timeout: float = 5.0) -> tuple[int, bool]:
+    """(active slots, model lock held) once both are free, or as they are at the timeout."""
+    binding = app.state.binding_manager.instances["llama"].binding
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if app.state.resource_manager.stats().active == 0 and not binding._model_lock.locked():
+            break
+        await asyncio.sleep(0.02)
+    return app.state.resource_manager.stats().active, binding._model_lock.locked()
+
+
+async def prompt_tokens(client: httpx.AsyncClient) -> int:
+    response = await client.post(
+        "/api/v1/generate", json={"input_data": [LONG], "parameters": {**LONG_PARAMS, "max_tokens": 1}}
+    )
+    return int(response.json()["output"][0]["metadata"]["usage"]["prompt_tokens"])
+
+
+async def test_stream_disconnect_stops_generation_and_frees_the_slot(tmp_path: Path) -> None:
+    app = create_app(llama_config(tmp_path))
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=30) as client:
+        prompt = await prompt_tokens(client)
+        received = 0
+        async with client.stream(
+            "POST", "/api/v1/generate", json={"input_data": [LONG], "parameters": LONG_PARAMS, "stream": True}
+        ) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    received += 1
+                if received == 5:
+                    break  # leaving the block closes the connection
+        active, locked = await settled(app)
+        assert (active, locked) == (0, False)
+        llm = app.state.binding_manager.instances["llama"].binding._llm
+        generated = llm.n_tokens - prompt
+        await asyncio.sleep(0.3)
+        assert llm.n_tokens - prompt == generated  # nothing runs any more
+        assert generated - received <= 8  # stopped within a few tokens, not after 1500
+        # The instance serves the next request normally.
+        after = await client.post("/api/v1/generate", json={"input_data": [LONG], "parameters": {"max_tokens": 3}})
+        assert after.status_code == 200
+
+
+async def test_non_streaming_disconnect_stops_generation_and_frees_the_slot(tmp_path: Path) -> None:
+    app = create_app(llama_config(tmp_path))
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=30) as client:
+        prompt = await prompt_tokens(client)
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post("/api/v1/generate", json={"input_data": [LONG], "parameters": LONG_PARAMS}, timeout=0.8)
+        active, locked = await settled(app)
+        assert (active, locked) == (0, False)
+        llm = app.state.binding_manager.instances["llama"].binding._llm
+        generated = llm.n_tokens - prompt
+        await asyncio.sleep(0.3)
+        assert llm.n_tokens - prompt == generated
+        assert generated < 300  # about 0.8 s of tokens, far from max_tokens=1500
+
+
+@pytest.mark.parametrize("strategy", ["semaphore", "simple_lock", "none"])
+async def test_concurrent_requests_equal_sequential_ones(tmp_path: Path, strategy: str) -> None:
+    config = llama_config(tmp_path, resource_manager={"gpu_strategy": strategy, "gpu_limit": 2})
+    gguf = config.paths.models_folder / "gguf"
+    gguf.mkdir(parents=True)
+    os.symlink(embedded_model(), gguf / "second.gguf")
+    questions = ["What is the capital of France?", "Name a color.", "What is 2 plus 2?"]
+    bodies = [
+        {
+            "input_data": [{"type": "text", "role": "user_prompt", "data": question}],
+            "parameters": {"max_tokens": 12, "temperature": 0.7, "seed": 7},
+            "model_name": model,
+        }
+        for question in questions
+        for model in ("smollm2-135m-instruct", "second")
+    ]
+    app = create_app(config)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=60) as client:
+
+        async def ask(body: dict[str, Any]) -> str:
+            response = await client.post("/api/v1/generate", json=body)
+            assert response.status_code == 200, response.text
+            return str(response.json()["output"][0]["data"])
+
+        sequential = [await ask(body) for body in bodies]
+        concurrent = await asyncio.gather(*(ask(body) for body in bodies))
+    assert list(concurrent) == sequential
+    assert all(answer for answer in sequential)
