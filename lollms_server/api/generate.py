@@ -1,45 +1,64 @@
-"""``POST /api/v1/generate``: JSON or SSE over the one generation pipeline."""
+"""``POST /api/v1/generate``: JSON or SSE over the one generation pipeline.
+
+The busiest route is a plain Starlette route: it parses its body with pydantic itself and skips
+FastAPI's per-route dependency machinery, which cost more than the whole generation pipeline
+(bench/README.md). ``api/openapi.py`` documents it like the other routes.
+"""
 
 from __future__ import annotations
 
 import time
 
-from fastapi import Request
-from fastapi.responses import Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from lollms_server.api.deps import ConfigDep, GenerationServiceDep, protected_router
+from lollms_server.api.auth import PROTECTED_PREFIX
+from lollms_server.api.deps import get_generation_service
 from lollms_server.api.disconnect import until_disconnect
-from lollms_server.api.errors import error_responses, request_id_of
-from lollms_server.api.models import GenerateRequest, GenerateResponse
+from lollms_server.api.errors import request_id_of
+from lollms_server.api.models import GenerateRequest, GenerateResponse, OutputData
 from lollms_server.api.streaming import EventStreamResponse, sse_events
+from lollms_server.core.generation import PreparedGeneration
+from lollms_server.core.resource_manager import ResourceSlot
 
-router = protected_router()
+GENERATE_PATH = f"{PROTECTED_PREFIX}/generate"
 
 
-@router.post(
-    "/generate",
-    response_model=GenerateResponse,
-    summary="Generate (set stream: true for Server-Sent Events)",
-    responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **error_responses(400, 404, 408, 422, 501, 503),
-    },
-)
-async def generate(
-    body: GenerateRequest, request: Request, service: GenerationServiceDep, config: ConfigDep
-) -> Response:
+async def read_generate_request(request: Request) -> GenerateRequest:
+    try:
+        return GenerateRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+async def generate(request: Request) -> Response:
     started = time.perf_counter()
+    body = await read_generate_request(request)
+    service = await get_generation_service(request)
     request_id = request_id_of(request) or ""
-    prepared = await until_disconnect(request, service.prepare(body, request_id))
     if body.stream:
-        slot = await until_disconnect(request, service.admit(prepared))
+
+        async def prepare_and_admit() -> tuple[PreparedGeneration, ResourceSlot | None]:
+            prepared = await service.prepare(body, request_id)
+            return prepared, await service.admit(prepared)
+
+        prepared, slot = await until_disconnect(request, prepare_and_admit())
         events = sse_events(
             service.stream(prepared, slot),
-            keepalive_seconds=float(config.section("server")["sse_keepalive_interval"]),
+            keepalive_seconds=float(service.config.section("server")["sse_keepalive_interval"]),
             request_id=request_id,
         )
         return EventStreamResponse(events, on_close=slot.release if slot else None)
-    outputs = await until_disconnect(request, service.run(prepared))
+
+    async def prepare_and_run() -> tuple[PreparedGeneration, list[OutputData]]:
+        prepared = await service.prepare(body, request_id)
+        return prepared, await service.run(prepared)
+
+    prepared, outputs = await until_disconnect(request, prepare_and_run())
     response = GenerateResponse(
         personality=prepared.personality,
         request_id=request_id,
@@ -47,3 +66,6 @@ async def generate(
         execution_time=round(time.perf_counter() - started, 4),
     )
     return Response(response.model_dump_json(), media_type="application/json")
+
+
+routes = [Route(GENERATE_PATH, generate, methods=["POST"])]

@@ -20,7 +20,7 @@ from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding, GenerateResult
 from lollms_server.core.config import ServerConfig
 from lollms_server.core.errors import BadRequestError, CapabilityError, LollmsError, NotFoundError
-from lollms_server.core.parameters import layer_parameters
+from lollms_server.core.parameters import layer_parameters, validate_parameters
 from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
 from lollms_server.core.think import ThinkParser, split_thoughts
 
@@ -174,7 +174,7 @@ class GenerationService:
         parameters = layer_parameters(
             {"max_tokens": self.config.defaults["default_max_output_tokens"]},
             personality.parameters if personality else None,
-            request.parameters,
+            validate_parameters(request.parameters),
         )
         return PreparedGeneration(
             request_id=request_id,

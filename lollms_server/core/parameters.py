@@ -30,24 +30,31 @@ class GenerationParameters(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
+def validate_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check the known parameters of an untrusted layer (a request); BadRequestError says what is wrong."""
+    if not parameters:
+        return {}
+    try:
+        return GenerationParameters.model_validate(dict(parameters)).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise BadRequestError(f"invalid parameters: {problems}") from None
+
+
 def layer_parameters(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Merge layers, later ones winning (None values do not override); stop sequences accumulate."""
+    """Merge validated layers, later ones winning (None does not override); stop sequences accumulate."""
     merged: dict[str, Any] = {}
     stops: list[str] = []
     for layer in layers:
         if not layer:
             continue
-        try:
-            checked = GenerationParameters.model_validate(dict(layer)).model_dump(exclude_none=True)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
-            )
-            raise BadRequestError(f"invalid parameters: {problems}") from None
-        for stop in checked.pop("stop", []):
-            if stop not in stops:
-                stops.append(stop)
-        merged.update(checked)
+        for key, value in layer.items():
+            if key == "stop":
+                stops += [stop for stop in value if stop not in stops]
+            elif value is not None:
+                merged[key] = value
     if stops:
         merged["stop"] = stops
     return merged

@@ -59,6 +59,8 @@ class ThinkParser:
 
 def split_thoughts(text: str) -> tuple[str, str | None]:
     """(visible text, thoughts or None) of a complete text; several blocks are joined with a blank line."""
+    if OPEN_TAG not in text:
+        return text, None
     parser = ThinkParser()
     visible, thoughts = parser.feed(text)
     tail_visible, tail_thoughts = parser.flush()
