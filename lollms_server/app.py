@@ -57,7 +57,9 @@ def create_app(config: ServerConfig) -> FastAPI:
             app.state.binding_manager = None
             await binding_manager.stop()
 
+    telemetry = bool(config.section("server")["opentelemetry"])
     app = FastAPI(
+        telemetry={"tracing": telemetry, "metrics": telemetry, "logs": telemetry},
         title="lollms_server",
         version=__version__,
         description="Multi-modal generation server for the LOLLMS ecosystem.",

@@ -76,6 +76,12 @@ MAIN_SCHEMA: dict[str, Any] = {
                 min_val=0.01,
                 max_val=600.0,
             ),
+            "opentelemetry": _setting(
+                "bool",
+                "Trace requests and record metrics through OpenTelemetry (FastAPI's native instrumentation; "
+                "needs an OpenTelemetry SDK configured in the environment). Off saves per-request work.",
+                False,
+            ),
             "binding_recheck_interval": _setting(
                 "float",
                 "Seconds between health re-checks of binding instances that were unavailable.",

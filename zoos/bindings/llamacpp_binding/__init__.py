@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import math
 import threading
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -207,7 +208,8 @@ class LlamaCppBinding(Binding):
     ) -> dict[str, Any]:
         pieces: list[str] = []
         metadata: dict[str, Any] = {}
-        async for chunk in self.generate_stream(prompt, params, request_info, multimodal_data):
+        # Nobody watches the tokens go by: hand them over once, at the end (cancellation still works).
+        async for chunk in self._generate(request_info, params, multimodal_data, prompt, math.inf):
             if chunk["type"] == "chunk":
                 pieces.append(chunk["content"])
             elif chunk["type"] == "final":
@@ -220,6 +222,18 @@ class LlamaCppBinding(Binding):
         params: dict[str, Any],
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        interval = int(self.config.get("stream_interval_ms", 20)) / 1000
+        async for chunk in self._generate(request_info, params, multimodal_data, prompt, interval):
+            yield chunk
+
+    async def _generate(
+        self,
+        request_info: dict[str, Any],
+        params: dict[str, Any],
+        multimodal_data: list[Any] | None,
+        prompt: str,
+        hand_over_every: float,
     ) -> AsyncGenerator[dict[str, Any], None]:
         if multimodal_data:
             kinds = ", ".join(sorted({f"{item.type}/{item.role}" for item in multimodal_data}))
@@ -236,7 +250,7 @@ class LlamaCppBinding(Binding):
                 if params.get("repeat_last_n") is not None:
                     llm.last_n_tokens_size = int(params["repeat_last_n"])
                 try:
-                    async for piece, finish in stream_chat(llm, messages, options):
+                    async for piece, finish in stream_chat(llm, messages, options, hand_over_every):
                         if piece:
                             completion_tokens += 1
                             yield {"type": "chunk", "content": piece}

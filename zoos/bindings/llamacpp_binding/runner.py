@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,13 +15,15 @@ _DONE = object()
 
 
 async def stream_chat(
-    llm: Any, messages: list[dict[str, str]], options: dict[str, Any]
+    llm: Any, messages: list[dict[str, str]], options: dict[str, Any], hand_over_every: float = 0.0
 ) -> AsyncIterator[tuple[str, str | None]]:
     """Yield (text piece, finish_reason) per generated token.
 
-    The completion runs in a worker thread that hands each token to the loop as it comes. When the
-    consumer stops (client gone, error), the thread is told to stop after its current token and this
-    generator waits for it, so the model is never used by two threads at once.
+    The completion runs in a worker thread that hands tokens to the loop, at most once every
+    ``hand_over_every`` seconds (0: every token; a token waits at most until the next one is due).
+    Each hand-over wakes the event loop, which on a machine whose cores llama.cpp keeps busy costs
+    generation speed (bench/README.md). When the consumer stops (client gone, error), the thread stops
+    after its current token and this generator waits for it: the model never serves two threads at once.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -31,6 +34,8 @@ async def stream_chat(
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
     def work() -> None:
+        pending: list[tuple[str, str | None]] = []
+        last = 0.0
         try:
             completion = llm.create_chat_completion(messages=messages, stream=True, **options)
             try:
@@ -38,9 +43,15 @@ async def stream_chat(
                     if stop.is_set():
                         break
                     choice = chunk["choices"][0]
-                    hand_over((choice["delta"].get("content") or "", choice.get("finish_reason")))
+                    pending.append((choice["delta"].get("content") or "", choice.get("finish_reason")))
+                    now = time.monotonic()
+                    if now - last >= hand_over_every:
+                        hand_over(pending)
+                        pending, last = [], now
             finally:
                 completion.close()
+            if pending:
+                hand_over(pending)
             hand_over(_DONE)
         except BaseException as exc:  # delivered to the consumer, raised there
             hand_over(exc)
@@ -53,7 +64,8 @@ async def stream_chat(
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            for piece in item:
+                yield piece
     finally:
         stop.set()
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
