@@ -9,17 +9,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from lollms_server import __version__
-from lollms_server.api import endpoints, generate, tokens
+from lollms_server.api import endpoints, generate, personalities, tokens
 from lollms_server.api.auth import ApiKeyMiddleware
 from lollms_server.api.errors import REQUEST_ID_HEADER, RequestIdMiddleware, install_error_handlers
 from lollms_server.api.openapi import customize_openapi
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig, load_main_config
+from lollms_server.core.functions import FunctionManager
 from lollms_server.core.generation import GenerationService
+from lollms_server.core.personalities import PersonalityManager
 from lollms_server.core.resource_manager import ResourceManager
 from lollms_server.core.security import ApiKeyVerifier
 
@@ -44,9 +47,25 @@ def create_app(config: ServerConfig) -> FastAPI:
         resource_manager = ResourceManager.from_config(config.section("resource_manager"))
         binding_manager = BindingManager(config, resource_manager)
         await binding_manager.start()
+        paths = config.paths
+        personality_manager = PersonalityManager(
+            [(paths.example_personalities_folder, "builtin"), (paths.personalities_folder, "personal")],
+            config.section("personalities_config"),
+        )
+        function_manager = FunctionManager(
+            [(paths.example_functions_folder, "builtin"), (paths.functions_folder, "personal")],
+            timeout=float(config.section("server")["function_timeout"]),
+        )
+        # Imports and hundreds of YAML files: off the event loop.
+        await anyio.to_thread.run_sync(personality_manager.load)
+        await anyio.to_thread.run_sync(function_manager.discover)
         app.state.resource_manager = resource_manager
         app.state.binding_manager = binding_manager
-        app.state.generation_service = GenerationService(config, binding_manager, resource_manager)
+        app.state.personality_manager = personality_manager
+        app.state.function_manager = function_manager
+        app.state.generation_service = GenerationService(
+            config, binding_manager, resource_manager, personality_manager, function_manager
+        )
         # Everything built so far lives as long as the server: keep it out of the garbage collector's
         # scans, which otherwise grow with every loaded module and make each full collection slower.
         gc.freeze()
@@ -55,6 +74,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         finally:
             app.state.generation_service = None
             app.state.binding_manager = None
+            app.state.personality_manager = None
+            app.state.function_manager = None
             await binding_manager.stop()
 
     telemetry = bool(config.section("server")["opentelemetry"])
@@ -72,7 +93,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     install_error_handlers(app)
     customize_openapi(app)
     app.include_router(endpoints.public_router)
-    for module in (endpoints, tokens):
+    for module in (endpoints, tokens, personalities):
         app.include_router(module.router)
     # First in line: matching the busiest route before the others saves their matching cost.
     app.router.routes[0:0] = generate.routes

@@ -148,6 +148,31 @@ def _install_requirements(args: argparse.Namespace) -> int:
     return install_requirements([item.split(" (")[0] for item in missing])
 
 
+def _install_personality_deps(args: argparse.Namespace) -> int:
+    import pipmaster
+
+    from lollms_server.core.errors import NotFoundError
+    from lollms_server.core.personalities import PersonalityManager
+
+    config = _config_or_exit(args, create=False)
+    paths = config.paths
+    manager = PersonalityManager(
+        [(paths.example_personalities_folder, "builtin"), (paths.personalities_folder, "personal")],
+        config.section("personalities_config"),
+    )
+    manager.load()
+    try:
+        personality = manager.get(args.personality)
+    except NotFoundError as exc:
+        _say(str(exc))
+        return EXIT_CONFIG_ERROR
+    if not personality.missing_dependencies:
+        _say(f"'{personality.id}' has all its dependencies")
+        return 0
+    _say(f"installing for '{personality.id}': {', '.join(personality.missing_dependencies)}")
+    return 0 if pipmaster.ensure_packages(personality.config.dependencies) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     config_help = "main config file or its folder (default: $LOLLMS_CONFIG_DIR, else ./lollms_configs)"
     parser = argparse.ArgumentParser(prog="lollms-server", description="LOLLMS multi-modal generation server.")
@@ -180,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     install = command("install-requirements", "pip-install the requirements of binding types", _install_requirements)
     install.add_argument("binding_types", nargs="*")
     install.add_argument("--all", action="store_true", help="every discovered binding type")
+    personality_deps = command(
+        "install-personality-deps", "pip-install the dependencies a personality declares", _install_personality_deps
+    )
+    personality_deps.add_argument("personality", help="personality id or name")
     return parser
 
 

@@ -85,6 +85,20 @@ class GetDefaultBindingsResponse(BaseModel):
     defaults: dict[str, Any]
 
 
+class ListPersonalitiesResponse(BaseModel):
+    personalities: dict[str, dict[str, Any]] = Field(description="Enabled personalities by id.")
+    broken: dict[str, str] = Field(default_factory=dict, description="Personalities that failed to load: id -> reason.")
+    name_collisions: dict[str, list[str]] = Field(
+        default_factory=dict, description="`name` values shared by several personalities, with their ids."
+    )
+
+
+class ListFunctionsResponse(BaseModel):
+    functions: list[str] = Field(description="Callable names, `<file stem>.<function>`.")
+    details: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    problems: dict[str, str] = Field(default_factory=dict, description="Files or functions that were rejected.")
+
+
 class ListModelsResponse(BaseModel):
     models: dict[str, list[str]]
 

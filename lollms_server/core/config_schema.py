@@ -76,6 +76,13 @@ MAIN_SCHEMA: dict[str, Any] = {
                 min_val=0.01,
                 max_val=600.0,
             ),
+            "function_timeout": _setting(
+                "float",
+                "Seconds a custom function may run when a workflow calls it.",
+                30.0,
+                min_val=0.01,
+                max_val=3600.0,
+            ),
             "opentelemetry": _setting(
                 "bool",
                 "Trace requests and record metrics through OpenTelemetry (FastAPI's native instrumentation; "

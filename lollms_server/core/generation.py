@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +23,7 @@ from lollms_server.core.errors import BadRequestError, CapabilityError, LollmsEr
 from lollms_server.core.parameters import layer_parameters, validate_parameters
 from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
 from lollms_server.core.think import ThinkParser, split_thoughts
+from lollms_server.core.workflows import WorkflowCall, collect_workflow, stream_workflow, text_generator
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,13 @@ CONVERSATION_ROLES = {"system_context": "system", "user_prompt": "user", "assist
 
 @dataclass(frozen=True)
 class AppliedPersonality:
-    """What a personality contributes to a request (the personalities issue provides real ones)."""
+    """What a personality contributes to a request: conditioning, parameters, maybe a workflow."""
 
     name: str
     system_prompt: str | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    workflow: Callable[..., Any] | None = None
+    personality: Any = None
 
 
 class PersonalityResolver(Protocol):
@@ -99,6 +102,7 @@ class PreparedGeneration:
     parameters: dict[str, Any]
     conversation: Conversation
     uses_compute_slot: bool
+    workflow_call: WorkflowCall | None = None
 
     @property
     def request_info(self) -> dict[str, Any]:
@@ -139,11 +143,13 @@ class GenerationService:
         bindings: BindingManager,
         resources: ResourceManager,
         personalities: PersonalityResolver | None = None,
+        functions: Any = None,
     ) -> None:
         self.config = config
         self.bindings = bindings
         self.resources = resources
         self.personalities: PersonalityResolver = personalities or NoPersonalities()
+        self.functions = functions
 
     async def prepare(self, request: GenerateRequest, request_id: str) -> PreparedGeneration:
         output_type = OUTPUT_OF_GENERATION_TYPE.get(request.generation_type)
@@ -176,7 +182,7 @@ class GenerationService:
             personality.parameters if personality else None,
             validate_parameters(request.parameters),
         )
-        return PreparedGeneration(
+        prepared = PreparedGeneration(
             request_id=request_id,
             personality=personality.name if personality else None,
             binding_name=binding_name,
@@ -186,6 +192,36 @@ class GenerationService:
             conversation=conversation,
             uses_compute_slot=bool(binding.get_resource_requirements().get("gpu_required")),
         )
+        if personality is not None and personality.workflow is not None:
+            # The workflow decides what runs; bindings it calls take their own compute slots.
+            prepared.uses_compute_slot = False
+            prepared.workflow_call = WorkflowCall(
+                workflow=personality.workflow,
+                personality_id=personality.name,
+                prompt=conversation.prompt,
+                params=dict(parameters),
+                context=self._workflow_context(request, prepared, personality),
+            )
+        return prepared
+
+    def _workflow_context(
+        self, request: GenerateRequest, prepared: PreparedGeneration, personality: AppliedPersonality
+    ) -> dict[str, Any]:
+        request_info = prepared.request_info
+        return {
+            "binding": prepared.binding,
+            "binding_name": prepared.binding_name,
+            "model_name": prepared.model_name,
+            "config": self.config,
+            "function_manager": self.functions,
+            "binding_manager": self.bindings,
+            "resource_manager": self.resources,
+            "input_data": list(request.input_data),
+            "personality": personality.personality,
+            "request_info": request_info,
+            "stream": request.stream,
+            "generate_text": text_generator(prepared.binding, request_info),
+        }
 
     async def admit(self, prepared: PreparedGeneration) -> ResourceSlot | None:
         """A compute slot for bindings that need one (QueueTimeoutError when the queue is too slow)."""
@@ -194,6 +230,8 @@ class GenerationService:
         return await self.resources.admit(f"generate {prepared.request_id} on {prepared.binding_name}")
 
     async def run(self, prepared: PreparedGeneration) -> list[OutputData]:
+        if prepared.workflow_call is not None:
+            return normalize_outputs(await collect_workflow(prepared.workflow_call), prepared.model_name)
         slot = await self.admit(prepared)
         try:
             with slot.held() if slot else contextlib.nullcontext():
@@ -208,6 +246,16 @@ class GenerationService:
                 slot.release()
         return normalize_outputs(result, prepared.model_name)
 
+    def _source(self, prepared: PreparedGeneration) -> AsyncIterator[dict[str, Any]]:
+        if prepared.workflow_call is not None:
+            return stream_workflow(prepared.workflow_call)
+        return prepared.binding.generate_stream(
+            prepared.conversation.prompt,
+            dict(prepared.parameters),
+            prepared.request_info,
+            prepared.conversation.multimodal or None,
+        )
+
     async def stream(self, prepared: PreparedGeneration, slot: ResourceSlot | None) -> AsyncIterator[dict[str, Any]]:
         """StreamChunk-shaped dicts; the last one is ``final`` with every output and the usage."""
         parser = ThinkParser()
@@ -217,12 +265,7 @@ class GenerationService:
         metadata: dict[str, Any] = {}
         try:
             with slot.held() if slot else contextlib.nullcontext():
-                async for item in prepared.binding.generate_stream(
-                    prepared.conversation.prompt,
-                    dict(prepared.parameters),
-                    prepared.request_info,
-                    prepared.conversation.multimodal or None,
-                ):
+                async for item in self._source(prepared):
                     kind = item.get("type")
                     if kind == "chunk":
                         visible, thought = parser.feed(str(item.get("content") or ""))

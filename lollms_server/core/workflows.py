@@ -1,0 +1,118 @@
+"""Running scripted personalities: ``async def run_workflow(prompt, params, context)`` (spec section 9).
+
+A workflow may return a string, a dict, a list of dicts or an async generator of chunks; every shape is
+turned into OutputData (complete answers) or StreamChunk-shaped dicts (streams), whatever the request
+asked for. An exception becomes an ``error`` output; the server carries on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lollms_server.api.models import OutputData
+
+logger = logging.getLogger(__name__)
+
+CHUNK_TYPES = ("chunk", "info", "error", "function_call", "final")
+
+
+@dataclass
+class WorkflowCall:
+    """Everything a workflow run needs."""
+
+    workflow: Callable[..., Any]
+    personality_id: str
+    prompt: str
+    params: dict[str, Any]
+    context: dict[str, Any]
+
+
+def error_output(call: WorkflowCall, exc: BaseException) -> dict[str, Any]:
+    logger.error("Workflow of personality '%s' failed", call.personality_id, exc_info=exc)
+    return {
+        "type": "error",
+        "data": f"the workflow of personality '{call.personality_id}' failed: {type(exc).__name__}: {exc}",
+    }
+
+
+def _as_output_dicts(result: Any) -> list[dict[str, Any]]:
+    """A non-stream result (str, dict, list of dicts, or a final chunk) as OutputData-shaped dicts."""
+    if result is None:
+        return []
+    if isinstance(result, str):
+        return [{"type": "text", "data": result}]
+    if isinstance(result, dict):
+        if result.get("type") == "final" and isinstance(result.get("content"), list):
+            return _as_output_dicts(result["content"])
+        return [result]
+    if isinstance(result, list):
+        return [item for entry in result for item in _as_output_dicts(entry)]
+    return [{"type": "json", "data": result}]
+
+
+async def _start(call: WorkflowCall) -> Any:
+    result = call.workflow(call.prompt, call.params, call.context)
+    return await result if inspect.isawaitable(result) else result
+
+
+async def _chunks_of(result: Any) -> AsyncIterator[dict[str, Any]]:
+    """StreamChunk-shaped dicts of any workflow result; a non-stream result becomes one final chunk."""
+    if inspect.isasyncgen(result) or hasattr(result, "__aiter__"):
+        async for item in result:
+            if isinstance(item, str):
+                yield {"type": "chunk", "content": item}
+            elif isinstance(item, dict) and item.get("type") in CHUNK_TYPES:
+                yield item
+            else:
+                yield {"type": "final", "content": _as_output_dicts(item)}
+        return
+    yield {"type": "final", "content": _as_output_dicts(result)}
+
+
+async def stream_workflow(call: WorkflowCall) -> AsyncIterator[dict[str, Any]]:
+    """The workflow as a stream of chunks; a failure ends it with an ``error`` chunk."""
+    try:
+        async for chunk in _chunks_of(await _start(call)):
+            yield chunk
+    except Exception as exc:
+        error = error_output(call, exc)
+        yield {"type": "error", "content": error["data"]}
+
+
+async def collect_workflow(call: WorkflowCall) -> list[dict[str, Any]]:
+    """The workflow's complete outputs (a streaming workflow is read to its end)."""
+    text: list[str] = []
+    thoughts: list[str] = []
+    side: list[dict[str, Any]] = []
+    final: list[dict[str, Any]] | None = None
+    async for chunk in stream_workflow(call):
+        kind = chunk.get("type")
+        if kind == "chunk":
+            text.append(str(chunk.get("content") or ""))
+            thoughts.append(chunk.get("thoughts") or "")
+        elif kind == "final":
+            final = (final or []) + _as_output_dicts(chunk.get("content"))
+        elif kind in ("info", "error"):
+            side.append({"type": kind, "data": chunk.get("content"), "metadata": chunk.get("metadata")})
+    outputs = final if final is not None else []
+    if final is None and text:
+        outputs = [{"type": "text", "data": "".join(text), "thoughts": "".join(thoughts) or None}]
+    return outputs + side
+
+
+def text_generator(binding: Any, request_info: dict[str, Any]) -> Callable[..., Awaitable[str]]:
+    """``await generate_text(prompt, system_prompt=None, **params)`` for workflows: one fresh turn."""
+
+    async def generate_text(prompt: str, system_prompt: str | None = None, **params: Any) -> str:
+        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        result = await binding.generate(prompt, params, {**request_info, "messages": messages})
+        outputs = [OutputData.model_validate(item) for item in _as_output_dicts(result)]
+        return "".join(str(output.data) for output in outputs if output.type == "text")
+
+    return generate_text

@@ -1,0 +1,126 @@
+"""FunctionManager discovery and execution; the shipped math and date functions; the code runner."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lollms_server.core.code_runner import run_python
+from lollms_server.core.config import builtin_zoo_dir
+from lollms_server.core.functions import FunctionManager
+
+USER_FUNCTIONS = '''
+import asyncio
+
+async def greet(name: str, punctuation: str = "!") -> str:
+    """Say hello."""
+    return f"Hello {name}{punctuation}"
+
+async def slow() -> None:
+    await asyncio.sleep(5)
+
+async def broken() -> None:
+    raise RuntimeError("kaput")
+
+def not_async() -> int:
+    return 1
+
+async def _private() -> None:
+    pass
+'''
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> FunctionManager:
+    (tmp_path / "my_tools.py").write_text(textwrap.dedent(USER_FUNCTIONS))
+    (tmp_path / "broken_module.py").write_text("import does_not_exist_xyz\n")
+    functions = FunctionManager([(builtin_zoo_dir() / "functions", "builtin"), (tmp_path, "personal")], timeout=0.2)
+    functions.discover()
+    return functions
+
+
+def test_discovery(manager: FunctionManager) -> None:
+    names = manager.list_functions()
+    assert {"my_tools.greet", "my_tools.slow", "my_tools.broken", "math_tools.evaluate", "datetime_tools.now"} <= set(
+        names
+    )
+    assert "my_tools._private" not in names and "my_tools.not_async" not in names
+    assert "async" in manager.problems["my_tools.not_async"]
+    assert "ModuleNotFoundError" in next(v for k, v in manager.problems.items() if k.endswith("broken_module.py"))
+    assert manager.functions["my_tools.greet"].public_info()["description"] == "Say hello."
+
+
+async def test_execution_results_and_errors(manager: FunctionManager) -> None:
+    assert await manager.execute_function("my_tools.greet", {"name": "Ada"}) == (True, "Hello Ada!")
+    ok, message = await manager.execute_function("my_tools.greet", {})
+    assert not ok and "missing a required argument: 'name'" in message
+    ok, message = await manager.execute_function("my_tools.greet", {"name": "x", "colour": "red"})
+    assert not ok and "unexpected keyword argument 'colour'" in message
+    ok, message = await manager.execute_function("my_tools.nope", {})
+    assert not ok and "unknown function" in message and "my_tools.greet" in message
+    ok, message = await manager.execute_function("my_tools.slow", {})
+    assert not ok and "did not finish within 0.2s" in message
+    ok, message = await manager.execute_function("my_tools.broken", {})
+    assert not ok and "RuntimeError: kaput" in message
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [("12*7", 84), ("(2+3)**2 - 1", 24), ("sqrt(16) + 2^3", 12.0), ("7 // 2 + 7 % 2", 4), ("-pi + pi", 0.0)],
+)
+async def test_safe_arithmetic(manager: FunctionManager, expression: str, expected: float) -> None:
+    assert await manager.execute_function("math_tools.evaluate", {"expression": expression}) == (True, expected)
+
+
+@pytest.mark.parametrize(
+    "expression", ["__import__('os').system('true')", "open('x')", "9**9**9", "[1, 2]", "a + 1", "1" * 300]
+)
+async def test_arithmetic_refuses_everything_else(manager: FunctionManager, expression: str) -> None:
+    ok, message = await manager.execute_function("math_tools.evaluate", {"expression": expression})
+    assert not ok and ("ValueError" in message or "SyntaxError" in message)
+
+
+async def test_dates(manager: FunctionManager) -> None:
+    assert await manager.execute_function(
+        "datetime_tools.days_between", {"start": "2026-01-01", "end": "2026-03-01"}
+    ) == (
+        True,
+        59,
+    )
+    ok, now = await manager.execute_function("datetime_tools.now", {"timezone_name": "Europe/Paris"})
+    assert ok and now[4] == "-" and now.endswith(("+01:00", "+02:00"))
+
+
+async def test_code_runner_isolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOLLMS_ENCRYPTION_KEY", "super-secret-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
+    code = "import os, pathlib\nprint(sorted(os.environ))\nprint(pathlib.Path.cwd())\nprint(6 * 7)\n"
+    result = await run_python(code, timeout=10)
+    assert result.exit_code == 0 and not result.timed_out
+    assert "super-secret-key" not in result.stdout and "OPENAI_API_KEY" not in result.stdout
+    assert "LOLLMS_ENCRYPTION_KEY" not in result.stdout
+    workdir = result.stdout.splitlines()[1]
+    assert "lollms_code_" in workdir and not os.path.exists(workdir)  # its temporary folder is gone
+    assert result.stdout.splitlines()[2] == "42"
+
+
+async def test_code_runner_timeout_kills_the_process_group() -> None:
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    result = await run_python(code, timeout=1.0)
+    assert result.timed_out and result.exit_code is None
+    grandchild = int(result.stdout.split()[0])
+    for _ in range(50):
+        if not Path(f"/proc/{grandchild}").exists() or "Z" in Path(f"/proc/{grandchild}/stat").read_text().split()[2]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the program's own child process survived the timeout")

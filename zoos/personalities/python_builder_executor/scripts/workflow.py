@@ -1,0 +1,39 @@
+"""python_builder_executor: let the model write a program, run it isolated, return code and output."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lollms_server.core.code_runner import run_python
+
+CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
+TIMEOUT_SECONDS = 10.0
+
+
+def extract_code(text: str) -> str:
+    match = CODE_BLOCK.search(text)
+    return (match.group(1) if match else text).strip()
+
+
+async def run_workflow(prompt: str, params: dict[str, Any], context: dict[str, Any]) -> list[dict[str, Any]]:
+    system = context["request_info"]["system_prompt"]
+    written = await context["generate_text"](prompt, system_prompt=system, **params)
+    code = extract_code(written)
+    if not code:
+        return [{"type": "error", "data": "The model wrote no code."}]
+    result = await run_python(code, timeout=TIMEOUT_SECONDS)
+    summary = f"timed out after {TIMEOUT_SECONDS:g}s" if result.timed_out else f"exit code {result.exit_code}"
+    return [
+        {"type": "text", "data": f"```python\n{code}\n```"},
+        {
+            "type": "json",
+            "data": {
+                "stdout": result.stdout,
+                "stderr": result.stderr,
+                "exit_code": result.exit_code,
+                "timed_out": result.timed_out,
+            },
+            "metadata": {"summary": summary},
+        },
+    ]
