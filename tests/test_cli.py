@@ -92,3 +92,15 @@ def test_wizard_writes_the_chosen_format_and_never_overwrites(tmp_path: Path) ->
     again = subprocess.run(wizard, cwd=tmp_path, input=answers, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "already exists" in again.stdout
     assert written.read_bytes() == before
+
+
+def test_install_personality_deps_reports_and_refuses_unknown(tmp_path: Path) -> None:
+    config_dir = tmp_path / "conf"
+    assert run_cli("check-config", "--config", str(config_dir), cwd=tmp_path).returncode == 2  # no file yet
+    from lollms_server.core.config import create_default_config
+
+    create_default_config(config_dir / "main_config.yaml")
+    ok = run_cli("install-personality-deps", "lollms", "--config", str(config_dir), cwd=tmp_path)
+    assert ok.returncode == 0 and "has all its dependencies" in ok.stderr
+    unknown = run_cli("install-personality-deps", "ghost", "--config", str(config_dir), cwd=tmp_path)
+    assert unknown.returncode == 2 and "personality 'ghost' not found" in unknown.stderr
