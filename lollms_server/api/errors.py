@@ -16,6 +16,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lollms_server.api.disconnect import ClientGone
 from lollms_server.api.models import ErrorResponse
 from lollms_server.core.errors import (
+    BackendAuthError,
+    BackendFailedError,
+    BackendRateLimitError,
+    BackendTimeoutError,
+    BackendUnreachableError,
     BadRequestError,
     CapabilityError,
     ConfigError,
@@ -31,6 +36,11 @@ REQUEST_ID_HEADER = "X-Request-ID"
 
 # (status, code) per exception class; the first matching class in the MRO wins.
 STATUS_FOR_ERROR: dict[type[LollmsError], tuple[int, str]] = {
+    BackendAuthError: (401, "backend_unauthorized"),
+    BackendRateLimitError: (429, "backend_rate_limited"),
+    BackendFailedError: (502, "backend_error"),
+    BackendUnreachableError: (503, "backend_unreachable"),
+    BackendTimeoutError: (504, "backend_timeout"),
     BadRequestError: (400, "bad_request"),
     NotFoundError: (404, "not_found"),
     QueueTimeoutError: (408, "queue_timeout"),
@@ -87,7 +97,9 @@ async def _lollms_error(request: Request, exc: Exception) -> JSONResponse:
     status, code = status_for(cast(LollmsError, exc))
     if status == 500:
         return await _unexpected_error(request, exc)
-    return error_response(request, status, code, str(exc))
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(int(retry_after))} if retry_after else None
+    return error_response(request, status, code, str(exc), headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -33,3 +33,42 @@ class UnavailableError(LollmsError):
 
 class QueueTimeoutError(LollmsError):
     """The request waited longer than ``resource_manager.queue_timeout`` for a resource slot."""
+
+
+class BackendError(LollmsError):
+    """The backend behind a remote binding failed; the subclass says how. ``retryable`` errors may be retried
+    before the first byte of an answer has been passed on."""
+
+    retryable = False
+
+
+class BackendUnreachableError(BackendError):
+    """The backend could not be reached (connection refused, DNS, reset)."""
+
+    retryable = True
+
+
+class BackendTimeoutError(BackendError):
+    """The backend did not answer within the instance's timeout."""
+
+    retryable = True
+
+
+class BackendFailedError(BackendError):
+    """The backend answered with a server error (5xx) or something unusable."""
+
+    retryable = True
+
+
+class BackendAuthError(BackendError):
+    """The backend refused the instance's credentials (its 401/403)."""
+
+
+class BackendRateLimitError(BackendError):
+    """The backend asked us to slow down (its 429)."""
+
+    retryable = True
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
