@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 
 def free_port() -> int:
@@ -18,9 +18,9 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """Run ``app`` (lifespan included) under uvicorn; yields the base URL."""
-    port = free_port()
+async def serving(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
+    """Run ``app`` (lifespan included) under uvicorn on ``port`` (a free one by default); yields the base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     try:

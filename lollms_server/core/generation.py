@@ -126,8 +126,10 @@ def normalize_outputs(result: GenerateResult | list[Any], model_name: str | None
             output = OutputData.model_validate(raw)
         except ValidationError as exc:
             raise LollmsError(f"binding returned malformed output: {exc}") from exc
-        if output.type == "text" and isinstance(output.data, str) and output.thoughts is None:
-            output.data, output.thoughts = split_thoughts(output.data)
+        if output.type == "text" and isinstance(output.data, str):
+            output.data, found = split_thoughts(output.data)
+            if found:
+                output.thoughts = f"{output.thoughts}\n\n{found}" if output.thoughts else found
         if model_name and output.type not in ("error", "info"):
             output.metadata = {"model": model_name, **(output.metadata or {})}
         outputs.append(output)

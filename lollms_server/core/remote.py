@@ -33,6 +33,7 @@ _CREDENTIAL_LIKE = re.compile(r"(sk-[A-Za-z0-9_\-*.]{4,}|AIza[A-Za-z0-9_\-]{10,}
 _MAX_UPSTREAM_MESSAGE = 300
 _MAX_RETRY_DELAY = 30.0
 
+
 @dataclass(frozen=True)
 class RetryPolicy:
     timeout: float = 120.0

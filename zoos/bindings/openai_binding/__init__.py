@@ -1,0 +1,240 @@
+"""openai_binding: OpenAI and OpenAI-compatible chat servers through the official async SDK."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import openai
+
+from lollms_server.core.bindings import Binding
+from lollms_server.core.errors import BackendFailedError, LollmsError, NotFoundError
+from lollms_server.core.remote import (
+    RetryPolicy,
+    call_with_retries,
+    error_for_status,
+    error_for_transport,
+    stream_with_retries,
+)
+
+from .messages import VISION_MODEL, chat_messages, request_options
+
+MODEL_LIST_TTL = 60.0
+HEALTH_TIMEOUT = 10.0
+# Keys under which compatible servers report a model's context size in their model list.
+CONTEXT_KEYS = ("context_length", "context_window", "max_model_len", "max_context_length", "n_ctx_train")
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    value = exc.response.headers.get("retry-after") if exc.response is not None else None
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+class OpenAIBinding(Binding):
+    binding_type_name = "openai_binding"
+
+    def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
+        super().__init__(config, resource_manager)
+        self.policy = RetryPolicy.from_config(config)
+        self.official = not config.get("base_url")
+        self._api_key = config.get("api_key") or os.environ.get("OPENAI_API_KEY")
+        self._secrets = [self._api_key] if self._api_key else []
+        self.client = openai.AsyncOpenAI(
+            api_key=self._api_key or "not-needed",
+            base_url=config.get("base_url") or None,
+            organization=config.get("organization") or None,
+            timeout=self.policy.timeout,
+            max_retries=0,  # our RetryPolicy retries, and never after the first streamed byte
+        )
+        self._models: tuple[float, dict[str, dict[str, Any]]] | None = None
+
+    # --- capabilities ----------------------------------------------------------------------------------
+    def get_supported_input_modalities(self) -> list[str]:
+        return ["text", "image"]
+
+    def get_supported_output_modalities(self) -> list[str]:
+        return ["text"]
+
+    def _takes_images(self, model_name: str | None) -> bool:
+        setting = self.config.get("vision", "auto")
+        return setting == "always" or (setting == "auto" and bool(model_name and VISION_MODEL.search(model_name)))
+
+    def model_supports_input(self, model_name: str | None, data_type: str, role: str) -> bool:
+        return data_type == "text" or (data_type == "image" and self._takes_images(model_name))
+
+    # --- errors ----------------------------------------------------------------------------------------
+    def _classify(self, exc: Exception) -> LollmsError:
+        name = self.binding_instance_name
+        if isinstance(exc, openai.APITimeoutError):
+            return error_for_transport(name, exc, timed_out=True)
+        if isinstance(exc, openai.APIConnectionError):
+            return error_for_transport(name, exc, timed_out=False)
+        if isinstance(exc, openai.APIStatusError):
+            return error_for_status(name, exc.status_code, exc.message, self._secrets, _retry_after(exc))
+        return BackendFailedError(f"binding '{name}': unexpected answer from the backend ({type(exc).__name__})")
+
+    # --- models ----------------------------------------------------------------------------------------
+    async def _model_list(self) -> dict[str, dict[str, Any]]:
+        if self._models and time.monotonic() - self._models[0] < MODEL_LIST_TTL:
+            return self._models[1]
+
+        async def fetch() -> dict[str, dict[str, Any]]:
+            page = await self.client.models.list()
+            return {model.id: model.model_dump() for model in page.data}
+
+        models = await call_with_retries(fetch, self.policy, self._classify)
+        self._models = (time.monotonic(), models)
+        return models
+
+    def _describe(self, name: str, raw: dict[str, Any]) -> dict[str, Any]:
+        reported = next((int(raw[key]) for key in CONTEXT_KEYS if isinstance(raw.get(key), int)), None)
+        return {
+            "name": name,
+            "context_size": reported or int(self.config.get("context_size", 4096)),
+            "supports_vision": self._takes_images(name),
+            "supports_audio": False,
+            "details": {
+                "owned_by": raw.get("owned_by"),
+                "created": raw.get("created"),
+                "context_size_source": "server" if reported else "configured",
+            },
+        }
+
+    async def resolve_model(self, model_name: str | None) -> str | None:
+        name = model_name or self.default_model_name
+        try:
+            models = await self._model_list()
+        except LollmsError:
+            return name  # the backend cannot list right now; the generation will say what is wrong
+        if name not in models:
+            raise NotFoundError(
+                f"model '{name}' not found on binding '{self.binding_instance_name}' "
+                f"(available: {', '.join(sorted(models)) or 'none'})"
+            )
+        return name
+
+    async def list_available_models(self) -> list[dict[str, Any]]:
+        return [self._describe(name, raw) for name, raw in sorted((await self._model_list()).items())]
+
+    async def get_model_info(self, model_name: str | None = None) -> dict[str, Any]:
+        name = model_name or self.default_model_name or ""
+        models = await self._model_list()
+        if name not in models:
+            raise NotFoundError(f"model '{name}' not found on binding '{self.binding_instance_name}'")
+        described = self._describe(name, models[name])
+        return {
+            "model_name": name,
+            "model_type": "ttt",
+            "context_size": described["context_size"],
+            "max_output_tokens": None,
+            "supports_vision": described["supports_vision"],
+            "supports_audio": False,
+            "supports_streaming": True,
+            "details": described["details"],
+        }
+
+    async def load_model(self, model_name: str) -> bool:
+        self.model_name = model_name
+        return True
+
+    async def unload_model(self) -> bool:
+        self.model_name = None  # nothing is loaded here: the server holds the models
+        return True
+
+    async def health_check(self) -> tuple[bool, str]:
+        if self.official and not self._api_key:
+            return False, "no api_key configured (and OPENAI_API_KEY is not set)"
+        try:
+            await self.client.with_options(timeout=min(self.policy.timeout, HEALTH_TIMEOUT)).models.list()
+        except Exception as exc:
+            return False, str(self._classify(exc))
+        return True, "ok"
+
+    # --- generation ------------------------------------------------------------------------------------
+    def _create_arguments(
+        self, prompt: str, params: dict[str, Any], request_info: dict[str, Any], images: list[Any] | None
+    ) -> dict[str, Any]:
+        return {
+            "model": request_info.get("model_name") or self.default_model_name,
+            "messages": chat_messages(request_info, prompt, images or []),
+            **request_options(params, self.official),
+        }
+
+    async def generate(
+        self,
+        prompt: str,
+        params: dict[str, Any],
+        request_info: dict[str, Any],
+        multimodal_data: list[Any] | None = None,
+    ) -> dict[str, Any]:
+        arguments = self._create_arguments(prompt, params, request_info, multimodal_data)
+        completion = await call_with_retries(
+            lambda: self.client.chat.completions.create(**arguments), self.policy, self._classify
+        )
+        choice = completion.choices[0] if completion.choices else None
+        message = choice.message if choice else None
+        usage = (
+            completion.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
+            if (completion.usage)
+            else None
+        )
+        return {
+            "type": "text",
+            "data": (message.content if message else None) or "",
+            "thoughts": _reasoning(message),
+            "metadata": {
+                "model": completion.model or arguments["model"],
+                "usage": usage,
+                "finish_reason": (choice.finish_reason if choice else None) or "stop",
+            },
+        }
+
+    async def generate_stream(
+        self,
+        prompt: str,
+        params: dict[str, Any],
+        request_info: dict[str, Any],
+        multimodal_data: list[Any] | None = None,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        arguments = self._create_arguments(prompt, params, request_info, multimodal_data)
+
+        async def open_stream() -> AsyncIterator[Any]:
+            return await self.client.chat.completions.create(
+                **arguments, stream=True, stream_options={"include_usage": True}
+            )
+
+        pieces = 0
+        usage: dict[str, Any] | None = None
+        finish_reason = None
+        async for chunk in stream_with_retries(open_stream, self.policy, self._classify):
+            if chunk.usage:
+                usage = chunk.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            finish_reason = choice.finish_reason or finish_reason
+            content, thoughts = choice.delta.content, _reasoning(choice.delta)
+            if content or thoughts:
+                pieces += 1
+                yield {"type": "chunk", "content": content or "", "thoughts": thoughts}
+        if usage is None:  # servers that ignore include_usage: count what came
+            usage = {"prompt_tokens": None, "completion_tokens": pieces, "total_tokens": None}
+        yield {
+            "type": "final",
+            "content": None,
+            "metadata": {"model": arguments["model"], "usage": usage, "finish_reason": finish_reason or "stop"},
+        }
+
+
+def _reasoning(message: Any) -> str | None:
+    """Reasoning text of servers that send it apart (DeepSeek, vLLM: reasoning_content; others: reasoning)."""
+    if message is None:
+        return None
+    extra = getattr(message, "model_extra", None) or {}
+    value = extra.get("reasoning_content") or extra.get("reasoning")
+    return value if isinstance(value, str) and value else None

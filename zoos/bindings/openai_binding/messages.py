@@ -1,0 +1,53 @@
+"""Our conversation and parameters in the OpenAI chat format."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lollms_server.core.errors import BadRequestError
+
+# Model names that take images, for vision: auto.
+VISION_MODEL = re.compile(r"gpt-4o|gpt-4\.1|gpt-5|^o[134]|vision|llava|[-_]vl\b|pixtral|gemma-?3", re.IGNORECASE)
+# Sampling options outside the OpenAI API that compatible servers (vLLM, llama.cpp server) understand.
+COMPATIBLE_EXTRAS = ("top_k", "repeat_penalty", "repeat_last_n", "min_p")
+
+
+def image_part(item: Any) -> dict[str, Any]:
+    if item.type != "image":
+        raise BadRequestError(f"openai_binding takes text and images; got {item.type} input with role '{item.role}'")
+    url = (
+        item.data
+        if item.data.startswith(("http://", "https://", "data:"))
+        else (f"data:{item.mime_type or 'image/png'};base64,{item.data}")
+    )
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def chat_messages(request_info: dict[str, Any], prompt: str, images: list[Any]) -> list[dict[str, Any]]:
+    """The request's messages; images join the last user message as content parts."""
+    messages: list[dict[str, Any]] = [
+        dict(m) for m in request_info.get("messages") or [{"role": "user", "content": prompt}]
+    ]
+    if images:
+        last_user = next((m for m in reversed(messages) if m["role"] == "user"), None)
+        if last_user is None:
+            last_user = {"role": "user", "content": ""}
+            messages.append(last_user)
+        last_user["content"] = [{"type": "text", "text": last_user["content"]}, *(image_part(i) for i in images)]
+    return messages
+
+
+def request_options(params: dict[str, Any], official: bool) -> dict[str, Any]:
+    """create() arguments for our normalized parameters."""
+    options: dict[str, Any] = {}
+    if "max_tokens" in params:
+        # OpenAI deprecated max_tokens (reasoning models refuse it); compatible servers still expect it.
+        options["max_completion_tokens" if official else "max_tokens"] = params["max_tokens"]
+    for key in ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"):
+        if key in params:
+            options[key] = params[key]
+    extras = {key: params[key] for key in COMPATIBLE_EXTRAS if key in params}
+    if extras and not official:  # OpenAI itself answers 400 to unknown fields
+        options["extra_body"] = extras
+    return options
