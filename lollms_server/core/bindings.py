@@ -92,6 +92,14 @@ class Binding(ABC):
     async def detokenize(self, tokens: list[int]) -> str:
         raise CapabilityError(f"binding type '{self.binding_type_name}' cannot detokenize")
 
+    async def embed(self, texts: list[str], model_name: str | None = None, **options: Any) -> dict[str, Any]:
+        """``{"embeddings": [[float, ...], ...], "prompt_tokens": int | None}``, one vector per text."""
+        raise CapabilityError(f"binding type '{self.binding_type_name}' cannot compute embeddings")
+
+    def supports_structured_output(self) -> bool:
+        """Whether ``params["response_format"]`` (JSON object / JSON schema) is honoured."""
+        return False
+
     async def health_check(self) -> tuple[bool, str]:
         """(healthy, message). Remote bindings should check that their backend answers."""
         return True, "ok"

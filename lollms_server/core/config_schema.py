@@ -146,6 +146,11 @@ MAIN_SCHEMA: dict[str, Any] = {
         "Default binding instances per generation type and fallback limits.",
         {
             **_DEFAULT_BINDINGS,
+            "embedding_binding": _setting(
+                "str",
+                "Default binding instance for embeddings (/v1/embeddings, /api/embed) without a model id.",
+                nullable=True,
+            ),
             "default_context_size": _setting(
                 "int", "Context size used when a model does not report one.", 4096, min_val=64
             ),

@@ -103,6 +103,7 @@ class PreparedGeneration:
     conversation: Conversation
     uses_compute_slot: bool
     workflow_call: WorkflowCall | None = None
+    raw_prompt: bool = False
 
     @property
     def request_info(self) -> dict[str, Any]:
@@ -113,6 +114,7 @@ class PreparedGeneration:
             "personality": self.personality,
             "messages": self.conversation.messages,
             "system_prompt": self.conversation.system_prompt,
+            "raw_prompt": self.raw_prompt,
         }
 
 
@@ -153,7 +155,8 @@ class GenerationService:
         self.personalities: PersonalityResolver = personalities or NoPersonalities()
         self.functions = functions
 
-    async def prepare(self, request: GenerateRequest, request_id: str) -> PreparedGeneration:
+    async def prepare(self, request: GenerateRequest, request_id: str, raw_prompt: bool = False) -> PreparedGeneration:
+        """Resolve and check everything; ``raw_prompt`` asks for a plain text completion (no chat template)."""
         output_type = OUTPUT_OF_GENERATION_TYPE.get(request.generation_type)
         if output_type is None:
             known = ", ".join(OUTPUT_OF_GENERATION_TYPE)
@@ -184,6 +187,11 @@ class GenerationService:
             personality.parameters if personality else None,
             validate_parameters(request.parameters),
         )
+        if parameters.get("response_format") and not binding.supports_structured_output():
+            raise BadRequestError(
+                f"binding '{binding_name}' cannot constrain its output to JSON (response_format); "
+                "use a binding that can, such as llamacpp_binding or openai_binding"
+            )
         prepared = PreparedGeneration(
             request_id=request_id,
             personality=personality.name if personality else None,
@@ -193,6 +201,7 @@ class GenerationService:
             parameters=parameters,
             conversation=conversation,
             uses_compute_slot=bool(binding.get_resource_requirements().get("gpu_required")),
+            raw_prompt=raw_prompt,
         )
         if personality is not None and personality.workflow is not None:
             # The workflow decides what runs; bindings it calls take their own compute slots.

@@ -17,7 +17,7 @@ from lollms_server.core.bindings import Binding
 from lollms_server.core.errors import BadRequestError
 
 from .models import describe_metadata, list_models, resolve_model
-from .runner import stream_chat
+from .runner import chat_pieces, completion_pieces, stream_pieces
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,15 @@ _LOADING = threading.Lock()
 SAMPLING_OPTIONS = ("max_tokens", "temperature", "top_k", "top_p", "repeat_penalty", "stop", "seed")
 
 
+def _sentence_vector(embedding: Any) -> list[float]:
+    """One L2-normalized vector: token-level output (models without pooling) is mean-pooled first."""
+    rows = embedding if embedding and isinstance(embedding[0], list) else [embedding]
+    width = len(rows[0])
+    mean = [sum(row[i] for row in rows) / len(rows) for i in range(width)]
+    norm = math.sqrt(sum(value * value for value in mean)) or 1.0
+    return [value / norm for value in mean]
+
+
 def _construct(llama_class: Any, settings: dict[str, Any]) -> Any:
     with _LOADING:
         return llama_class(**settings)
@@ -55,13 +64,15 @@ class LlamaCppBinding(Binding):
         self._model_lock = asyncio.Lock()
         self._vocabularies: dict[Path, Any] = {}
         self._vocabulary_lock = threading.Lock()
+        self._embedders: dict[Path, Any] = {}
+        self._embedding_lock = threading.Lock()
 
     # --- capabilities ------------------------------------------------------------------------------
     def get_supported_input_modalities(self) -> list[str]:
         return ["text"]
 
     def get_supported_output_modalities(self) -> list[str]:
-        return ["text"]
+        return ["text", "embedding"]
 
     def get_resource_requirements(self) -> dict[str, Any]:
         return {"gpu_required": True}  # local compute: admitted by the resource manager, GPU or not
@@ -192,7 +203,47 @@ class LlamaCppBinding(Binding):
 
         return await anyio.to_thread.run_sync(work)
 
+    # --- embeddings ----------------------------------------------------------------------------------
+    async def embed(self, texts: list[str], model_name: str | None = None, **options: Any) -> dict[str, Any]:
+        """Sentence embeddings of a GGUF model (embedding models pool themselves; others are mean-pooled)."""
+        _, path = resolve_model(model_name or self.default_model_name, self.models_folder)
+        if path not in self._embedders:
+            from llama_cpp import Llama
+
+            settings = {
+                "model_path": str(path),
+                "embedding": True,
+                "n_ctx": int(self.config.get("n_ctx") or 0),
+                "n_threads": self.config.get("n_threads"),
+                "verbose": False,
+            }
+            async with self.resource_manager.acquire_gpu_resource(f"load embeddings of {path.name}"):
+                self._embedders[path] = await anyio.to_thread.run_sync(lambda: _construct(Llama, settings))
+        embedder = self._embedders[path]
+
+        def work() -> dict[str, Any]:
+            with self._embedding_lock:
+                vectors = [_sentence_vector(embedder.embed(text)) for text in texts]
+                tokens = sum(len(embedder.tokenize(text.encode("utf-8"))) for text in texts)
+            return {"embeddings": vectors, "prompt_tokens": tokens}
+
+        async with self.resource_manager.acquire_gpu_resource(f"embed on {self.binding_instance_name}"):
+            return await anyio.to_thread.run_sync(work)
+
     # --- generation ----------------------------------------------------------------------------------
+    def supports_structured_output(self) -> bool:
+        return True
+
+    @staticmethod
+    def _response_format(params: dict[str, Any]) -> dict[str, Any]:
+        """llama-cpp-python turns a JSON schema (or any JSON) into a grammar that constrains sampling."""
+        requested = params.get("response_format") or {}
+        if requested.get("type") not in ("json_object", "json_schema"):
+            return {}
+        # OpenAI's shape: {"type": "json_schema", "json_schema": {"name", "schema"}} or {"type": "json_object"}.
+        schema = (requested.get("json_schema") or {}).get("schema") or requested.get("schema")
+        return {"response_format": {"type": "json_object", **({"schema": schema} if schema else {})}}
+
     def _options(self, params: dict[str, Any]) -> dict[str, Any]:
         options = {key: params[key] for key in (*SAMPLING_OPTIONS, *PASSTHROUGH_OPTIONS) if key in params}
         if "seed" not in options and int(self.config.get("seed", -1)) >= 0:
@@ -250,7 +301,11 @@ class LlamaCppBinding(Binding):
                 if params.get("repeat_last_n") is not None:
                     llm.last_n_tokens_size = int(params["repeat_last_n"])
                 try:
-                    async for piece, finish in stream_chat(llm, messages, options, hand_over_every):
+                    if request_info.get("raw_prompt"):
+                        start = completion_pieces(llm, prompt, options)
+                    else:
+                        start = chat_pieces(llm, messages, {**options, **self._response_format(params)})
+                    async for piece, finish in stream_pieces(start, hand_over_every):
                         if piece:
                             completion_tokens += 1
                             yield {"type": "chunk", "content": piece}

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -14,10 +14,26 @@ import anyio
 _DONE = object()
 
 
-async def stream_chat(
-    llm: Any, messages: list[dict[str, str]], options: dict[str, Any], hand_over_every: float = 0.0
+def chat_pieces(llm: Any, messages: list[dict[str, Any]], options: dict[str, Any]) -> Callable[[], Iterator[Any]]:
+    """Start a chat completion (the model's chat template applies); pieces via ``piece_of``."""
+    return lambda: llm.create_chat_completion(messages=messages, stream=True, **options)
+
+
+def completion_pieces(llm: Any, prompt: str, options: dict[str, Any]) -> Callable[[], Iterator[Any]]:
+    """Start a raw text completion of ``prompt`` (no chat template)."""
+    return lambda: llm.create_completion(prompt=prompt, stream=True, **options)
+
+
+def piece_of(chunk: dict[str, Any]) -> tuple[str, str | None]:
+    choice = chunk["choices"][0]
+    text = choice["delta"].get("content") if "delta" in choice else choice.get("text")
+    return text or "", choice.get("finish_reason")
+
+
+async def stream_pieces(
+    start: Callable[[], Iterator[Any]], hand_over_every: float = 0.0
 ) -> AsyncIterator[tuple[str, str | None]]:
-    """Yield (text piece, finish_reason) per generated token.
+    """Yield (text piece, finish_reason) per generated token of the completion ``start`` begins.
 
     The completion runs in a worker thread that hands tokens to the loop, at most once every
     ``hand_over_every`` seconds (0: every token; a token waits at most until the next one is due).
@@ -37,13 +53,12 @@ async def stream_chat(
         pending: list[tuple[str, str | None]] = []
         last = 0.0
         try:
-            completion = llm.create_chat_completion(messages=messages, stream=True, **options)
+            completion = start()
             try:
                 for chunk in completion:
                     if stop.is_set():
                         break
-                    choice = chunk["choices"][0]
-                    pending.append((choice["delta"].get("content") or "", choice.get("finish_reason")))
+                    pending.append(piece_of(chunk))
                     now = time.monotonic()
                     if now - last >= hand_over_every:
                         hand_over(pending)

@@ -64,6 +64,9 @@ class OpenAIBinding(Binding):
         setting = self.config.get("vision", "auto")
         return setting == "always" or (setting == "auto" and bool(model_name and VISION_MODEL.search(model_name)))
 
+    def supports_structured_output(self) -> bool:
+        return True  # passed on as the backend's own response_format
+
     def model_supports_input(self, model_name: str | None, data_type: str, role: str) -> bool:
         return data_type == "text" or (data_type == "image" and self._takes_images(model_name))
 

@@ -44,7 +44,7 @@ def request_options(params: dict[str, Any], official: bool) -> dict[str, Any]:
     if "max_tokens" in params:
         # OpenAI deprecated max_tokens (reasoning models refuse it); compatible servers still expect it.
         options["max_completion_tokens" if official else "max_tokens"] = params["max_tokens"]
-    for key in ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"):
+    for key in ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "response_format"):
         if key in params:
             options[key] = params[key]
     extras = {key: params[key] for key in COMPATIBLE_EXTRAS if key in params}

@@ -1,0 +1,43 @@
+"""Embeddings over any binding that computes them, chosen by model id or ``defaults.embedding_binding``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lollms_server.core.binding_manager import BindingManager
+from lollms_server.core.config import ServerConfig
+from lollms_server.core.errors import BadRequestError
+from lollms_server.core.model_ids import parse_model_id
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    model: str
+    embeddings: list[list[float]]
+    prompt_tokens: int | None
+
+
+class EmbeddingService:
+    def __init__(self, config: ServerConfig, bindings: BindingManager) -> None:
+        self.config = config
+        self.bindings = bindings
+
+    async def embed(self, texts: list[str], model_id: str | None, **options: Any) -> EmbeddingResult:
+        binding_name: str | None = self.config.defaults.get("embedding_binding")
+        model: str | None = None
+        if model_id:
+            choice = parse_model_id(model_id, self.bindings.instances)
+            if choice.binding_name is None:
+                raise BadRequestError("personalities do not compute embeddings; name an embedding model")
+            binding_name, model = choice.binding_name, choice.model_name
+        if not binding_name:
+            raise BadRequestError("no model given and no defaults.embedding_binding configured")
+        binding = await self.bindings.get_binding(binding_name)
+        resolved = await binding.resolve_model(model)
+        result = await binding.embed(texts, resolved, **options)
+        return EmbeddingResult(
+            model=f"{binding_name}/{resolved}" if resolved else binding_name,
+            embeddings=result["embeddings"],
+            prompt_tokens=result.get("prompt_tokens"),
+        )
