@@ -17,9 +17,12 @@ from lollms_server import __version__
 from lollms_server.api import endpoints, generate, personalities, tokens
 from lollms_server.api.auth import ApiKeyMiddleware
 from lollms_server.api.errors import REQUEST_ID_HEADER, RequestIdMiddleware, install_error_handlers
+from lollms_server.api.ollama_compat import routes as ollama_routes
+from lollms_server.api.openai_compat import routes as openai_routes
 from lollms_server.api.openapi import customize_openapi
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig, load_main_config
+from lollms_server.core.embeddings import EmbeddingService
 from lollms_server.core.functions import FunctionManager
 from lollms_server.core.generation import GenerationService
 from lollms_server.core.personalities import PersonalityManager
@@ -66,6 +69,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.state.generation_service = GenerationService(
             config, binding_manager, resource_manager, personality_manager, function_manager
         )
+        app.state.embedding_service = EmbeddingService(config, binding_manager)
         # Everything built so far lives as long as the server: keep it out of the garbage collector's
         # scans, which otherwise grow with every loaded module and make each full collection slower.
         gc.freeze()
@@ -73,6 +77,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             yield
         finally:
             app.state.generation_service = None
+            app.state.embedding_service = None
             app.state.binding_manager = None
             app.state.personality_manager = None
             app.state.function_manager = None
@@ -90,11 +95,14 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.api_key_verifier = ApiKeyVerifier(config.api_keys)
     app.state.binding_manager = None
     app.state.generation_service = None
+    app.state.embedding_service = None
     install_error_handlers(app)
     customize_openapi(app)
     app.include_router(endpoints.public_router)
     for module in (endpoints, tokens, personalities):
         app.include_router(module.router)
+    app.include_router(openai_routes.router)
+    app.include_router(ollama_routes.router)
     # First in line: matching the busiest route before the others saves their matching cost.
     app.router.routes[0:0] = generate.routes
     app.add_middleware(ApiKeyMiddleware, verifier=app.state.api_key_verifier)

@@ -1,7 +1,8 @@
-"""API key authentication for every ``/api/v1`` route, as ASGI middleware.
+"""API key authentication of every API route (lollms, OpenAI- and Ollama-compatible), as ASGI middleware.
 
-Checking the path prefix here, before routing, covers every route under the prefix, including ones
-added later or hidden from the OpenAPI schema, and costs far less than a per-route dependency.
+Checking path prefixes here, before routing, covers every route under them, including ones added later
+or hidden from the OpenAPI schema, and costs far less than a per-route dependency. The key may come in
+``X-API-Key`` or as ``Authorization: Bearer <key>`` (what OpenAI and Ollama clients send).
 """
 
 from __future__ import annotations
@@ -14,7 +15,22 @@ from lollms_server.core.security import ApiKeyVerifier
 
 API_KEY_HEADER = "X-API-Key"
 PROTECTED_PREFIX = "/api/v1"
+# /api/ holds our /api/v1 and the Ollama-compatible API; /v1/ the OpenAI-compatible one; /lollms/ the
+# helpers of lollms_client. /health, /version and the docs stay public.
+PROTECTED_PREFIXES = ("/api/", "/v1/", "/lollms/")
 _HEADER_NAME = API_KEY_HEADER.lower().encode("latin-1")
+_AUTHORIZATION = b"authorization"
+_BEARER = b"bearer "
+
+
+def presented_key(scope: Scope) -> bytes | None:
+    """The key a request carries, from X-API-Key or an Authorization: Bearer header."""
+    for name, value in scope["headers"]:
+        if name == _HEADER_NAME and value:
+            return bytes(value)
+        if name == _AUTHORIZATION and value[:7].lower() == _BEARER:
+            return bytes(value[7:].strip()) or None
+    return None
 
 
 class ApiKeyMiddleware:
@@ -25,10 +41,10 @@ class ApiKeyMiddleware:
         self.verifier = verifier
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.verifier.required or not scope["path"].startswith(PROTECTED_PREFIX):
+        if scope["type"] != "http" or not self.verifier.required or not scope["path"].startswith(PROTECTED_PREFIXES):
             await self.app(scope, receive, send)
             return
-        presented = next((value for name, value in scope["headers"] if name == _HEADER_NAME), None)
+        presented = presented_key(scope)
         if presented and self.verifier.is_valid(presented.decode("latin-1")):
             await self.app(scope, receive, send)
             return
@@ -36,6 +52,6 @@ class ApiKeyMiddleware:
         if presented:
             response = error_response(request, 401, "unauthorized", "invalid API key")
         else:
-            detail = f"missing API key: send it in the {API_KEY_HEADER} header"
+            detail = f"missing API key: send it in the {API_KEY_HEADER} header or as Authorization: Bearer <key>"
             response = error_response(request, 403, "forbidden", detail)
         await response(scope, receive, send)

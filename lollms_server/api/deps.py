@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from lollms_server.api.auth import PROTECTED_PREFIX
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig
+from lollms_server.core.embeddings import EmbeddingService
 from lollms_server.core.errors import UnavailableError
 from lollms_server.core.generation import GenerationService
 
@@ -32,9 +33,17 @@ async def get_generation_service(request: Request) -> GenerationService:
     return service
 
 
+async def get_embedding_service(request: Request) -> EmbeddingService:
+    service: EmbeddingService | None = getattr(request.app.state, "embedding_service", None)
+    if service is None:
+        raise UnavailableError("the embedding service is not ready (the server is starting or stopping)")
+    return service
+
+
 ConfigDep = Annotated[ServerConfig, Depends(get_config)]
 BindingManagerDep = Annotated[BindingManager, Depends(get_binding_manager)]
 GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
+EmbeddingServiceDep = Annotated[EmbeddingService, Depends(get_embedding_service)]
 
 
 def protected_router() -> APIRouter:

@@ -80,10 +80,29 @@ def error_response(
     errors: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"detail": detail, "code": code, "request_id": request_id_of(request)}
+    body = error_body(request.url.path, status, code, detail, request_id_of(request), errors)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# Error shapes of the compatible APIs, so their clients (openai, ollama SDKs) read our errors natively.
+OPENAI_PREFIXES = ("/v1/", "/lollms/")
+OLLAMA_PREFIX = "/api/"
+_OPENAI_TYPES = {401: "authentication_error", 403: "authentication_error", 429: "rate_limit_error"}
+
+
+def error_body(
+    path: str, status: int, code: str, detail: str, request_id: str | None, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The error body for ``path``: OpenAI's shape under /v1, Ollama's under its /api, ours elsewhere."""
+    if path.startswith(OPENAI_PREFIXES):
+        kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        return {"error": {"message": detail, "type": kind, "code": code, "param": None, "request_id": request_id}}
+    if path.startswith(OLLAMA_PREFIX) and not path.startswith("/api/v1/"):
+        return {"error": detail}
+    body: dict[str, Any] = {"detail": detail, "code": code, "request_id": request_id}
     if errors is not None:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, headers=headers)
+    return body
 
 
 def status_for(exc: LollmsError) -> tuple[int, str]:
