@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from lollms_server import __version__
-from lollms_server.api import endpoints, generate, personalities, tokens
+from lollms_server.api import endpoints, generate, lollms_helpers, personalities, tokens
 from lollms_server.api.auth import ApiKeyMiddleware
 from lollms_server.api.errors import REQUEST_ID_HEADER, RequestIdMiddleware, install_error_handlers
 from lollms_server.api.ollama_compat import routes as ollama_routes
@@ -102,6 +102,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     for module in (endpoints, tokens, personalities):
         app.include_router(module.router)
     app.include_router(openai_routes.router)
+    app.include_router(lollms_helpers.public_router)
+    app.include_router(lollms_helpers.router)
     app.include_router(ollama_routes.router)
     # First in line: matching the busiest route before the others saves their matching cost.
     app.router.routes[0:0] = generate.routes

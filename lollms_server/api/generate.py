@@ -17,12 +17,10 @@ from starlette.routing import Route
 
 from lollms_server.api.auth import PROTECTED_PREFIX
 from lollms_server.api.deps import get_generation_service
-from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.errors import request_id_of
-from lollms_server.api.models import GenerateRequest, GenerateResponse, OutputData
+from lollms_server.api.generation_flow import admit_stream, keepalive_seconds, run_to_completion
+from lollms_server.api.models import GenerateRequest, GenerateResponse
 from lollms_server.api.streaming import EventStreamResponse, sse_events
-from lollms_server.core.generation import PreparedGeneration
-from lollms_server.core.resource_manager import ResourceSlot
 
 GENERATE_PATH = f"{PROTECTED_PREFIX}/generate"
 
@@ -41,24 +39,12 @@ async def generate(request: Request) -> Response:
     service = await get_generation_service(request)
     request_id = request_id_of(request) or ""
     if body.stream:
-
-        async def prepare_and_admit() -> tuple[PreparedGeneration, ResourceSlot | None]:
-            prepared = await service.prepare(body, request_id)
-            return prepared, await service.admit(prepared)
-
-        prepared, slot = await until_disconnect(request, prepare_and_admit())
+        prepared, slot = await admit_stream(request, service, body, request_id)
         events = sse_events(
-            service.stream(prepared, slot),
-            keepalive_seconds=float(service.config.section("server")["sse_keepalive_interval"]),
-            request_id=request_id,
+            service.stream(prepared, slot), keepalive_seconds=keepalive_seconds(service), request_id=request_id
         )
         return EventStreamResponse(events, on_close=slot.release if slot else None)
-
-    async def prepare_and_run() -> tuple[PreparedGeneration, list[OutputData]]:
-        prepared = await service.prepare(body, request_id)
-        return prepared, await service.run(prepared)
-
-    prepared, outputs = await until_disconnect(request, prepare_and_run())
+    prepared, outputs = await run_to_completion(request, service, body, request_id)
     response = GenerateResponse(
         personality=prepared.personality,
         request_id=request_id,

@@ -32,21 +32,32 @@ def encode_event(chunk: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n\n"
 
 
-def error_chunk(exc: BaseException, request_id: str | None) -> dict[str, Any]:
+def stream_error_message(exc: BaseException, request_id: str | None) -> str:
+    """What a client may read about a failure inside a stream: our errors say it, others only the request id."""
     if isinstance(exc, LollmsError):
-        message = str(exc)
-    else:
-        logger.error("Stream of request %s failed", request_id, exc_info=exc)
-        message = f"internal server error; quote request id {request_id} when reporting it"
+        return str(exc)
+    logger.error("Stream of request %s failed", request_id, exc_info=exc)
+    return f"internal server error; quote request id {request_id} when reporting it"
+
+
+def error_chunk(exc: BaseException, request_id: str | None) -> dict[str, Any]:
+    """A StreamChunk of type error."""
+    message = stream_error_message(exc, request_id)
     return {"type": "error", "content": message, "thoughts": None, "metadata": {"request_id": request_id}}
 
 
 async def sse_events(
-    chunks: AsyncIterator[dict[str, Any]], *, keepalive_seconds: float, request_id: str | None
+    chunks: AsyncIterator[dict[str, Any]],
+    *,
+    keepalive_seconds: float,
+    request_id: str | None,
+    error_event: Callable[[BaseException, str | None], dict[str, Any]] = error_chunk,
+    done_marker: bytes = b"",
 ) -> AsyncIterator[bytes]:
     """Encode chunks as SSE. A keep-alive comment goes out whenever nothing came for ``keepalive_seconds``;
-    an exception becomes an ``error`` event that ends the stream. Closing this generator (the client left)
-    cancels the producer and waits for it, so the binding stops and frees its slot.
+    an exception becomes ``error_event`` and ends the stream; ``done_marker`` closes a stream that finished.
+    Closing this generator (the client left) cancels the producer and waits for it, so the binding stops and
+    frees its slot.
     """
     queue: asyncio.Queue[dict[str, Any] | _End] = asyncio.Queue(_QUEUE_SIZE)
 
@@ -79,7 +90,9 @@ async def sse_events(
             for entry in batch:
                 if isinstance(entry, _End):
                     if entry.error is not None:
-                        body.append(encode_event(error_chunk(entry.error, request_id)))
+                        body.append(encode_event(error_event(entry.error, request_id)))
+                    else:
+                        body.append(done_marker)
                     finished = True
                     break
                 body.append(encode_event(entry))

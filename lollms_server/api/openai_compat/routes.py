@@ -1,7 +1,124 @@
-"""Routes of the OpenAI-compatible API."""
+"""Routes of the OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from lollms_server.api.deps import BindingManagerDep, EmbeddingServiceDep, GenerationServiceDep
+from lollms_server.api.errors import request_id_of
+from lollms_server.api.generation_flow import admit_stream, keepalive_seconds, run_to_completion
+from lollms_server.api.models import GenerateRequest, InputData
+from lollms_server.api.openai_compat.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    SamplingFields,
+)
+from lollms_server.api.openai_compat.translate import (
+    chat_chunks,
+    chat_completion,
+    chat_request,
+    encode_embedding,
+    generate_request,
+    openai_error_event,
+    text_completion,
+)
+from lollms_server.api.streaming import EventStreamResponse, sse_events
+from lollms_server.core.binding_manager import BindingManager
+from lollms_server.core.errors import BadRequestError, NotFoundError
+from lollms_server.core.generation import GenerationService
+from lollms_server.core.model_ids import PERSONALITY_PREFIX, list_model_ids
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+DONE = b"data: [DONE]\n\n"
+
+
+async def model_objects(request: Request, bindings: BindingManager) -> list[dict[str, Any]]:
+    """OpenAI model objects: every binding model, then every available personality."""
+    models = [
+        {"id": entry["id"], "object": "model", "created": 0, "owned_by": entry["binding"]}
+        for entry in await list_model_ids(bindings)
+    ]
+    personalities = getattr(request.app.state, "personality_manager", None)
+    if personalities is not None:
+        models += [
+            {"id": f"{PERSONALITY_PREFIX}{pid}", "object": "model", "created": 0, "owned_by": "personality"}
+            for pid, info in personalities.list_personalities().items()
+            if info["available"]
+        ]
+    return models
+
+
+@router.get("/models", summary="Models: '<instance>/<model>', '<instance>' and 'personality/<id>'")
+async def list_models(request: Request, bindings: BindingManagerDep) -> dict[str, Any]:
+    return {"object": "list", "data": await model_objects(request, bindings)}
+
+
+@router.get("/models/{model_id:path}", summary="One model")
+async def retrieve_model(model_id: str, request: Request, bindings: BindingManagerDep) -> dict[str, Any]:
+    for model in await model_objects(request, bindings):
+        if model["id"] == model_id:
+            return model
+    raise NotFoundError(f"model '{model_id}' not found")
+
+
+async def _answer(
+    request: Request, service: GenerationService, ours: GenerateRequest, wire: SamplingFields, chat: bool
+) -> Response:
+    request_id = request_id_of(request) or ""
+    raw_prompt = not chat
+    if ours.stream:
+        prepared, slot = await admit_stream(request, service, ours, request_id, raw_prompt)
+        include_usage = bool((wire.stream_options or {}).get("include_usage"))
+        chunks = chat_chunks(service.stream(prepared, slot), request_id, wire.model, include_usage, chat)
+        events = sse_events(
+            chunks,
+            keepalive_seconds=keepalive_seconds(service),
+            request_id=request_id,
+            error_event=openai_error_event,
+            done_marker=DONE,
+        )
+        return EventStreamResponse(events, on_close=slot.release if slot else None)
+    _, outputs = await run_to_completion(request, service, ours, request_id, raw_prompt)
+    answer = chat_completion if chat else text_completion
+    return JSONResponse(answer(request_id, wire.model, outputs))
+
+
+@router.post("/chat/completions", summary="Chat completion (stream: true for SSE)")
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, service: GenerationServiceDep, bindings: BindingManagerDep
+) -> Response:
+    return await _answer(request, service, chat_request(body, bindings.instances), body, chat=True)
+
+
+@router.post("/completions", summary="Text completion of a prompt (stream: true for SSE)")
+async def completions(
+    body: CompletionRequest, request: Request, service: GenerationServiceDep, bindings: BindingManagerDep
+) -> Response:
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        raise BadRequestError("send one prompt per request")
+    items = [InputData(type="text", role="user_prompt", data=prompts[0])]
+    return await _answer(request, service, generate_request(body, items, bindings.instances, {}), body, chat=False)
+
+
+@router.post("/embeddings", summary="Embeddings of one or more texts")
+async def embeddings(body: EmbeddingRequest, service: EmbeddingServiceDep) -> dict[str, Any]:
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if body.encoding_format not in ("float", "base64"):
+        raise BadRequestError("encoding_format must be 'float' or 'base64'")
+    options = {"input_type": body.input_type} if body.input_type else {}
+    result = await service.embed(texts, body.model, **options)
+    tokens = result.prompt_tokens or 0
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": index, "embedding": encode_embedding(vector, body.encoding_format)}
+            for index, vector in enumerate(result.embeddings)
+        ],
+        "model": body.model or result.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

@@ -1,0 +1,49 @@
+"""Streaming Ollama answers as newline-delimited JSON, with errors inside the stream as Ollama sends them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from lollms_server.api.ollama_compat.reply import Reply
+from lollms_server.api.streaming import EventStreamResponse, error_chunk
+
+
+class NdjsonResponse(EventStreamResponse):
+    """A stream of JSON lines that always runs ``on_close`` (the compute slot is released)."""
+
+    media_type = "application/x-ndjson"
+
+
+def encode_line(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+async def ndjson_lines(chunks: AsyncIterator[dict[str, Any]], reply: Reply, request_id: str) -> AsyncIterator[bytes]:
+    """Pieces, then the done object; a failure becomes a last {"error": ...} line (the SDK raises it).
+
+    No keep-alive lines: clients parse every line as JSON. A client that leaves cancels the iteration,
+    which stops the generation inside ``chunks``.
+    """
+    streamed = False
+    try:
+        async for chunk in chunks:
+            kind = chunk.get("type")
+            if kind == "chunk":
+                streamed = True
+                yield encode_line(reply.streamed(str(chunk.get("content") or ""), chunk.get("thoughts")))
+            elif kind == "error":
+                yield encode_line({"error": str(chunk.get("content") or "generation failed")})
+                return
+            elif kind == "final":
+                metadata = chunk.get("metadata") or {}
+                # A workflow that returned its answer whole streamed nothing: the done object carries it.
+                done = reply.done(metadata) if streamed else reply.complete(chunk.get("content") or [], metadata)
+                yield encode_line(done)
+    except Exception as exc:
+        yield encode_line({"error": error_chunk(exc, request_id)["content"]})
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:  # an early return leaves the generation suspended: stop it now
+            await close()

@@ -1,0 +1,128 @@
+"""Ollama requests as lollms GenerateRequests: messages, images, options, format, model ids."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+from lollms_server.api.models import GenerateRequest, InputData
+from lollms_server.api.ollama_compat.protocol import ChatBody, GenerateBody, SamplingBody
+from lollms_server.core.errors import BadRequestError
+from lollms_server.core.model_ids import parse_model_id
+
+ROLES = {"system": "system_context", "user": "user_prompt", "assistant": "assistant_reply"}
+# Ollama option -> our parameter; the rest (num_ctx, num_gpu, num_thread...) configure how a model is
+# loaded, which the binding instance's own configuration decides.
+OPTIONS = {
+    "num_predict": "max_tokens",
+    "temperature": "temperature",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "repeat_penalty": "repeat_penalty",
+    "repeat_last_n": "repeat_last_n",
+    "seed": "seed",
+    "stop": "stop",
+    "min_p": "min_p",
+    "typical_p": "typical_p",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "tfs_z": "tfs_z",
+    "mirostat": "mirostat_mode",
+    "mirostat_tau": "mirostat_tau",
+    "mirostat_eta": "mirostat_eta",
+}
+OPTION_OF_PARAMETER = {parameter: option for option, parameter in OPTIONS.items()}
+_IMAGE_SIGNATURES = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
+
+
+def response_format(format_: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """Ollama's format ('json' or a JSON schema) in OpenAI's response_format shape."""
+    if not format_:
+        return None
+    if format_ == "json":
+        return {"type": "json_object"}
+    if isinstance(format_, dict):
+        return {"type": "json_schema", "json_schema": {"name": "schema", "schema": format_}}
+    raise BadRequestError(f"format must be 'json' or a JSON schema object, not '{format_}'")
+
+
+def parameters_of(body: SamplingBody) -> dict[str, Any]:
+    """Options, format and think in the normalized parameter vocabulary."""
+    parameters = {OPTIONS[key]: value for key, value in (body.options or {}).items() if key in OPTIONS}
+    parameters = {key: value for key, value in parameters.items() if value is not None}
+    # Ollama's num_predict -1 (unbounded) and -2 (fill the context) mean "no request limit" here.
+    if isinstance(parameters.get("max_tokens"), int) and parameters["max_tokens"] < 1:
+        del parameters["max_tokens"]
+    formatted = response_format(body.format)
+    if formatted:
+        parameters["response_format"] = formatted
+    if body.think is not None:
+        parameters["think"] = body.think
+    return parameters
+
+
+def image_mime(data: str) -> str:
+    """The image type from the first bytes of base64 data (PNG when unknown, Ollama's usual input)."""
+    try:
+        head = base64.b64decode(data[:16])
+    except (binascii.Error, ValueError):
+        return "image/png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for signature, mime in _IMAGE_SIGNATURES if head.startswith(signature)), "image/png")
+
+
+def image_items(images: list[str] | None) -> list[InputData]:
+    return [InputData(type="image", role="input_image", data=data, mime_type=image_mime(data)) for data in images or []]
+
+
+def chat_items(body: ChatBody) -> list[InputData]:
+    """The messages in order, each message's images right after its text."""
+    if body.tools:
+        raise BadRequestError("tools (function calling) are not supported by lollms_server's Ollama API")
+    items: list[InputData] = []
+    for message in body.messages:
+        role = ROLES.get(message.role)
+        if role is None:
+            raise BadRequestError(f"unsupported message role '{message.role}'; use {', '.join(ROLES)}")
+        if message.content:
+            items.append(InputData(type="text", role=role, data=message.content))
+        items += image_items(message.images)
+    return items
+
+
+def generate_items(body: GenerateBody) -> list[InputData]:
+    """System and prompt (a raw prompt is completed as it is, so the system text does not apply)."""
+    if body.suffix:
+        raise BadRequestError("suffix (fill-in-the-middle) is not supported by lollms_server's Ollama API")
+    system = [] if body.raw or not body.system else [InputData(type="text", role="system_context", data=body.system)]
+    prompt = InputData(type="text", role="user_prompt", data=body.prompt or "")
+    return [*system, prompt, *image_items(body.images)]
+
+
+def generate_request(
+    model_id: str, instances: Mapping[str, Any], items: list[InputData], body: SamplingBody
+) -> GenerateRequest:
+    """Our request for a model id: binding and model, or a personality on the default text binding."""
+    choice = parse_model_id(model_id, instances)
+    return GenerateRequest(
+        input_data=items,
+        personality=choice.personality,
+        binding_name=choice.binding_name,
+        model_name=choice.model_name,
+        stream=body.streams,
+        parameters=parameters_of(body),
+    )
+
+
+def ollama_parameters(parameters: Mapping[str, Any]) -> str:
+    """Parameters as the lines of a Modelfile's PARAMETER section (Ollama's /api/show 'parameters')."""
+    lines = []
+    for name, value in parameters.items():
+        option = OPTION_OF_PARAMETER.get(name)
+        for item in value if isinstance(value, list) else [value]:
+            if option is not None and item is not None:
+                lines.append(f'{option:<30} "{item}"' if isinstance(item, str) else f"{option:<30} {item}")
+    return "\n".join(lines)

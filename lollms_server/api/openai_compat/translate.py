@@ -1,0 +1,197 @@
+"""OpenAI requests as our GenerateRequest, our outputs and stream chunks as OpenAI objects."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from lollms_server.api.models import GenerateRequest, InputData, OutputData
+from lollms_server.api.openai_compat.protocol import ChatCompletionRequest, ChatMessage, SamplingFields
+from lollms_server.api.streaming import stream_error_message
+from lollms_server.core.errors import BackendFailedError, BadRequestError
+from lollms_server.core.model_ids import parse_model_id
+
+ROLE_OF_MESSAGE = {
+    "system": "system_context",
+    "developer": "system_context",
+    "user": "user_prompt",
+    "assistant": "assistant_reply",
+}
+_SAMPLING = (
+    "temperature",
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "top_k",
+    "repeat_penalty",
+    "repeat_last_n",
+    "min_p",
+)
+
+
+def _image(url: str) -> InputData:
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        mime = header[len("data:") :].split(";")[0] or "image/png"
+        return InputData(type="image", role="input_image", data=data, mime_type=mime)
+    return InputData(type="image", role="input_image", data=url, metadata={"url": True})
+
+
+def _message_items(message: ChatMessage) -> list[InputData]:
+    role = ROLE_OF_MESSAGE.get(message.role)
+    if role is None:
+        raise BadRequestError(f"messages with role '{message.role}' are not supported (tool calls are not served)")
+    if message.content is None or isinstance(message.content, str):
+        return [InputData(type="text", role=role, data=message.content or "")]
+    texts, images = [], []
+    for part in message.content:
+        if part.get("type") == "text":
+            texts.append(str(part.get("text", "")))
+        elif part.get("type") == "image_url":
+            images.append(_image(str((part.get("image_url") or {}).get("url", ""))))
+        else:
+            raise BadRequestError(f"content parts of type '{part.get('type')}' are not supported")
+    return [InputData(type="text", role=role, data="\n".join(texts)), *images]
+
+
+def sampling_parameters(request: SamplingFields) -> dict[str, Any]:
+    parameters = {key: getattr(request, key) for key in _SAMPLING if getattr(request, key) is not None}
+    if request.max_tokens is not None:
+        parameters["max_tokens"] = request.max_tokens
+    if request.stop is not None:
+        parameters["stop"] = [request.stop] if isinstance(request.stop, str) else request.stop
+    return parameters
+
+
+def _response_format(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not value or value.get("type") == "text":
+        return None
+    if value.get("type") not in ("json_object", "json_schema"):
+        raise BadRequestError(f"response_format type '{value.get('type')}' is not supported (json_object, json_schema)")
+    return value
+
+
+def generate_request(
+    request: SamplingFields, items: list[InputData], instances: Mapping[str, Any], extra: dict[str, Any]
+) -> GenerateRequest:
+    """Our request for an OpenAI one: the model id picks binding, model and maybe personality."""
+    choice = parse_model_id(request.model, instances)
+    return GenerateRequest(
+        input_data=items,
+        binding_name=choice.binding_name,
+        model_name=choice.model_name,
+        personality=request.personality or choice.personality,
+        stream=request.stream,
+        parameters={**sampling_parameters(request), **extra},
+    )
+
+
+def chat_request(request: ChatCompletionRequest, instances: Mapping[str, Any]) -> GenerateRequest:
+    if request.tools:
+        raise BadRequestError("tools (function calling) are not supported by this server")
+    items = [item for message in request.messages for item in _message_items(message)]
+    extra: dict[str, Any] = {}
+    if request.max_completion_tokens is not None:
+        extra["max_tokens"] = request.max_completion_tokens
+    response_format = _response_format(request.response_format)
+    if response_format:
+        extra["response_format"] = response_format
+    return generate_request(request, items, instances, extra)
+
+
+def answer_text(outputs: list[OutputData]) -> tuple[str, str | None, dict[str, Any]]:
+    """(content, reasoning, metadata) of our outputs; a run that produced only errors is a backend failure."""
+    texts = [output for output in outputs if output.type == "text"]
+    if not texts:
+        errors = [str(output.data) for output in outputs if output.type == "error"]
+        if errors:
+            raise BackendFailedError("; ".join(errors))
+    content = "".join(str(output.data) for output in texts)
+    thoughts = "\n\n".join(output.thoughts for output in texts if output.thoughts) or None
+    return content, thoughts, (texts[0].metadata or {}) if texts else {}
+
+
+def usage_of(metadata: dict[str, Any]) -> dict[str, int]:
+    usage = metadata.get("usage") or {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def chat_completion(request_id: str, model: str, outputs: list[OutputData]) -> dict[str, Any]:
+    content, thoughts, metadata = answer_text(outputs)
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thoughts:
+        message["reasoning_content"] = thoughts
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": metadata.get("finish_reason", "stop"), "logprobs": None}
+        ],
+        "usage": usage_of(metadata),
+    }
+
+
+def text_completion(request_id: str, model: str, outputs: list[OutputData]) -> dict[str, Any]:
+    content, _, metadata = answer_text(outputs)
+    return {
+        "id": f"cmpl-{request_id}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "text": content, "finish_reason": metadata.get("finish_reason", "stop"), "logprobs": None}
+        ],
+        "usage": usage_of(metadata),
+    }
+
+
+async def chat_chunks(
+    chunks: AsyncIterator[dict[str, Any]], request_id: str, model: str, include_usage: bool, chat: bool = True
+) -> AsyncIterator[dict[str, Any]]:
+    """Our stream as OpenAI chunk objects (chat.completion.chunk or text_completion)."""
+    base = {
+        "id": f"{'chatcmpl' if chat else 'cmpl'}-{request_id}",
+        "created": int(time.time()),
+        "model": model,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+    }
+
+    def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        body = {"delta": delta} if chat else {"text": delta.get("content", ""), "logprobs": None}
+        return {**base, "choices": [{"index": 0, **body, "finish_reason": finish}]}
+
+    if chat:
+        yield choice({"role": "assistant", "content": ""})
+    async for chunk in chunks:
+        kind = chunk.get("type")
+        if kind == "chunk":
+            delta: dict[str, Any] = {"content": chunk.get("content") or ""}
+            if chunk.get("thoughts"):
+                delta["reasoning_content"] = chunk["thoughts"]
+            yield choice(delta)
+        elif kind == "error":
+            raise BackendFailedError(str(chunk.get("content")))
+        elif kind == "final":
+            metadata = chunk.get("metadata") or {}
+            yield choice({}, metadata.get("finish_reason", "stop"))
+            if include_usage:
+                yield {**base, "choices": [], "usage": usage_of(metadata)}
+
+
+def openai_error_event(exc: BaseException, request_id: str | None) -> dict[str, Any]:
+    """The event that ends a failed stream; the openai SDK raises it as an APIError."""
+    return {"error": {"message": stream_error_message(exc, request_id), "type": "server_error", "code": None}}
+
+
+def encode_embedding(vector: list[float], encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":  # little-endian float32, what the openai SDK decodes by default
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector
