@@ -1,8 +1,8 @@
-"""Dependencies: the services on ``app.state``, and the /api/v1 router."""
+"""Dependencies: the services the lifespan puts on ``app.state``, and the /api/v1 router."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
@@ -11,7 +11,17 @@ from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig
 from lollms_server.core.embeddings import EmbeddingService
 from lollms_server.core.errors import UnavailableError
+from lollms_server.core.functions import FunctionManager
 from lollms_server.core.generation import GenerationService
+from lollms_server.core.personalities import PersonalityManager
+
+
+def service(request: Request, attribute: str) -> Any:
+    """A service of ``app.state``; 503 while the server is starting or stopping (it is None then)."""
+    found = getattr(request.app.state, attribute, None)
+    if found is None:
+        raise UnavailableError(f"the {attribute.replace('_', ' ')} is not ready (the server is starting or stopping)")
+    return found
 
 
 async def get_config(request: Request) -> ServerConfig:
@@ -20,30 +30,36 @@ async def get_config(request: Request) -> ServerConfig:
 
 
 async def get_binding_manager(request: Request) -> BindingManager:
-    manager: BindingManager | None = getattr(request.app.state, "binding_manager", None)
-    if manager is None:
-        raise UnavailableError("the binding manager is not ready (the server is starting or stopping)")
+    manager: BindingManager = service(request, "binding_manager")
     return manager
 
 
 async def get_generation_service(request: Request) -> GenerationService:
-    service: GenerationService | None = getattr(request.app.state, "generation_service", None)
-    if service is None:
-        raise UnavailableError("the generation service is not ready (the server is starting or stopping)")
-    return service
+    generation: GenerationService = service(request, "generation_service")
+    return generation
 
 
 async def get_embedding_service(request: Request) -> EmbeddingService:
-    service: EmbeddingService | None = getattr(request.app.state, "embedding_service", None)
-    if service is None:
-        raise UnavailableError("the embedding service is not ready (the server is starting or stopping)")
-    return service
+    embeddings: EmbeddingService = service(request, "embedding_service")
+    return embeddings
+
+
+async def get_personality_manager(request: Request) -> PersonalityManager:
+    personalities: PersonalityManager = service(request, "personality_manager")
+    return personalities
+
+
+async def get_function_manager(request: Request) -> FunctionManager:
+    functions: FunctionManager = service(request, "function_manager")
+    return functions
 
 
 ConfigDep = Annotated[ServerConfig, Depends(get_config)]
 BindingManagerDep = Annotated[BindingManager, Depends(get_binding_manager)]
 GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
 EmbeddingServiceDep = Annotated[EmbeddingService, Depends(get_embedding_service)]
+PersonalityManagerDep = Annotated[PersonalityManager, Depends(get_personality_manager)]
+FunctionManagerDep = Annotated[FunctionManager, Depends(get_function_manager)]
 
 
 def protected_router() -> APIRouter:

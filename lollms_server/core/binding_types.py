@@ -6,10 +6,8 @@ recorded with its reason instead of stopping the server.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
-import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 from lollms_server.core.binding_cards import CARD_FILE, BindingCard, load_card
 from lollms_server.core.bindings import Binding
 from lollms_server.core.errors import ConfigError
+from lollms_server.core.plugin_import import import_file
 from lollms_server.core.requirements import missing_requirements
 
 logger = logging.getLogger(__name__)
@@ -53,22 +52,6 @@ class BindingType:
         return info
 
 
-def _import_binding_module(folder: Path, module_name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(
-        module_name, folder / "__init__.py", submodule_search_locations=[str(folder)]
-    )
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {folder / '__init__.py'}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # lets the binding use relative imports of its own files
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module
-
-
 def _find_binding_class(module: Any, type_name: str) -> type[Binding]:
     candidates = [
         obj
@@ -98,7 +81,7 @@ def _load_type(folder: Path, source: str) -> BindingType:
     entry.missing_requirements = missing_requirements(entry.card.requirements)
     module_name = f"_lollms_binding_{source}_{folder.name.replace('-', '_').replace(' ', '_')}"
     try:
-        module = _import_binding_module(folder, module_name)
+        module = import_file(folder / "__init__.py", module_name, package_folder=folder)
         entry.cls = _find_binding_class(module, entry.type_name)
     except ConfigError as exc:
         entry.error = "; ".join(exc.problems)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import inspect
 import logging
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lollms_server.core.plugin_import import import_file
 
 logger = logging.getLogger(__name__)
 
@@ -29,21 +29,6 @@ class RegisteredFunction:
             "description": inspect.getdoc(self.function) or "",
             "path": str(self.path),
         }
-
-
-def _import(path: Path, source: str) -> Any:
-    module_name = f"_lollms_functions_{source}_{path.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module
 
 
 class FunctionManager:
@@ -67,7 +52,7 @@ class FunctionManager:
 
     def _discover_file(self, path: Path, source: str) -> None:
         try:
-            module = _import(path, source)
+            module = import_file(path, f"_lollms_functions_{source}_{path.stem}")
         except Exception as exc:
             self.problems[str(path)] = f"import failed: {type(exc).__name__}: {exc}"
             logger.warning("Functions file %s failed to import: %s", path, exc)

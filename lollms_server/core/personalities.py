@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +18,7 @@ from pydantic import ValidationError
 from lollms_server.core.errors import BadRequestError, NotFoundError, UnavailableError
 from lollms_server.core.generation import AppliedPersonality
 from lollms_server.core.personality_config import PersonalityConfig
+from lollms_server.core.plugin_import import import_file
 from lollms_server.core.requirements import missing_requirements
 
 __all__ = ["Personality", "PersonalityConfig", "PersonalityManager"]
@@ -116,17 +115,7 @@ def find_personality_folders(root: Path) -> Iterator[Path]:
 
 
 def _import_workflow(script: Path, personality_id: str) -> Callable[..., Any]:
-    module_name = "_lollms_personality_" + re.sub(r"\W", "_", personality_id)
-    spec = importlib.util.spec_from_file_location(module_name, script)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {script}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
+    module = import_file(script, "_lollms_personality_" + re.sub(r"\W", "_", personality_id))
     workflow = getattr(module, "run_workflow", None)
     if workflow is None:
         raise ImportError(f"{script.name} defines no run_workflow")

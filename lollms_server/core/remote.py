@@ -93,6 +93,18 @@ def error_for_transport(binding: str, exc: BaseException, timed_out: bool) -> Lo
     return BackendUnreachableError(f"binding '{binding}': the backend is unreachable ({type(exc).__name__})")
 
 
+async def _retry_or_raise(
+    exc: Exception, attempt: int, policy: RetryPolicy, classify: Callable[[Exception], LollmsError]
+) -> None:
+    """Sleep before the next attempt when the failure is retryable and attempts remain; raise otherwise."""
+    if isinstance(exc, LollmsError):
+        raise exc
+    error = classify(exc)
+    if not (isinstance(error, BackendError) and error.retryable and attempt < policy.max_retries):
+        raise error from exc
+    await asyncio.sleep(policy.delay(attempt, error))
+
+
 async def call_with_retries(
     operation: Callable[[], Awaitable[T]], policy: RetryPolicy, classify: Callable[[Exception], LollmsError]
 ) -> T:
@@ -101,15 +113,9 @@ async def call_with_retries(
     while True:
         try:
             return await operation()
-        except LollmsError:
-            raise
         except Exception as exc:
-            error = classify(exc)
-            if isinstance(error, BackendError) and error.retryable and attempt < policy.max_retries:
-                await asyncio.sleep(policy.delay(attempt, error))
-                attempt += 1
-                continue
-            raise error from exc
+            await _retry_or_raise(exc, attempt, policy, classify)
+            attempt += 1
 
 
 async def stream_with_retries(
@@ -122,21 +128,14 @@ async def stream_with_retries(
     attempt = 0
     while True:
         try:
-            stream = await open_stream()
-            iterator = aiter(stream)
+            iterator = aiter(await open_stream())
             first = await anext(iterator)
+            break
         except StopAsyncIteration:
             return
-        except LollmsError:
-            raise
         except Exception as exc:
-            error = classify(exc)
-            if isinstance(error, BackendError) and error.retryable and attempt < policy.max_retries:
-                await asyncio.sleep(policy.delay(attempt, error))
-                attempt += 1
-                continue
-            raise error from exc
-        break
+            await _retry_or_raise(exc, attempt, policy, classify)
+            attempt += 1
     yield first
     try:
         async for item in iterator:
