@@ -9,6 +9,7 @@ schemas of remote bindings declare ``timeout``, ``max_retries`` and ``retry_back
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -136,11 +137,18 @@ async def stream_with_retries(
         except Exception as exc:
             await _retry_or_raise(exc, attempt, policy, classify)
             attempt += 1
-    yield first
     try:
+        yield first
         async for item in iterator:
             yield item
     except LollmsError:
         raise
     except Exception as exc:
         raise classify(exc) from exc
+    finally:
+        # Close the backend stream now, not whenever the garbage collector gets to it: its connection
+        # goes back to the pool (or is dropped) as soon as our consumer stops.
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()

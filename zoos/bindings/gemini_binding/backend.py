@@ -1,0 +1,156 @@
+"""google-genai's async client for one instance: every call with our timeout, retries and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
+
+import anyio
+from google import genai
+from google.genai import types
+
+from lollms_server.core.errors import BackendAuthError
+from lollms_server.core.remote import RetryPolicy, call_with_retries, stream_with_retries
+
+from .failures import classifier
+from .messages import (
+    GeminiRequest,
+    build_config,
+    build_contents,
+    finish_reason,
+    parse_safety_settings,
+    text_and_thoughts,
+    usage_of,
+)
+
+API_VERSION = "v1beta"
+QUICK_TIMEOUT = 5.0  # seconds, for health checks and the model list behind resolve_model
+LIST_PAGE_SIZE = 1000  # the API's maximum: fewest round trips
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _metadata(model: str, usage: Any, finish: str | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"model": model, "finish_reason": finish or "stop"}
+    if usage is not None:
+        metadata["usage"] = usage_of(usage)
+    return metadata
+
+
+class GeminiBackend:
+    """The calls the binding makes, each wrapped in call_with_retries / stream_with_retries."""
+
+    def __init__(
+        self, binding: str, api_key: str | None, base_url: str | None, policy: RetryPolicy, safety: list[str]
+    ) -> None:
+        self.safety_settings = parse_safety_settings(safety)  # ValueError: the instance is not built
+        self.api_key = api_key
+        self.base_url = base_url
+        self.policy = policy
+        self.classify = classifier(binding, [api_key or ""])
+        self._binding = binding
+        self._client: genai.Client | None = None
+        self._client_lock = asyncio.Lock()
+
+    async def _models(self) -> Any:
+        """``client.aio.models``, building the client on first use."""
+        if not self.api_key:
+            raise BackendAuthError(f"binding '{self._binding}': no api_key configured")
+        async with self._client_lock:
+            if self._client is None:
+                # Building the client reads certificate files for its SSL contexts: not on the event loop.
+                self._client = await anyio.to_thread.run_sync(self._build_client)
+        return self._client.aio.models
+
+    def _build_client(self) -> genai.Client:
+        options = types.HttpOptions(
+            base_url=self.base_url or None,
+            api_version=API_VERSION,
+            timeout=_milliseconds(self.policy.timeout),
+            # One attempt per call: RetryPolicy is the only retry layer (this also turns off the SDK's
+            # implicit retries of connection errors when it runs on aiohttp).
+            retry_options=types.HttpRetryOptions(attempts=1),
+        )
+        return genai.Client(vertexai=False, api_key=self.api_key, http_options=options)
+
+    async def aclose(self) -> None:
+        async with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            await client.aio.aclose()
+            client.close()
+
+    # --- generation --------------------------------------------------------------------------------
+    def request(
+        self, messages: list[dict[str, str]], multimodal: list[Any] | None, params: dict[str, Any], thoughts: bool
+    ) -> GeminiRequest:
+        """The Gemini request of a conversation; BadRequestError when something in it cannot be sent."""
+        system, contents = build_contents(messages, multimodal)
+        return GeminiRequest(contents, build_config(system, params, self.safety_settings, thoughts))
+
+    async def generate(self, model: str, request: GeminiRequest) -> dict[str, Any]:
+        """The complete answer as our text output dict."""
+
+        async def call() -> types.GenerateContentResponse:
+            models = await self._models()
+            return await models.generate_content(model=model, contents=request.contents, config=request.config)
+
+        response = await call_with_retries(call, self.policy, self.classify)
+        text, thoughts = text_and_thoughts(response)
+        metadata = _metadata(model, response.usage_metadata, finish_reason(response))
+        return {"type": "text", "data": text, "thoughts": thoughts or None, "metadata": metadata}
+
+    async def stream(self, model: str, request: GeminiRequest) -> AsyncGenerator[dict[str, Any], None]:
+        """Our chunk dicts as the backend sends them, then the final one with usage and finish reason."""
+
+        async def open_stream() -> AsyncIterator[types.GenerateContentResponse]:
+            models = await self._models()
+            return await models.generate_content_stream(model=model, contents=request.contents, config=request.config)
+
+        usage, finish = None, None
+        # stream_with_retries is an async generator (annotated as an iterator): closed with us, it lets go of the
+        # SDK stream at once.
+        responses = cast(AsyncGenerator[Any, None], stream_with_retries(open_stream, self.policy, self.classify))
+        async with contextlib.aclosing(responses):
+            async for response in responses:
+                text, thoughts = text_and_thoughts(response)
+                if text or thoughts:
+                    yield {"type": "chunk", "content": text, "thoughts": thoughts or None}
+                usage = response.usage_metadata or usage  # running totals: the last one counts
+                finish = finish_reason(response) or finish
+        yield {"type": "final", "content": None, "metadata": _metadata(model, usage, finish)}
+
+    # --- models ------------------------------------------------------------------------------------
+    def _quick_policy(self) -> RetryPolicy:
+        return dataclasses.replace(self.policy, timeout=min(self.policy.timeout, QUICK_TIMEOUT), max_retries=0)
+
+    async def _list(self, policy: RetryPolicy, page_size: int, all_pages: bool) -> list[types.Model]:
+        config = types.ListModelsConfig(
+            page_size=page_size, http_options=types.HttpOptions(timeout=_milliseconds(policy.timeout))
+        )
+
+        async def call() -> list[types.Model]:
+            pager = await (await self._models()).list(config=config)
+            return [model async for model in pager] if all_pages else list(pager.page)
+
+        return await call_with_retries(call, policy, self.classify)
+
+    async def list_models(self, quick: bool = False) -> list[types.Model]:
+        """Every model of every page; ``quick``: one attempt with a short timeout (for resolve_model)."""
+        return await self._list(self._quick_policy() if quick else self.policy, LIST_PAGE_SIZE, all_pages=True)
+
+    async def probe(self) -> None:
+        """One small models.list call, short timeout, no retry: is the backend there, does it take our key?"""
+        await self._list(self._quick_policy(), 1, all_pages=False)
+
+    async def get_model(self, name: str) -> types.Model:
+        async def call() -> types.Model:
+            models = await self._models()
+            return await models.get(model=name)
+
+        return await call_with_retries(call, self.policy, self.classify)

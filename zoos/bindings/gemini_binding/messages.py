@@ -1,0 +1,168 @@
+"""Our conversation and parameters as a Gemini request; a Gemini answer as our text, thoughts and usage."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+from google.genai import types
+from pydantic import ValidationError
+
+from lollms_server.core.errors import BadRequestError
+
+ROLES = {"user": "user", "assistant": "model"}
+# Normalized parameter -> GenerateContentConfig field. repeat_penalty / repeat_last_n have no Gemini equivalent.
+PARAMETERS = {
+    "max_tokens": "max_output_tokens",
+    "temperature": "temperature",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "seed": "seed",
+    "stop": "stop_sequences",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
+IMAGE_SIGNATURES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif"}
+FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
+
+
+@dataclass
+class GeminiRequest:
+    contents: list[types.Content]
+    config: types.GenerateContentConfig
+
+
+def parse_safety_settings(entries: list[str]) -> list[types.SafetySetting]:
+    """``CATEGORY:THRESHOLD`` entries as SafetySettings; ValueError names every wrong entry and the valid names."""
+    categories = {name for name in types.HarmCategory.__members__ if name != "HARM_CATEGORY_UNSPECIFIED"}
+    thresholds = {name for name in types.HarmBlockThreshold.__members__ if not name.endswith("UNSPECIFIED")}
+    settings, problems = [], []
+    for entry in entries:
+        category, _, threshold = (part.strip().upper() for part in str(entry).partition(":"))
+        if category and not category.startswith("HARM_CATEGORY_"):
+            category = f"HARM_CATEGORY_{category}"
+        if category in categories and threshold in thresholds:
+            settings.append(
+                types.SafetySetting(
+                    category=types.HarmCategory(category), threshold=types.HarmBlockThreshold(threshold)
+                )
+            )
+        else:
+            problems.append(repr(entry))
+    if problems:
+        raise ValueError(
+            f"safety_settings: invalid entries {', '.join(problems)}; each must be CATEGORY:THRESHOLD with a "
+            f"category among {', '.join(sorted(categories))} and a threshold among {', '.join(sorted(thresholds))}"
+        )
+    return settings
+
+
+def _sniff(raw: bytes) -> str | None:
+    """The type of an image by its signature (clients often leave mime_type out)."""
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "image/webp"
+    return next((kind for signature, kind in IMAGE_SIGNATURES.items() if raw.startswith(signature)), None)
+
+
+def _image_part(item: Any) -> types.Part:
+    """An inline-data part of an image item: base64 or a base64 data: URL."""
+    data, mime_type = str(item.data), item.mime_type
+    if data.startswith("data:"):  # a data URL: data:image/png;base64,....
+        header, _, data = data.partition(",")
+        mime_type = mime_type or header[5:].split(";")[0] or None
+    try:
+        raw = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequestError("gemini_binding: image input must be base64 data or a base64 data: URL") from None
+    mime_type = mime_type or _sniff(raw)
+    if not mime_type:
+        raise BadRequestError("gemini_binding: image input needs a mime_type (image/png, image/jpeg, image/webp...)")
+    return types.Part.from_bytes(data=raw, mime_type=mime_type)
+
+
+def build_contents(
+    messages: list[dict[str, str]], multimodal: list[Any] | None
+) -> tuple[str | None, list[types.Content]]:
+    """(system instruction, contents): turns with roles user/model, the images on the last user turn."""
+    system = "\n\n".join(message["content"] for message in messages if message["role"] == "system") or None
+    contents: list[types.Content] = []
+    for message in messages:
+        role = ROLES.get(message["role"])
+        if role is None:
+            continue
+        part = types.Part.from_text(text=message["content"])
+        if contents and contents[-1].role == role:  # one turn per speaker: the API alternates roles
+            contents[-1].parts = [*(contents[-1].parts or []), part]
+        else:
+            contents.append(types.Content(role=role, parts=[part]))
+    images = []
+    for item in multimodal or []:
+        if item.type != "image":
+            raise BadRequestError(f"gemini_binding takes text and image input; got {item.type} (role '{item.role}')")
+        images.append(_image_part(item))
+    if images:
+        if not contents or contents[-1].role != "user":
+            contents.append(types.Content(role="user", parts=[]))
+        # Images before the text of their turn, as Google's prompting guide advises.
+        contents[-1].parts = [*images, *(contents[-1].parts or [])]
+    return system, contents
+
+
+def build_config(
+    system: str | None,
+    params: dict[str, Any],
+    safety: list[types.SafetySetting],
+    thoughts: bool,
+) -> types.GenerateContentConfig:
+    """The GenerateContentConfig of a request; BadRequestError when a parameter has an unusable value."""
+    options = {field: params[key] for key, field in PARAMETERS.items() if params.get(key) is not None}
+    if options.get("seed", 0) < 0:  # -1 means "random" in our vocabulary: let the backend choose
+        del options["seed"]
+    try:
+        return types.GenerateContentConfig(
+            system_instruction=system,
+            safety_settings=safety or None,
+            thinking_config=types.ThinkingConfig(include_thoughts=True) if thoughts else None,
+            # The SDK's extra round trips stay off: no tools are sent, and a retry is our RetryPolicy's call.
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            automatic_continuation=False,
+            **options,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors())
+        raise BadRequestError(f"gemini_binding: invalid parameters: {problems}") from None
+
+
+# --- answers -------------------------------------------------------------------------------------------
+def text_and_thoughts(response: types.GenerateContentResponse) -> tuple[str, str]:
+    """(answer text, reasoning text) of the first candidate of a response or stream chunk."""
+    candidate = response.candidates[0] if response.candidates else None
+    parts = candidate.content.parts if candidate and candidate.content else None
+    text: list[str] = []
+    thoughts: list[str] = []
+    for part in parts or []:
+        if part.text:
+            (thoughts if part.thought else text).append(part.text)
+    return "".join(text), "".join(thoughts)
+
+
+def finish_reason(response: types.GenerateContentResponse) -> str | None:
+    """ "stop", "length" (MAX_TOKENS), else the lowercased Gemini reason (e.g. "safety"); None while streaming."""
+    candidate = response.candidates[0] if response.candidates else None
+    reason: Any = candidate.finish_reason if candidate else None
+    if reason is None and response.prompt_feedback is not None:
+        reason = response.prompt_feedback.block_reason  # the prompt itself was blocked: no candidate at all
+    if reason is None:
+        return None
+    name = str(getattr(reason, "value", reason))
+    return FINISH_REASONS.get(name, name.lower())
+
+
+def usage_of(metadata: types.GenerateContentResponseUsageMetadata) -> dict[str, int]:
+    """Our usage dict; completion tokens include the reasoning tokens (Google bills them as output)."""
+    prompt = metadata.prompt_token_count or 0
+    completion = (metadata.candidates_token_count or 0) + (metadata.thoughts_token_count or 0)
+    total = metadata.total_token_count or prompt + completion
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
