@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -123,7 +123,7 @@ async def stream_with_retries(
     open_stream: Callable[[], Awaitable[AsyncIterator[T]]],
     policy: RetryPolicy,
     classify: Callable[[Exception], LollmsError],
-) -> AsyncIterator[T]:
+) -> AsyncGenerator[T, None]:
     """Items of a backend stream. Opening it and waiting for its first item are retried; once an item has
     been passed on, a failure is raised (as our error) and never retried."""
     attempt = 0

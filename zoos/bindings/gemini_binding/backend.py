@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import anyio
 from google import genai
@@ -113,9 +113,8 @@ class GeminiBackend:
             return await models.generate_content_stream(model=model, contents=request.contents, config=request.config)
 
         usage, finish = None, None
-        # stream_with_retries is an async generator (annotated as an iterator): closed with us, it lets go of the
-        # SDK stream at once.
-        responses = cast(AsyncGenerator[Any, None], stream_with_retries(open_stream, self.policy, self.classify))
+        # Closed with us, stream_with_retries lets go of the SDK stream at once.
+        responses = stream_with_retries(open_stream, self.policy, self.classify)
         async with contextlib.aclosing(responses):
             async for response in responses:
                 text, thoughts = text_and_thoughts(response)

@@ -1,0 +1,88 @@
+"""The SDK client of an instance and its failures as our errors."""
+
+from __future__ import annotations
+
+import json
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import ollama
+
+from lollms_server.core.errors import BackendFailedError, LollmsError
+from lollms_server.core.remote import error_for_status, error_for_transport, sanitize
+
+
+class BackendStatus(Exception):
+    """An HTTP error answer of the backend, with what the SDK's ResponseError drops (Retry-After)."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds of a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+async def _raise_for_status(response: httpx.Response) -> None:
+    # An httpx response hook sees every answer, streamed or not, before the SDK turns it into a
+    # ResponseError without headers.
+    if response.status_code < 400:
+        return
+    await response.aread()
+    try:
+        message = str(json.loads(response.text).get("error") or response.text)
+    except (ValueError, AttributeError):
+        message = response.text
+    raise BackendStatus(response.status_code, message, retry_after_seconds(response.headers.get("retry-after")))
+
+
+def make_client(host: str, api_key: str | None, timeout: float) -> ollama.AsyncClient:
+    """An AsyncClient whose error answers raise BackendStatus."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    return ollama.AsyncClient(
+        host=host, headers=headers, timeout=timeout, event_hooks={"response": [_raise_for_status]}
+    )
+
+
+def classify(binding: str, exc: Exception, secrets: list[str]) -> LollmsError:
+    """Our error for whatever a call through the SDK raised."""
+    if isinstance(exc, BackendStatus):
+        return error_for_status(binding, exc.status, exc.message, secrets, exc.retry_after)
+    if isinstance(exc, ollama.ResponseError):
+        if exc.status_code >= 400:
+            return error_for_status(binding, exc.status_code, str(exc.error), secrets)
+        # An {"error": ...} line inside a stream: Ollama failed while generating.
+        return BackendFailedError(f"binding '{binding}': the backend failed: {sanitize(str(exc.error), secrets)}")
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return error_for_transport(binding, exc, timed_out=True)
+    if isinstance(exc, httpx.ConnectError | ConnectionError):  # the SDK raises ConnectionError for ConnectError
+        return error_for_transport(binding, exc, timed_out=False)
+    if isinstance(exc, httpx.TransportError):
+        return BackendFailedError(f"binding '{binding}': the connection to the backend broke ({type(exc).__name__})")
+    if isinstance(exc, ValueError):  # a malformed answer: bad JSON, or fields the SDK's models reject
+        return BackendFailedError(f"binding '{binding}': the backend sent an unusable answer ({type(exc).__name__})")
+    return LollmsError(f"binding '{binding}': unexpected failure talking to the backend ({type(exc).__name__})")
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """A mapping from an SDK model or a plain mapping (None gives {})."""
+    if value is None:
+        return {}
+    if hasattr(value, "model_dump"):
+        return dict(value.model_dump())
+    return dict(value)
