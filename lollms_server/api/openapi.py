@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from lollms_server.api.auth import API_KEY_HEADER, PROTECTED_PREFIX
+from lollms_server.api.auth import API_KEY_HEADER, PROTECTED_PREFIXES
 from lollms_server.api.generate import GENERATE_PATH
 from lollms_server.api.models import ErrorResponse, GenerateRequest, GenerateResponse, StreamChunk
 
@@ -76,7 +76,7 @@ def customize_openapi(app: FastAPI) -> None:
             "name": API_KEY_HEADER,
         }
         for path, operations in schema["paths"].items():
-            if path.startswith(PROTECTED_PREFIX):
+            if path.startswith(PROTECTED_PREFIXES):
                 for operation in operations.values():
                     operation["security"] = [{_SCHEME: []}]
         return schema

@@ -6,14 +6,27 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+from starlette.types import Receive, Scope, Send
+
 from lollms_server.api.ollama_compat.reply import Reply
-from lollms_server.api.streaming import EventStreamResponse, error_chunk
+from lollms_server.api.streaming import EventStreamResponse, stream_error_message
 
 
 class NdjsonResponse(EventStreamResponse):
-    """A stream of JSON lines that always runs ``on_close`` (the compute slot is released)."""
+    """A stream of JSON lines that always runs ``on_close`` (the compute slot is released) and closes its lines."""
 
     media_type = "application/x-ndjson"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A client that left mid-send leaves the lines suspended: close them now, not when collected.
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
 
 
 def encode_line(value: dict[str, Any]) -> bytes:
@@ -42,7 +55,7 @@ async def ndjson_lines(chunks: AsyncIterator[dict[str, Any]], reply: Reply, requ
                 done = reply.done(metadata) if streamed else reply.complete(chunk.get("content") or [], metadata)
                 yield encode_line(done)
     except Exception as exc:
-        yield encode_line({"error": error_chunk(exc, request_id)["content"]})
+        yield encode_line({"error": stream_error_message(exc, request_id)})
     finally:
         close = getattr(chunks, "aclose", None)
         if close is not None:  # an early return leaves the generation suspended: stop it now

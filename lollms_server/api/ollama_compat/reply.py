@@ -17,8 +17,6 @@ def timestamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-
-
 @dataclass
 class Reply:
     """Builds the objects of one /api/chat (message) or /api/generate (response) answer."""

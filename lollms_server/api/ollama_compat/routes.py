@@ -1,7 +1,125 @@
-"""Routes of the Ollama-compatible API."""
+"""Routes of the Ollama-compatible API: /api/version, /api/tags, /api/show, /api/chat, /api/generate, /api/embed."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from lollms_server import __version__
+from lollms_server.api.deps import BindingManagerDep, EmbeddingServiceDep, GenerationServiceDep
+from lollms_server.api.errors import request_id_of
+from lollms_server.api.generation_flow import admit_stream, run_to_completion
+from lollms_server.api.models import InputData
+from lollms_server.api.ollama_compat.catalog import Models, canonical_name, find_target, list_tags, show
+from lollms_server.api.ollama_compat.ndjson import NdjsonResponse, ndjson_lines
+from lollms_server.api.ollama_compat.protocol import (
+    ChatBody,
+    EmbedBody,
+    EmbeddingsBody,
+    GenerateBody,
+    SamplingBody,
+    ShowBody,
+)
+from lollms_server.api.ollama_compat.reply import Reply
+from lollms_server.api.ollama_compat.translate import chat_items, generate_items, generate_request
+from lollms_server.core.binding_manager import BindingManager
+from lollms_server.core.embeddings import EmbeddingResult, EmbeddingService
+from lollms_server.core.errors import BadRequestError
+from lollms_server.core.generation import GenerationService
 
 router = APIRouter(tags=["ollama-compatible"])
+# The Ollama release whose API this one follows (format schemas, think); clients gate features on it.
+OLLAMA_VERSION = "0.9.0"
+
+
+def models_of(request: Request, bindings: BindingManager) -> Models:
+    config = request.app.state.config
+    personalities = getattr(request.app.state, "personality_manager", None)
+    return Models(bindings, personalities, config.defaults.get("ttt_binding"))
+
+
+@router.get("/api/version", summary="Ollama API version (and lollms_server's)")
+async def version() -> dict[str, str]:
+    return {"version": OLLAMA_VERSION, "lollms_server_version": __version__}
+
+
+@router.get("/api/tags", summary="Models: '<instance>/<model>', '<instance>' and 'personality/<id>'")
+async def tags(request: Request, bindings: BindingManagerDep) -> JSONResponse:
+    return JSONResponse({"models": await list_tags(models_of(request, bindings))})
+
+
+@router.post("/api/show", summary="Details, context length and capabilities of a model")
+async def show_model(body: ShowBody, request: Request, bindings: BindingManagerDep) -> JSONResponse:
+    name = body.model or body.name
+    if not name:
+        raise BadRequestError("model is required")
+    models = models_of(request, bindings)
+    name = await canonical_name(models, name)
+    return JSONResponse(await show(name, await find_target(models, name)))
+
+
+def unloads(keep_alive: float | str | None) -> bool:
+    """Whether keep_alive asks to release the model now (0, "0", "0s"...)."""
+    return keep_alive is not None and str(keep_alive).rstrip("hms") in ("0", "0.0")
+
+
+async def answer(
+    request: Request, service: GenerationService, body: SamplingBody, items: list[InputData], reply: Reply, raw: bool
+) -> Response:
+    """Stream NDJSON or answer once; a request with nothing to answer is Ollama's load request."""
+    models = models_of(request, service.bindings)
+    name = await canonical_name(models, body.model)
+    if not items:
+        await find_target(models, name)
+        # lollms_server's bindings decide when models load and unload; a keep_alive of 0 only gets its reply.
+        return JSONResponse(reply.loaded(unloaded=unloads(body.keep_alive)))
+    ours = generate_request(name, service.bindings.instances, items, body)
+    request_id = request_id_of(request) or ""
+    if body.streams:
+        prepared, slot = await admit_stream(request, service, ours, request_id, raw)
+        lines = ndjson_lines(service.stream(prepared, slot), reply, request_id)
+        return NdjsonResponse(lines, on_close=slot.release if slot else None)
+    _, outputs = await run_to_completion(request, service, ours, request_id, raw)
+    return JSONResponse(reply.complete(outputs))
+
+
+@router.post("/api/chat", summary="Chat (NDJSON stream unless stream is false)")
+async def chat(body: ChatBody, request: Request, service: GenerationServiceDep) -> Response:
+    reply = Reply(body.model, chat=True, show_thinking=body.think is not False)
+    return await answer(request, service, body, chat_items(body) if body.messages else [], reply, raw=False)
+
+
+@router.post("/api/generate", summary="Completion of a prompt (NDJSON stream unless stream is false)")
+async def generate(body: GenerateBody, request: Request, service: GenerationServiceDep) -> Response:
+    reply = Reply(body.model, chat=False, show_thinking=body.think is not False)
+    items = generate_items(body) if body.prompt or body.images else []
+    return await answer(request, service, body, items, reply, raw=body.raw)
+
+
+async def embed_texts(request: Request, service: EmbeddingService, name: str, texts: list[str]) -> EmbeddingResult:
+    return await service.embed(texts, await canonical_name(models_of(request, service.bindings), name))
+
+
+@router.post("/api/embed", summary="Embeddings of one or more texts")
+async def embed(body: EmbedBody, request: Request, service: EmbeddingServiceDep) -> JSONResponse:
+    started = time.perf_counter_ns()
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    result = await embed_texts(request, service, body.model, texts)
+    embedded: dict[str, Any] = {
+        "model": body.model,
+        "embeddings": result.embeddings,
+        "total_duration": time.perf_counter_ns() - started,
+        "load_duration": 0,
+    }
+    if result.prompt_tokens is not None:
+        embedded["prompt_eval_count"] = result.prompt_tokens
+    return JSONResponse(embedded)
+
+
+@router.post("/api/embeddings", summary="Embedding of one prompt (Ollama's older endpoint)")
+async def embeddings(body: EmbeddingsBody, request: Request, service: EmbeddingServiceDep) -> JSONResponse:
+    result = await embed_texts(request, service, body.model, [body.prompt])
+    return JSONResponse({"embedding": result.embeddings[0]})
