@@ -191,3 +191,14 @@ async def test_lollms_client_generates_text(server: str) -> None:
     assert "Paris" in text
     assert count == 2  # through /lollms/v1/tokenize, not its tiktoken fallback
     assert context == 2048  # through /lollms/v1/context_size
+
+
+async def test_llama_cpp_embeddings_of_a_gguf_model(server: str, sdk: tuple) -> None:
+    _, async_client = sdk
+    result = await async_client.embeddings.create(
+        model="llama", input=["Paris is in France.", "Berlin is in Germany."], encoding_format="float"
+    )
+    first, second = (item.embedding for item in result.data)
+    assert len(first) == 576  # SmolLM2's hidden size: token vectors mean-pooled into one
+    assert abs(sum(x * x for x in first) - 1.0) < 1e-3 and first != second
+    assert result.usage.prompt_tokens > 6
