@@ -8,7 +8,7 @@ A binding type is a folder with ``binding_card.yaml`` and an ``__init__.py`` def
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,6 +19,26 @@ if TYPE_CHECKING:
     from lollms_server.api.models import InputData
 
 GenerateResult = str | dict[str, Any] | list[dict[str, Any]]
+
+
+def token_usage(prompt_tokens: int | None, completion_tokens: int | None) -> dict[str, int | None]:
+    """The ``usage`` metadata of an answer; the total only when both parts are known."""
+    total = prompt_tokens + completion_tokens if prompt_tokens is not None and completion_tokens is not None else None
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": total}
+
+
+async def collect_text(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """A binding's own stream of chunk dicts gathered into one text output (for its ``generate``)."""
+    text: list[str] = []
+    thoughts: list[str] = []
+    metadata: dict[str, Any] = {}
+    async for chunk in chunks:
+        if chunk["type"] == "chunk":
+            text.append(chunk.get("content") or "")
+            thoughts.append(chunk.get("thoughts") or "")
+        elif chunk["type"] == "final":
+            metadata = chunk.get("metadata") or {}
+    return {"type": "text", "data": "".join(text), "thoughts": "".join(thoughts) or None, "metadata": metadata}
 
 
 class Binding(ABC):

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from lollms_server.core.bindings import Binding
+from lollms_server.core.bindings import Binding, collect_text, token_usage
 from lollms_server.core.errors import BadRequestError
 
 from .models import describe_metadata, list_models, resolve_model
@@ -257,15 +257,8 @@ class LlamaCppBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> dict[str, Any]:
-        pieces: list[str] = []
-        metadata: dict[str, Any] = {}
         # Nobody watches the tokens go by: hand them over once, at the end (cancellation still works).
-        async for chunk in self._generate(request_info, params, multimodal_data, prompt, math.inf):
-            if chunk["type"] == "chunk":
-                pieces.append(chunk["content"])
-            elif chunk["type"] == "final":
-                metadata = chunk["metadata"]
-        return {"type": "text", "data": "".join(pieces), "metadata": metadata}
+        return await collect_text(self._generate(request_info, params, multimodal_data, prompt, math.inf))
 
     async def generate_stream(
         self,
@@ -313,11 +306,7 @@ class LlamaCppBinding(Binding):
                 finally:
                     llm.last_n_tokens_size = default_last_n
                 prompt_tokens = max(int(llm.n_tokens) - completion_tokens, 0)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
+        usage = token_usage(prompt_tokens, completion_tokens)
         yield {
             "type": "final",
             "content": None,

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import anyio
 import ollama
 
-from lollms_server.core.bindings import Binding
+from lollms_server.core.bindings import Binding, collect_text, token_usage
 from lollms_server.core.errors import (
     BackendFailedError,
     BadRequestError,
@@ -237,12 +237,7 @@ class OllamaBinding(Binding):
                     last = part
         if last is None:
             raise BackendFailedError(f"binding '{self.binding_instance_name}': the backend's answer ended early")
-        prompt_tokens, completion_tokens = last.prompt_eval_count or 0, last.eval_count or 0
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
+        usage = token_usage(last.prompt_eval_count or 0, last.eval_count or 0)
         finish_reason = "length" if last.done_reason == "length" else "stop"
         yield {
             "type": "final",
@@ -258,13 +253,4 @@ class OllamaBinding(Binding):
         multimodal_data: list[Any] | None = None,
     ) -> dict[str, Any]:
         # Streamed from Ollama too: the timeout then bounds each silence, not the whole generation.
-        text: list[str] = []
-        thoughts: list[str] = []
-        metadata: dict[str, Any] = {}
-        async for chunk in self.generate_stream(prompt, params, request_info, multimodal_data):
-            if chunk["type"] == "chunk":
-                text.append(chunk["content"])
-                thoughts.append(chunk["thoughts"] or "")
-            else:
-                metadata = chunk["metadata"]
-        return {"type": "text", "data": "".join(text), "thoughts": "".join(thoughts) or None, "metadata": metadata}
+        return await collect_text(self.generate_stream(prompt, params, request_info, multimodal_data))

@@ -9,7 +9,7 @@ from typing import Any
 
 import openai
 
-from lollms_server.core.bindings import Binding
+from lollms_server.core.bindings import Binding, token_usage
 from lollms_server.core.errors import BackendFailedError, LollmsError, NotFoundError
 from lollms_server.core.remote import (
     RetryPolicy,
@@ -226,7 +226,7 @@ class OpenAIBinding(Binding):
                 pieces += 1
                 yield {"type": "chunk", "content": content or "", "thoughts": thoughts}
         if usage is None:  # servers that ignore include_usage: count what came
-            usage = {"prompt_tokens": None, "completion_tokens": pieces, "total_tokens": None}
+            usage = token_usage(None, pieces)
         yield {
             "type": "final",
             "content": None,
