@@ -18,7 +18,7 @@ from starlette.routing import Route
 from lollms_server.api.auth import PROTECTED_PREFIX
 from lollms_server.api.deps import get_generation_service
 from lollms_server.api.errors import request_id_of
-from lollms_server.api.generation_flow import admit_stream, keepalive_seconds, run_to_completion
+from lollms_server.api.generation_flow import keepalive_seconds, run_to_completion, start_stream
 from lollms_server.api.models import GenerateRequest, GenerateResponse
 from lollms_server.api.streaming import EventStreamResponse, sse_events
 
@@ -39,11 +39,9 @@ async def generate(request: Request) -> Response:
     service = await get_generation_service(request)
     request_id = request_id_of(request) or ""
     if body.stream:
-        prepared, slot = await admit_stream(request, service, body, request_id)
-        events = sse_events(
-            service.stream(prepared, slot), keepalive_seconds=keepalive_seconds(service), request_id=request_id
-        )
-        return EventStreamResponse(events, on_close=slot.release if slot else None)
+        stream = await start_stream(request, service, body, request_id)
+        events = sse_events(stream.pump, keepalive_seconds=keepalive_seconds(service), request_id=request_id)
+        return EventStreamResponse(events, on_close=stream.close)
     prepared, outputs = await run_to_completion(request, service, body, request_id)
     response = GenerateResponse(
         personality=prepared.personality,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
 from starlette.requests import Request
 
 from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.models import GenerateRequest, OutputData
+from lollms_server.api.pump import ChunkPump
 from lollms_server.core.generation import GenerationService, PreparedGeneration
 from lollms_server.core.resource_manager import ResourceSlot
 
@@ -22,19 +27,51 @@ async def run_to_completion(
     return await until_disconnect(request, work())
 
 
-async def admit_stream(
-    request: Request, service: GenerationService, body: GenerateRequest, request_id: str, raw_prompt: bool = False
-) -> tuple[PreparedGeneration, ResourceSlot | None]:
-    """Prepare and take the compute slot before the first byte, so failures keep their status codes.
+# How long an endpoint waits for a stream's first event before it answers 200 and streams: failures in this
+# window keep their status code; a slower start gets headers (and keep-alives) rather than silence.
+EARLY_FAILURE_WAIT = 2.0
 
-    The caller hands the slot to the stream and must release it when the response ends (``on_close``).
-    """
 
-    async def work() -> tuple[PreparedGeneration, ResourceSlot | None]:
+@dataclass
+class StartedStream:
+    """A running generation stream and what must happen when its response ends."""
+
+    prepared: PreparedGeneration
+    pump: ChunkPump
+    slot: ResourceSlot | None
+
+    async def close(self) -> None:
+        await self.pump.close()
+        if self.slot is not None:  # released by the stream itself unless it never got to start
+            self.slot.release()
+
+
+async def start_stream(
+    request: Request,
+    service: GenerationService,
+    body: GenerateRequest,
+    request_id: str,
+    raw_prompt: bool = False,
+    transform: Callable[[AsyncIterator[dict[str, Any]]], AsyncIterator[dict[str, Any]]] | None = None,
+) -> StartedStream:
+    """Prepare, take the compute slot and start the stream before the first byte, so that failures up to its
+    first event keep their status codes. ``transform`` (a wire format's conversion of our chunks) runs in the
+    stream's task. The caller must ``close()`` it when the response ends."""
+
+    async def prepare() -> tuple[PreparedGeneration, ResourceSlot | None]:
         prepared = await service.prepare(body, request_id, raw_prompt=raw_prompt)
         return prepared, await service.admit(prepared)
 
-    return await until_disconnect(request, work())
+    prepared, slot = await until_disconnect(request, prepare())
+    chunks = service.stream(prepared, slot)
+    pump = ChunkPump(transform(chunks) if transform else chunks, f"stream-{request_id}")
+    started = StartedStream(prepared, pump, slot)
+    try:
+        await until_disconnect(request, started.pump.raise_early_failure(EARLY_FAILURE_WAIT))
+    except BaseException:
+        await started.close()
+        raise
+    return started
 
 
 def keepalive_seconds(service: GenerationService) -> float:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from lollms_server.api.pump import ChunkPump, End
 from lollms_server.core.errors import LollmsError
 
 logger = logging.getLogger(__name__)
@@ -20,12 +20,6 @@ logger = logging.getLogger(__name__)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 KEEPALIVE_COMMENT = b": keep-alive\n\n"
 _MAX_BATCH = 512  # chunks already waiting are written together: one send for many small events
-_QUEUE_SIZE = 1024  # back-pressure on the producer when the client reads slowly
-
-
-class _End:
-    def __init__(self, error: BaseException | None = None) -> None:
-        self.error = error
 
 
 def encode_event(chunk: dict[str, Any]) -> bytes:
@@ -47,71 +41,46 @@ def error_chunk(exc: BaseException, request_id: str | None) -> dict[str, Any]:
 
 
 async def sse_events(
-    chunks: AsyncIterator[dict[str, Any]],
+    pump: ChunkPump,
     *,
     keepalive_seconds: float,
     request_id: str | None,
     error_event: Callable[[BaseException, str | None], dict[str, Any]] = error_chunk,
     done_marker: bytes = b"",
 ) -> AsyncIterator[bytes]:
-    """Encode chunks as SSE. A keep-alive comment goes out whenever nothing came for ``keepalive_seconds``;
-    an exception becomes ``error_event`` and ends the stream; ``done_marker`` closes a stream that finished.
-    Closing this generator (the client left) cancels the producer and waits for it, so the binding stops and
-    frees its slot.
-    """
-    queue: asyncio.Queue[dict[str, Any] | _End] = asyncio.Queue(_QUEUE_SIZE)
-
-    async def produce() -> None:
-        end = _End()
+    """Encode a pump's chunks as SSE, reading its queue directly. A keep-alive comment goes out whenever
+    nothing came for ``keepalive_seconds``; a failure becomes ``error_event`` and ends the stream;
+    ``done_marker`` closes a stream that finished. Chunks already waiting are sent in one write."""
+    queue = pump.queue
+    while True:
         try:
-            async for chunk in chunks:
-                await queue.put(chunk)
-        except Exception as exc:
-            end = _End(exc)
-        await queue.put(end)
-
-    producer = asyncio.create_task(produce(), name=f"sse-producer-{request_id}")
-    try:
-        while True:
+            item = queue.get_nowait()
+        except asyncio.QueueEmpty:
             try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                try:
-                    with anyio.fail_after(keepalive_seconds):
-                        item = await queue.get()
-                except TimeoutError:
-                    yield KEEPALIVE_COMMENT
-                    continue
-            batch = [item]
-            while len(batch) < _MAX_BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
-            body: list[bytes] = []
-            finished = False
-            for entry in batch:
-                if isinstance(entry, _End):
-                    if entry.error is not None:
-                        body.append(encode_event(error_event(entry.error, request_id)))
-                    else:
-                        body.append(done_marker)
-                    finished = True
-                    break
-                body.append(encode_event(entry))
-            if body:
+                with anyio.fail_after(keepalive_seconds):
+                    item = await queue.get()
+            except TimeoutError:
+                yield KEEPALIVE_COMMENT
+                continue
+        batch = [item]
+        while len(batch) < _MAX_BATCH and not queue.empty():
+            batch.append(queue.get_nowait())
+        body: list[bytes] = []
+        for entry in batch:
+            if isinstance(entry, End):
+                body.append(encode_event(error_event(entry.error, request_id)) if entry.error else done_marker)
                 yield b"".join(body)
-            if finished:
                 return
-    finally:
-        producer.cancel()
-        with anyio.CancelScope(shield=True), contextlib.suppress(asyncio.CancelledError):
-            await producer
+            body.append(encode_event(entry))
+        yield b"".join(body)
 
 
 class EventStreamResponse(StreamingResponse):
-    """A StreamingResponse that always runs ``on_close``, even if the body was never iterated."""
+    """A StreamingResponse that always awaits ``on_close``, even if the body was never iterated."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None] | None = None) -> None:
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]] | None = None) -> None:
         super().__init__(content, headers=SSE_HEADERS)
         self._on_close = on_close
 
@@ -120,4 +89,5 @@ class EventStreamResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             if self._on_close is not None:
-                self._on_close()
+                with anyio.CancelScope(shield=True):
+                    await self._on_close()

@@ -172,11 +172,14 @@ async def test_backend_failures_map_to_clear_statuses(tmp_path: Path, status: in
         config = openai_config(tmp_path, base_url=f"{url}/v1", api_key=key, default_model="fake-text")
         async with running_client(create_app(config)) as client:
             response = await client.post("/api/v1/generate", json={"input_data": [FRANCE]})
+            streamed = await client.post("/api/v1/generate", json={"input_data": [FRANCE], "stream": True})
             health = (await client.get("/health")).json()
     assert response.status_code == expected and health["status"] == "ok"
+    if status != 429:  # (its Retry-After of 7 s outlasts the wait for a first event: then it is an error event)
+        assert streamed.status_code == expected  # a failure before the first event keeps its status when streaming
     assert key not in response.text
     retried = status in (429, 500, 503)
-    assert len(fake.requests) == (2 if retried else 1)  # max_retries: 1
+    assert len(fake.requests) == (4 if retried else 2)  # max_retries: 1, for each of the two requests
     if status == 429:
         assert response.headers["Retry-After"] == "7"
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from lollms_server import __version__
 from lollms_server.api.deps import BindingManagerDep, EmbeddingServiceDep, GenerationServiceDep
 from lollms_server.api.errors import request_id_of
-from lollms_server.api.generation_flow import admit_stream, run_to_completion
+from lollms_server.api.generation_flow import run_to_completion, start_stream
 from lollms_server.api.models import InputData
 from lollms_server.api.ollama_compat.catalog import Models, canonical_name, find_target, list_tags, show
 from lollms_server.api.ollama_compat.ndjson import NdjsonResponse, ndjson_lines
@@ -79,9 +79,9 @@ async def answer(
     ours = generate_request(name, service.bindings.instances, items, body)
     request_id = request_id_of(request) or ""
     if body.streams:
-        prepared, slot = await admit_stream(request, service, ours, request_id, raw)
-        lines = ndjson_lines(service.stream(prepared, slot), reply, request_id)
-        return NdjsonResponse(lines, on_close=slot.release if slot else None)
+        stream = await start_stream(request, service, ours, request_id, raw)
+        lines = ndjson_lines(stream.pump.events(), reply, request_id)
+        return NdjsonResponse(lines, on_close=stream.close)
     _, outputs = await run_to_completion(request, service, ours, request_id, raw)
     return JSONResponse(reply.complete(outputs))
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from lollms_server.api.deps import BindingManagerDep, EmbeddingServiceDep, GenerationServiceDep
 from lollms_server.api.errors import request_id_of
-from lollms_server.api.generation_flow import admit_stream, keepalive_seconds, run_to_completion
+from lollms_server.api.generation_flow import keepalive_seconds, run_to_completion, start_stream
 from lollms_server.api.models import GenerateRequest, InputData
 from lollms_server.api.openai_compat.protocol import (
     ChatCompletionRequest,
@@ -71,17 +71,23 @@ async def _answer(
     request_id = request_id_of(request) or ""
     raw_prompt = not chat
     if ours.stream:
-        prepared, slot = await admit_stream(request, service, ours, request_id, raw_prompt)
         include_usage = bool((wire.stream_options or {}).get("include_usage"))
-        chunks = chat_chunks(service.stream(prepared, slot), request_id, wire.model, include_usage, chat)
+        stream = await start_stream(
+            request,
+            service,
+            ours,
+            request_id,
+            raw_prompt,
+            transform=lambda chunks: chat_chunks(chunks, request_id, wire.model, include_usage, chat),
+        )
         events = sse_events(
-            chunks,
+            stream.pump,
             keepalive_seconds=keepalive_seconds(service),
             request_id=request_id,
             error_event=openai_error_event,
             done_marker=DONE,
         )
-        return EventStreamResponse(events, on_close=slot.release if slot else None)
+        return EventStreamResponse(events, on_close=stream.close)
     _, outputs = await run_to_completion(request, service, ours, request_id, raw_prompt)
     answer = chat_completion if chat else text_completion
     return JSONResponse(answer(request_id, wire.model, outputs))

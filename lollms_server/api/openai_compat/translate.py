@@ -168,9 +168,11 @@ async def chat_chunks(
         body = {"delta": delta} if chat else {"text": delta.get("content", ""), "logprobs": None}
         return {**base, "choices": [{"index": 0, **body, "finish_reason": finish}]}
 
-    if chat:
-        yield choice({"role": "assistant", "content": ""})
+    announced = not chat  # the role chunk goes out with the first event, so an early failure has none before it
     async for chunk in chunks:
+        if not announced:
+            yield choice({"role": "assistant", "content": ""})
+            announced = True
         kind = chunk.get("type")
         if kind == "chunk":
             delta: dict[str, Any] = {"content": chunk.get("content") or ""}
