@@ -10,8 +10,10 @@ AsyncClient makes on behalf of the binding:
   quantization_level).
 - POST /api/show: details, model_info with "general.architecture" and "<family>.context_length",
   capabilities, license; unknown models answer 404.
+- POST /api/embed: ``input`` as a string or a list, ``embeddings``, ``prompt_eval_count``; models without
+  the "embedding" capability answer 400.
 - GET /api/version.
-Not covered: tools, logprobs, /api/generate, embeddings, model management, /api/ps.
+Not covered: tools, logprobs, /api/generate, model management, /api/ps.
 
 Answers are deterministic: the reply is "You said: <last user message>" (plus "[N image(s)]"), one chunk per
 word; models named like "*think*" first send "Reasoning about: <last user message>" as ``thinking`` (unless
@@ -69,7 +71,16 @@ DEFAULT_MODELS = [
         size=4_733_363_377,
     ),
     FakeModel("deepthink-r1:8b", family="qwen3", families=("qwen3",), capabilities=("completion", "thinking")),
+    FakeModel("nomic-embed-text:latest", family="nomic-bert", families=("nomic-bert",), capabilities=("embedding",)),
 ]
+EMBEDDING_SIZE = 8
+
+
+def fake_embedding(text: str) -> list[float]:
+    """A deterministic unit vector per text (the fake has no model; equality is what tests can check)."""
+    raw = [byte - 128 for byte in hashlib.sha256(text.encode()).digest()[:EMBEDDING_SIZE]]
+    norm = sum(value * value for value in raw) ** 0.5 or 1.0
+    return [value / norm for value in raw]
 
 
 @dataclass
@@ -245,6 +256,24 @@ def create_app(state: FakeOllama) -> Starlette:
             }
         )
 
+    async def embed(request: Request) -> Response:
+        body = await record(request)
+        if (failed := await misbehave(request)) is not None:
+            return failed
+        model = state.model(str(body.get("model", "")))
+        if model is None:
+            return not_found(str(body.get("model")))
+        if "embedding" not in model.capabilities:
+            return JSONResponse({"error": f'"{model.name}" does not support embeddings'}, status_code=400)
+        texts = body["input"] if isinstance(body.get("input"), list) else [body.get("input", "")]
+        return JSONResponse(
+            {
+                "model": model.name,
+                "embeddings": [fake_embedding(text) for text in texts],
+                "prompt_eval_count": sum(len(text.split()) for text in texts),
+            }
+        )
+
     async def version(request: Request) -> Response:
         await record(request)
         return JSONResponse({"version": "0.12.3"})
@@ -254,6 +283,7 @@ def create_app(state: FakeOllama) -> Starlette:
             Route("/api/chat", chat, methods=["POST"]),
             Route("/api/tags", tags, methods=["GET"]),
             Route("/api/show", show, methods=["POST"]),
+            Route("/api/embed", embed, methods=["POST"]),
             Route("/api/version", version, methods=["GET"]),
         ]
     )

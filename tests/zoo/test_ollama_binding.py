@@ -18,7 +18,7 @@ from lollms_server.core.config import ServerConfig
 from tests.conftest import running_client
 from tests.helpers import make_config, write_instance
 from tests.server import free_port, serving
-from tests.zoo.ollama_server import Failure, FakeModel, FakeOllama
+from tests.zoo.ollama_server import Failure, FakeModel, FakeOllama, fake_embedding
 from tests.zoo.ollama_server import create_app as fake_ollama
 
 # Not shaped like a known credential: only the binding's secrets list can keep it out of messages.
@@ -201,7 +201,7 @@ async def test_model_listing_info_and_names(tmp_path: Path) -> None:
         pulled = await generate(client, prompt("hi"), model_name="mistral:7b")
         bindings = await client.get("/api/v1/list_bindings")
     by_name = {model["name"]: model for model in listed}
-    assert list(by_name) == ["llama3.2:latest", "llava:7b", "deepthink-r1:8b"]
+    assert list(by_name) == ["llama3.2:latest", "llava:7b", "deepthink-r1:8b", "nomic-embed-text:latest"]
     llava = by_name["llava:7b"]
     assert llava["supports_vision"] is True and by_name["llama3.2:latest"]["supports_vision"] is False
     assert llava["context_size"] == 4096 and llava["family"] == "llama" and llava["families"] == ["llama", "clip"]
@@ -313,3 +313,18 @@ async def test_no_retry_after_the_first_streamed_byte(tmp_path: Path) -> None:
     assert [event["type"] for event in events] == ["chunk", "chunk", "error"]
     assert "llama runner process has terminated" in events[-1]["content"]
     assert plain.status_code == 502 and len(fake.received()) == 2
+
+
+async def test_embeddings_through_the_openai_compatible_api(tmp_path: Path) -> None:
+    async with ollama_app(tmp_path) as (client, fake):
+        response = await client.post(
+            "/v1/embeddings",
+            json={"model": "ollama/nomic-embed-text", "input": ["first text", "second text"]},
+        )
+        refused = await client.post("/v1/embeddings", json={"model": "ollama/llama3.2", "input": "x"})
+    body = response.json()
+    assert response.status_code == 200, body
+    assert [item["embedding"] for item in body["data"]] == [fake_embedding("first text"), fake_embedding("second text")]
+    assert body["model"] == "ollama/nomic-embed-text" and body["usage"]["prompt_tokens"] == 4
+    assert fake.received("/api/embed")[0].body["model"] == "nomic-embed-text:latest"
+    assert refused.status_code == 400 and "does not support embeddings" in refused.json()["error"]["message"]

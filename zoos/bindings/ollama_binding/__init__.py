@@ -62,7 +62,7 @@ class OllamaBinding(Binding):
         return ["text", "image"]
 
     def get_supported_output_modalities(self) -> list[str]:
-        return ["text"]
+        return ["text", "embedding"]
 
     def supports_structured_output(self) -> bool:
         return True  # response_format becomes Ollama's format (a JSON schema or "json")
@@ -131,6 +131,15 @@ class OllamaBinding(Binding):
         except LollmsError as exc:
             logger.debug("Details of model '%s' unavailable: %s", name, exc)
             return None
+
+    async def embed(self, texts: list[str], model_name: str | None = None, **options: Any) -> dict[str, Any]:
+        """Embeddings from Ollama's embed API (models such as nomic-embed-text)."""
+        model = self._requested(model_name)
+        response = await self._call(lambda sdk: sdk.embed(model=model, input=texts), self.policy)
+        return {
+            "embeddings": [list(vector) for vector in response.embeddings],
+            "prompt_tokens": response.prompt_eval_count,
+        }
 
     async def health_check(self) -> tuple[bool, str]:
         try:
