@@ -11,11 +11,11 @@ from pathlib import Path
 
 import anyio
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from lollms_server import __version__
 from lollms_server.api import endpoints, generate, lollms_helpers, personalities, tokens
 from lollms_server.api.auth import ApiKeyMiddleware
+from lollms_server.api.cors import BrowserCORSMiddleware
 from lollms_server.api.errors import REQUEST_ID_HEADER, RequestIdMiddleware, install_error_handlers
 from lollms_server.api.ollama_compat import routes as ollama_routes
 from lollms_server.api.openai_compat import routes as openai_routes
@@ -109,13 +109,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.router.routes[0:0] = generate.routes
     app.add_middleware(ApiKeyMiddleware, verifier=app.state.api_key_verifier)
     app.add_middleware(RequestIdMiddleware)
-    # Keys travel in headers, never cookies, so credentials stay off: no origin ever gets them.
     app.add_middleware(
-        CORSMiddleware,
+        BrowserCORSMiddleware,
         allow_origins=config.section("server")["allowed_origins"],
-        allow_credentials=False,
-        allow_methods=["*"],
-        allow_headers=["*"],
         expose_headers=[REQUEST_ID_HEADER],
     )
     return app

@@ -31,7 +31,7 @@ async def personality_icon(personality_id: str, manager: PersonalityManagerDep) 
     icon = manager.get(personality_id).icon_file()
     if icon is None:
         raise NotFoundError(f"personality '{personality_id}' has no icon")
-    return FileResponse(icon, headers={"Cache-Control": "max-age=3600"})
+    return FileResponse(icon, headers={"Cache-Control": "max-age=3600", "Vary": "Origin"})
 
 
 @router.get(
