@@ -1,6 +1,7 @@
 """Benchmarks of lollms_server (run by hand, never in CI). Prints ratios against baselines of the same run.
 
-    venv/bin/python bench/bench_server.py [--duration 10] [--connections 32] [--chunks 20000] [--tokens 200]
+    venv/bin/python bench/bench_server.py [--duration 8] [--repeats 3] [--connections 32] [--chunks 20000]
+                                          [--tokens 256] [--runs 5]
 
 1. overhead:  POST /api/v1/generate (non-streaming, instant test binding) vs a bare Starlette JSON endpoint
               served by the same uvicorn process, both loaded by wrk with the same concurrency.
@@ -173,19 +174,28 @@ def wrk(url: str, body: dict, duration: int, connections: int, workdir: Path) ->
 
 
 def bench_overhead(base: str, args: argparse.Namespace, workdir: Path) -> None:
+    """Bare and /generate measured alternately ``--repeats`` times; the medians are compared."""
     bare_url, ours_url = f"{base}/bare", f"{base}/api/v1/generate"
     for url in (bare_url, ours_url):  # warm-up
         wrk(url, BODY, 2, args.connections, workdir)
-    print(f"1. overhead (wrk, {args.duration}s per measurement)")
+    print(f"1. overhead (wrk, {args.duration}s per measurement, medians of {args.repeats} alternating pairs)")
     for connections, label in ((args.connections, "throughput"), (1, "unloaded latency")):
-        bare = wrk(bare_url, BODY, args.duration, connections, workdir)
-        ours = wrk(ours_url, BODY, args.duration, connections, workdir)
+        pairs = [
+            (
+                wrk(bare_url, BODY, args.duration, connections, workdir),
+                wrk(ours_url, BODY, args.duration, connections, workdir),
+            )
+            for _ in range(args.repeats)
+        ]
+        bare = tuple(statistics.median(pair[0][i] for pair in pairs) for i in range(3))
+        ours = tuple(statistics.median(pair[1][i] for pair in pairs) for i in range(3))
+        ratios = ", ".join(f"{pair[1][0] / pair[0][0]:.2f}" for pair in pairs)
         print(f"   {label}, {connections} connection(s):")
         print(f"     bare Starlette : {bare[0]:8.0f} req/s   p50 {bare[1]:6.3f} ms   p99 {bare[2]:6.3f} ms")
         print(f"     /generate      : {ours[0]:8.0f} req/s   p50 {ours[1]:6.3f} ms   p99 {ours[2]:6.3f} ms")
         print(
-            f"     ratio {ours[0] / bare[0]:.2f} of bare req/s; added p50 {ours[1] - bare[1]:+.3f} ms, "
-            f"p99 {ours[2] - bare[2]:+.3f} ms"
+            f"     ratio {ours[0] / bare[0]:.2f} of bare req/s (pairs: {ratios}); "
+            f"added p50 {ours[1] - bare[1]:+.3f} ms, p99 {ours[2] - bare[2]:+.3f} ms"
         )
 
 
@@ -272,11 +282,12 @@ def bench_local(base: str, runs: int, max_tokens: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--chunks", type=int, default=20000)
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating bare//generate pairs for part 1")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
