@@ -13,6 +13,21 @@ from lollms_server.core.config import ServerConfig
 TEST_API_KEY = "test-key-0123456789abcdef"
 
 
+def prompt(text: str, role: str = "user_prompt") -> dict[str, Any]:
+    """A text input item of /generate."""
+    return {"type": "text", "role": role, "data": text}
+
+
+# A conversation with two system texts and an earlier exchange, in the order a client sends it.
+ADA_CONVERSATION = [
+    prompt("Be brief.", "system_context"),
+    prompt("My name is Ada.", "user_prompt"),
+    prompt("Nice to meet you, Ada.", "assistant_reply"),
+    prompt("Answer in English.", "system_context"),
+    prompt("What is my name?", "user_prompt"),
+]
+
+
 def make_config(root: Path, **sections: dict[str, Any]) -> ServerConfig:
     """A validated ServerConfig whose folders all live under ``root``."""
     values: dict[str, Any] = {

@@ -192,6 +192,7 @@ class GenerationService:
                 f"binding '{binding_name}' cannot constrain its output to JSON (response_format); "
                 "use a binding that can, such as llamacpp_binding or openai_binding"
             )
+        workflow = personality.workflow if personality else None
         prepared = PreparedGeneration(
             request_id=request_id,
             personality=personality.name if personality else None,
@@ -200,14 +201,13 @@ class GenerationService:
             model_name=model_name,
             parameters=parameters,
             conversation=conversation,
-            uses_compute_slot=bool(binding.get_resource_requirements().get("gpu_required")),
+            # A workflow decides what runs: the bindings it calls take their own compute slots.
+            uses_compute_slot=workflow is None and bool(binding.get_resource_requirements().get("gpu_required")),
             raw_prompt=raw_prompt,
         )
-        if personality is not None and personality.workflow is not None:
-            # The workflow decides what runs; bindings it calls take their own compute slots.
-            prepared.uses_compute_slot = False
+        if personality is not None and workflow is not None:
             prepared.workflow_call = WorkflowCall(
-                workflow=personality.workflow,
+                workflow=workflow,
                 personality_id=personality.name,
                 prompt=conversation.prompt,
                 params=dict(parameters),

@@ -58,3 +58,12 @@ async def list_model_ids(bindings: BindingManager) -> list[dict[str, Any]]:
                 }
             )
     return listed
+
+
+def personality_model_ids(personalities: Any) -> list[str]:
+    """``personality/<id>`` for every available personality (none while the manager is not there)."""
+    if personalities is None:
+        return []
+    return [
+        f"{PERSONALITY_PREFIX}{pid}" for pid, info in personalities.list_personalities().items() if info["available"]
+    ]

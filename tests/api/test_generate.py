@@ -10,11 +10,7 @@ import pytest
 
 from lollms_server.app import create_app
 from tests.conftest import running_client
-from tests.helpers import add_scripted_binding, make_config, scripted_calls
-
-
-def prompt(text: str, role: str = "user_prompt") -> dict[str, Any]:
-    return {"type": "text", "role": role, "data": text}
+from tests.helpers import ADA_CONVERSATION, add_scripted_binding, make_config, prompt, scripted_calls
 
 
 def scripted_config(tmp_path: Path, **sections: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -56,13 +52,7 @@ async def test_json_generation_with_layered_parameters(tmp_path: Path) -> None:
 
 
 async def test_conversation_is_built_from_input_items_in_order(tmp_path: Path) -> None:
-    items = [
-        prompt("Be brief.", "system_context"),
-        prompt("My name is Ada.", "user_prompt"),
-        prompt("Nice to meet you, Ada.", "assistant_reply"),
-        prompt("Answer in English.", "system_context"),
-        prompt("What is my name?", "user_prompt"),
-    ]
+    items = ADA_CONVERSATION
     async with running_client(create_app(scripted_config(tmp_path))) as client:
         response = await client.post("/api/v1/generate", json={"input_data": items})
     assert response.status_code == 200

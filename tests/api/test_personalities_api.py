@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from lollms_server.app import create_app
-from tests.api.test_generate import parse_sse, prompt, scripted_config
+from tests.api.test_generate import parse_sse, scripted_config
 from tests.conftest import running_client
 from tests.core.test_personalities import basic, write_personality
-from tests.helpers import scripted_calls
+from tests.helpers import prompt, scripted_calls
 
 WORKFLOWS = {
     "returns_str": 'async def run_workflow(prompt, params, context):\n    return "plain " + prompt\n',

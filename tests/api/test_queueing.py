@@ -6,9 +6,8 @@ import asyncio
 from pathlib import Path
 
 from lollms_server.app import create_app
-from tests.api.test_generate import prompt
 from tests.conftest import running_client
-from tests.helpers import add_scripted_binding, make_config
+from tests.helpers import add_scripted_binding, make_config, prompt
 
 
 async def test_queue_timeout_is_408_and_the_holder_finishes(tmp_path: Path) -> None:

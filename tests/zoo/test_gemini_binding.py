@@ -17,7 +17,7 @@ import tests.server
 from lollms_server.app import create_app
 from lollms_server.core.config import ServerConfig
 from tests.conftest import running_client
-from tests.helpers import make_config, write_instance
+from tests.helpers import ADA_CONVERSATION, make_config, prompt, write_instance
 from tests.server import free_port, serving
 from tests.zoo.gemini_server import THOUGHT_TOKENS, FakeGemini
 
@@ -26,10 +26,6 @@ pytest.importorskip("google.genai", reason="gemini_binding needs google-genai")
 API_KEY = "gemini-test-secret-4242"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 THINKER = "gemini-2.0-flash-thinking-exp"
-
-
-def prompt(text: str, role: str = "user_prompt") -> dict[str, Any]:
-    return {"type": "text", "role": role, "data": text}
 
 
 def parse_sse(text: str) -> list[dict[str, Any]]:
@@ -105,13 +101,7 @@ async def test_streaming_is_chunked_and_ends_with_usage(tmp_path: Path) -> None:
 
 
 async def test_multi_turn_history_and_system_instruction(tmp_path: Path) -> None:
-    items = [
-        prompt("Be brief.", "system_context"),
-        prompt("My name is Ada.", "user_prompt"),
-        prompt("Nice to meet you, Ada.", "assistant_reply"),
-        prompt("Answer in English.", "system_context"),
-        prompt("What is my name?", "user_prompt"),
-    ]
+    items = ADA_CONVERSATION
     async with gemini_client(tmp_path) as (client, fake):
         response = await generate(client, items)
     assert response.status_code == 200

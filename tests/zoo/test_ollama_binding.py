@@ -16,7 +16,7 @@ import httpx
 from lollms_server.app import create_app
 from lollms_server.core.config import ServerConfig
 from tests.conftest import running_client
-from tests.helpers import make_config, write_instance
+from tests.helpers import ADA_CONVERSATION, make_config, prompt, write_instance
 from tests.server import free_port, serving
 from tests.zoo.ollama_server import Failure, FakeModel, FakeOllama, fake_embedding
 from tests.zoo.ollama_server import create_app as fake_ollama
@@ -25,10 +25,6 @@ from tests.zoo.ollama_server import create_app as fake_ollama
 API_KEY = "proxy-key-7f3a9c2e5b1d"
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(64))).decode()
 FAST = {"timeout": 0.5, "max_retries": 0}  # the second instance: gives up at once
-
-
-def prompt(text: str, role: str = "user_prompt") -> dict[str, Any]:
-    return {"type": "text", "role": role, "data": text}
 
 
 def image(data: str = PNG) -> dict[str, Any]:
@@ -122,13 +118,7 @@ async def test_generation_in_both_modes_with_options(tmp_path: Path) -> None:
 
 
 async def test_multi_turn_history_reaches_ollama(tmp_path: Path) -> None:
-    items = [
-        prompt("Be brief.", "system_context"),
-        prompt("My name is Ada.", "user_prompt"),
-        prompt("Nice to meet you, Ada.", "assistant_reply"),
-        prompt("Answer in English.", "system_context"),
-        prompt("What is my name?", "user_prompt"),
-    ]
+    items = ADA_CONVERSATION
     async with ollama_app(tmp_path) as (client, fake):
         response = await generate(client, *items)
     assert response.json()["output"][0]["data"] == "You said: What is my name?"

@@ -13,7 +13,7 @@ from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding
 from lollms_server.core.errors import BadRequestError, NotFoundError, UnavailableError
 from lollms_server.core.generation import AppliedPersonality
-from lollms_server.core.model_ids import PERSONALITY_PREFIX, list_model_ids, parse_model_id
+from lollms_server.core.model_ids import list_model_ids, parse_model_id, personality_model_ids
 from lollms_server.core.personalities import PersonalityManager
 
 LATEST = ":latest"
@@ -100,13 +100,9 @@ async def list_tags(models: Models) -> list[dict[str, Any]]:
             instance = models.bindings.instances[entry["binding"]]
             details = ollama_details(entry.get("details") or {}, instance.type_name)
             tags.append(tag_entry(entry["id"], entry.get("size"), details))
-    if models.personalities is not None and models.default_text_binding:
+    if models.default_text_binding:  # personalities run on the default text binding
         persona = ollama_details({"format": "lollms", "family": "personality"}, "personality")
-        tags += [
-            tag_entry(f"{PERSONALITY_PREFIX}{pid}", 0, persona)
-            for pid, info in models.personalities.list_personalities().items()
-            if info.get("available")
-        ]
+        tags += [tag_entry(model_id, 0, persona) for model_id in personality_model_ids(models.personalities)]
     return tags
 
 

@@ -30,7 +30,7 @@ from lollms_server.api.streaming import EventStreamResponse, sse_events
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.errors import BadRequestError, NotFoundError
 from lollms_server.core.generation import GenerationService
-from lollms_server.core.model_ids import PERSONALITY_PREFIX, list_model_ids
+from lollms_server.core.model_ids import list_model_ids, personality_model_ids
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 DONE = b"data: [DONE]\n\n"
@@ -43,12 +43,10 @@ async def model_objects(request: Request, bindings: BindingManager) -> list[dict
         for entry in await list_model_ids(bindings)
     ]
     personalities = getattr(request.app.state, "personality_manager", None)
-    if personalities is not None:
-        models += [
-            {"id": f"{PERSONALITY_PREFIX}{pid}", "object": "model", "created": 0, "owned_by": "personality"}
-            for pid, info in personalities.list_personalities().items()
-            if info["available"]
-        ]
+    models += [
+        {"id": model_id, "object": "model", "created": 0, "owned_by": "personality"}
+        for model_id in personality_model_ids(personalities)
+    ]
     return models
 
 
