@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Mapping
 from typing import Any, cast
@@ -26,6 +27,8 @@ from lollms_server.core.errors import (
     ConfigError,
     LollmsError,
     NotFoundError,
+    PayloadTooLargeError,
+    QueueFullError,
     QueueTimeoutError,
     UnavailableError,
 )
@@ -44,6 +47,8 @@ STATUS_FOR_ERROR: dict[type[LollmsError], tuple[int, str]] = {
     BadRequestError: (400, "bad_request"),
     NotFoundError: (404, "not_found"),
     QueueTimeoutError: (408, "queue_timeout"),
+    QueueFullError: (503, "queue_full"),
+    PayloadTooLargeError: (413, "payload_too_large"),
     CapabilityError: (501, "not_implemented"),
     UnavailableError: (503, "unavailable"),
     ConfigError: (503, "configuration_error"),
@@ -117,7 +122,7 @@ async def _lollms_error(request: Request, exc: Exception) -> JSONResponse:
     if status == 500:
         return await _unexpected_error(request, exc)
     retry_after = getattr(exc, "retry_after", None)
-    headers = {"Retry-After": str(int(retry_after))} if retry_after else None
+    headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else None
     return error_response(request, status, code, str(exc), headers=headers)
 
 

@@ -31,8 +31,24 @@ class UnavailableError(LollmsError):
     """A required binding or manager is configured but not usable right now (maps to 503)."""
 
 
-class QueueTimeoutError(LollmsError):
+class RetryLaterError(LollmsError):
+    """A refusal that a later retry may not get; ``retry_after`` (seconds) becomes the Retry-After header."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueTimeoutError(RetryLaterError):
     """The request waited longer than ``resource_manager.queue_timeout`` for a resource slot."""
+
+
+class QueueFullError(RetryLaterError):
+    """``resource_manager.max_queue`` requests are already waiting: refused at once rather than queued."""
+
+
+class PayloadTooLargeError(LollmsError):
+    """An input is over one of the configured size limits (maps to 413)."""
 
 
 class BackendError(LollmsError):
@@ -64,11 +80,7 @@ class BackendAuthError(BackendError):
     """The backend refused the instance's credentials (its 401/403)."""
 
 
-class BackendRateLimitError(BackendError):
+class BackendRateLimitError(BackendError, RetryLaterError):
     """The backend asked us to slow down (its 429)."""
 
     retryable = True
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
