@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,15 @@ ADA_CONVERSATION = [
     prompt("Answer in English.", "system_context"),
     prompt("What is my name?", "user_prompt"),
 ]
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Wait until ``condition()`` holds (checked every few milliseconds); fail after a generous ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not reached within {timeout:g}s")
+        await asyncio.sleep(0.005)
 
 
 def make_config(root: Path, **sections: dict[str, Any]) -> ServerConfig:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lollms_server.core.errors import CapabilityError
+from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.resource_manager import ResourceManager
 
 if TYPE_CHECKING:
@@ -127,6 +128,19 @@ class Binding(ABC):
     def get_resource_requirements(self) -> dict[str, Any]:
         """Whether generation needs a compute slot from the resource manager."""
         return {"gpu_required": False}
+
+    async def count_prompt_tokens(
+        self, prompt: str, params: dict[str, Any], request_info: dict[str, Any]
+    ) -> int | None:
+        """The prompt's token count as the model will see it (None when unknown); BadRequestError when it
+        cannot fit the model's context. Runs before the request waits for a compute slot, so an over-long
+        prompt is refused at once with 400 rather than failing inside generation."""
+        return None
+
+    def residency_key(self, model_name: str | None) -> ModelKey | None:
+        """The key under which ``model_name`` is loaded in ``resource_manager.models`` (None: nothing loads
+        here); lets the admission queue serve requests for an already loaded model first."""
+        return None
 
     async def resolve_model(self, model_name: str | None) -> str | None:
         """The model a request will use: the one named, else the instance default. NotFoundError if unknown.

@@ -177,6 +177,48 @@ MAIN_SCHEMA: dict[str, Any] = {
             "queue_timeout": _setting(
                 "int", "Seconds a request may wait for a slot before it fails with 408.", 120, min_val=1
             ),
+            "max_queue": _setting(
+                "int",
+                "Requests that may wait for a slot at once; more are refused at once with 503 and Retry-After.",
+                100,
+                min_val=0,
+            ),
+            "max_loaded_models": _setting(
+                "int",
+                "Models loaded at once across every local binding instance (each instance also has its own "
+                "max_loaded_models); the least recently used idle model is unloaded first.",
+                3,
+                min_val=1,
+            ),
+        },
+    ),
+    "limits": _section(
+        "Size limits on what clients send (every API). Over a limit a request gets 413 or 400 naming it.",
+        {
+            "max_request_bytes": _setting(
+                "int",
+                "Largest request body in bytes; a larger one gets 413 before more than this is read.",
+                32 * 1024 * 1024,
+                min_val=1024,
+            ),
+            "max_input_items": _setting(
+                "int", "Most input items (or chat messages) in one generation request.", 1000, min_val=1
+            ),
+            "max_text_chars": _setting(
+                "int",
+                "Most characters in one text item (a prompt, a message, an embedding input).",
+                1_000_000,
+                min_val=1,
+            ),
+            "max_binary_bytes": _setting(
+                "int",
+                "Largest decoded image, audio, video or document item in bytes.",
+                20 * 1024 * 1024,
+                min_val=1024,
+            ),
+            "max_embedding_inputs": _setting(
+                "int", "Most texts in one embedding request (OpenAI's limit is 2048).", 2048, min_val=1
+            ),
         },
     ),
     "webui": _section(

@@ -8,6 +8,7 @@ from typing import Any
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig
 from lollms_server.core.errors import BadRequestError
+from lollms_server.core.limits import InputLimits, check_name
 from lollms_server.core.model_ids import parse_model_id
 
 
@@ -22,8 +23,13 @@ class EmbeddingService:
     def __init__(self, config: ServerConfig, bindings: BindingManager) -> None:
         self.config = config
         self.bindings = bindings
+        self.limits = InputLimits.from_config(config.section("limits"))
 
     async def embed(self, texts: list[str], model_id: str | None, **options: Any) -> EmbeddingResult:
+        """Vectors of ``texts``; options: ``input_type`` (query/passage), ``truncate`` (cut texts over the
+        model's context instead of refusing them with 400)."""
+        self.limits.check_embedding_inputs(texts)
+        check_name("model", model_id)
         binding_name: str | None = self.config.defaults.get("embedding_binding")
         model: str | None = None
         if model_id:

@@ -20,6 +20,8 @@ from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding, GenerateResult
 from lollms_server.core.config import ServerConfig
 from lollms_server.core.errors import BadRequestError, CapabilityError, LollmsError, NotFoundError
+from lollms_server.core.limits import InputLimits, check_name
+from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.parameters import layer_parameters, validate_parameters
 from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
 from lollms_server.core.think import ThinkParser, split_thoughts
@@ -104,6 +106,8 @@ class PreparedGeneration:
     uses_compute_slot: bool
     workflow_call: WorkflowCall | None = None
     raw_prompt: bool = False
+    prompt_tokens: int | None = None
+    model_key: ModelKey | None = None
 
     @property
     def request_info(self) -> dict[str, Any]:
@@ -115,6 +119,7 @@ class PreparedGeneration:
             "messages": self.conversation.messages,
             "system_prompt": self.conversation.system_prompt,
             "raw_prompt": self.raw_prompt,
+            "prompt_tokens": self.prompt_tokens,
         }
 
 
@@ -154,9 +159,13 @@ class GenerationService:
         self.resources = resources
         self.personalities: PersonalityResolver = personalities or NoPersonalities()
         self.functions = functions
+        self.limits = InputLimits.from_config(config.section("limits"))
 
     async def prepare(self, request: GenerateRequest, request_id: str, raw_prompt: bool = False) -> PreparedGeneration:
         """Resolve and check everything; ``raw_prompt`` asks for a plain text completion (no chat template)."""
+        self.limits.check_items(request.input_data)
+        for field_name in ("binding_name", "model_name", "personality", "generation_type"):
+            check_name(field_name, getattr(request, field_name))
         output_type = OUTPUT_OF_GENERATION_TYPE.get(request.generation_type)
         if output_type is None:
             known = ", ".join(OUTPUT_OF_GENERATION_TYPE)
@@ -205,6 +214,11 @@ class GenerationService:
             uses_compute_slot=workflow is None and bool(binding.get_resource_requirements().get("gpu_required")),
             raw_prompt=raw_prompt,
         )
+        if workflow is None:
+            prepared.prompt_tokens = await binding.count_prompt_tokens(
+                conversation.prompt, dict(parameters), prepared.request_info
+            )
+            prepared.model_key = binding.residency_key(model_name)
         if personality is not None and workflow is not None:
             prepared.workflow_call = WorkflowCall(
                 workflow=workflow,
@@ -238,7 +252,9 @@ class GenerationService:
         """A compute slot for bindings that need one (QueueTimeoutError when the queue is too slow)."""
         if not prepared.uses_compute_slot:
             return None
-        return await self.resources.admit(f"generate {prepared.request_id} on {prepared.binding_name}")
+        return await self.resources.admit(
+            f"generate {prepared.request_id} on {prepared.binding_name}", model=prepared.model_key
+        )
 
     async def run(self, prepared: PreparedGeneration) -> list[OutputData]:
         if prepared.workflow_call is not None:

@@ -111,7 +111,9 @@ def text_generator(binding: Any, request_info: dict[str, Any]) -> Callable[..., 
         messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
             {"role": "user", "content": prompt}
         ]
-        result = await binding.generate(prompt, params, {**request_info, "messages": messages})
+        # A new prompt: the binding counts (and checks) it itself.
+        turn_info = {**request_info, "messages": messages, "prompt_tokens": None}
+        result = await binding.generate(prompt, params, turn_info)
         outputs = [OutputData.model_validate(item) for item in _as_output_dicts(result)]
         return "".join(str(output.data) for output in outputs if output.type == "text")
 

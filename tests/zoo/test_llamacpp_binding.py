@@ -124,5 +124,5 @@ async def test_model_info_and_listing_and_models_folder(tmp_path: Path) -> None:
     assert {model["name"] for model in listed} == {"smollm2-135m-instruct", "my-copy.gguf"}
     assert by_name.status_code == 200 and by_name.json()["output"][0]["metadata"]["model"] == "my-copy"
     assert unknown.status_code == 404 and "ghost.gguf" in unknown.json()["detail"]
-    assert traversal.status_code == 404
+    assert traversal.status_code == 400 and "'..'" in traversal.json()["detail"]
     assert image.status_code == 400 and "image" in image.json()["detail"]

@@ -1,4 +1,9 @@
-"""llamacpp_binding: GGUF models in-process with llama-cpp-python (blocking work in worker threads)."""
+"""llamacpp_binding: GGUF models in-process with llama-cpp-python (blocking work in worker threads).
+
+Models are loaded under their canonical identity (``models.ModelCatalog``) and registered with the server's
+model residency (``resource_manager.models``): each loaded copy is bounded per instance and across the
+server, least recently used first, and unloaded after ``keep_alive`` seconds idle.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,12 @@ import asyncio
 import importlib.util
 import logging
 import math
+import os
 import threading
-from collections.abc import AsyncGenerator
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +25,9 @@ import anyio
 from lollms_server.core.bindings import Binding, collect_text, token_usage
 from lollms_server.core.errors import BadRequestError
 
-from .models import describe_metadata, list_models, resolve_model
+from .models import ModelCatalog, ModelFile
 from .runner import chat_pieces, completion_pieces, stream_pieces
+from .vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +46,9 @@ PASSTHROUGH_OPTIONS = (
 # loads in parallel threads can restore the wrong descriptor and leave the process mute. One at a time.
 _LOADING = threading.Lock()
 SAMPLING_OPTIONS = ("max_tokens", "temperature", "top_k", "top_p", "repeat_penalty", "stop", "seed")
+# Vocabulary-only copies kept per instance (tokenizer endpoints, prompt checks); the least recently used goes.
+MAX_VOCABULARIES = 4
+GENERATION, EMBEDDING = "generation", "embedding"
 
 
 def _sentence_vector(embedding: Any) -> list[float]:
@@ -52,20 +65,37 @@ def _construct(llama_class: Any, settings: dict[str, Any]) -> Any:
         return llama_class(**settings)
 
 
+def physical_cores() -> int:
+    """CPU cores available to this process (llama.cpp is fastest with one thread per core)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    llm: Any
+    lock: asyncio.Lock  # llama.cpp contexts are not thread-safe: one operation at a time per copy
+
+
 class LlamaCppBinding(Binding):
     binding_type_name = "llamacpp_binding"
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
         super().__init__(config, resource_manager)
-        self._llm: Any = None
-        self._loaded_path: Path | None = None
-        # One operation on the loaded model at a time: llama.cpp contexts are not thread-safe, and a
-        # model switch must wait for the generation using the current model.
-        self._model_lock = asyncio.Lock()
-        self._vocabularies: dict[Path, Any] = {}
-        self._vocabulary_lock = threading.Lock()
-        self._embedders: dict[Path, Any] = {}
-        self._embedding_lock = threading.Lock()
+        self._loaded: dict[tuple[str, Path], LoadedModel] = {}
+        self._load_lock = asyncio.Lock()
+        self._vocabularies: OrderedDict[Path, Vocabulary] = OrderedDict()
+        self._vocabulary_lock = asyncio.Lock()
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        return ModelCatalog(self.models_folder, self.default_model_name, self.config.get("allowed_model_folders"))
+
+    @property
+    def _residency(self) -> Any:
+        return self.resource_manager.models
 
     # --- capabilities ------------------------------------------------------------------------------
     def get_supported_input_modalities(self) -> list[str]:
@@ -84,68 +114,111 @@ class LlamaCppBinding(Binding):
         if importlib.util.find_spec("llama_cpp") is None:
             return False, "llama-cpp-python is not installed"
         try:
-            resolve_model(self.default_model_name, self.models_folder)
+            self.catalog.resolve(None)
         except Exception as exc:
             return False, f"default model unavailable: {exc}"
         return True, "ok"
 
     # --- models --------------------------------------------------------------------------------------
     async def resolve_model(self, model_name: str | None) -> str | None:
-        name, _ = resolve_model(model_name or self.default_model_name, self.models_folder)
-        return name
+        return (await anyio.to_thread.run_sync(self.catalog.resolve, model_name)).name
+
+    def residency_key(self, model_name: str | None) -> Any:
+        model = self.catalog.resolve(model_name)
+        return (self.binding_instance_name, (GENERATION, model.canonical))
 
     async def list_available_models(self) -> list[dict[str, Any]]:
-        models = await anyio.to_thread.run_sync(list_models, self.models_folder)
+        models = await anyio.to_thread.run_sync(self.catalog.list_models)
         for model in models:
             model["context_size"] = self.config.get("n_ctx") or None
         return models
 
     async def load_model(self, model_name: str) -> bool:
-        _, path = resolve_model(model_name, self.models_folder)
-        async with self._model_lock:
-            await self._ensure_loaded(path, model_name)
-        return True
+        async with self._using(self.catalog.resolve(model_name), GENERATION):
+            return True
 
     async def unload_model(self) -> bool:
-        async with self._model_lock:
-            self._release_model()
+        await self._residency.unload(self.binding_instance_name)
         return True
 
-    def _release_model(self) -> None:
-        if self._llm is not None:
-            self._llm.close()
-        self._llm, self._loaded_path, self.model_name = None, None, None
-
-    async def _ensure_loaded(self, path: Path, name: str) -> Any:
-        """The loaded llama for ``path``, loading it if needed. The caller holds the model lock."""
-        if self._loaded_path == path and self._llm is not None:
-            return self._llm
-        self._release_model()
-        from llama_cpp import Llama
-
-        settings = {
-            "model_path": str(path),
-            "n_ctx": int(self.config.get("n_ctx", 4096)),
-            "n_threads": self.config.get("n_threads"),
+    def _settings(self, model: ModelFile, kind: str) -> dict[str, Any]:
+        threads = self.config.get("n_threads") or physical_cores()
+        settings: dict[str, Any] = {
+            "model_path": str(model.canonical),
+            "n_threads": threads,
+            "n_threads_batch": self.config.get("n_threads_batch") or threads,
             "n_gpu_layers": int(self.config.get("n_gpu_layers", 0)),
-            "n_batch": int(self.config.get("n_batch", 512)),
-            "chat_format": self.config.get("chat_format"),
             "verbose": False,
         }
-        async with self.resource_manager.acquire_gpu_resource(f"load {name} on {self.binding_instance_name}"):
-            self._llm = await anyio.to_thread.run_sync(lambda: _construct(Llama, settings))
-        self._loaded_path, self.model_name = path, name
-        logger.info("Loaded %s on %s", path.name, self.binding_instance_name)
-        return self._llm
+        if kind == EMBEDDING:
+            # Any text that fits the context embeds whole (llama.cpp otherwise needs it within one batch).
+            context = int(self.config.get("n_ctx") or 0) or self._training_context(model) or 512
+            return {**settings, "embedding": True, "n_ctx": context, "n_batch": context, "n_ubatch": context}
+        return {
+            **settings,
+            "n_ctx": int(self.config.get("n_ctx", 4096)),
+            "n_batch": int(self.config.get("n_batch", 512)),
+            "chat_format": self.config.get("chat_format"),
+        }
+
+    def _training_context(self, model: ModelFile) -> int | None:
+        vocabulary = self._vocabularies.get(model.canonical)
+        return vocabulary.metadata["training_context_size"] if vocabulary else None
+
+    @asynccontextmanager
+    async def _using(self, model: ModelFile, kind: str) -> AsyncIterator[LoadedModel]:
+        """The loaded copy of ``model`` for ``kind``, loading it (within the residency limits) if needed; it
+        stays loaded at least until the body ends."""
+        key = (kind, model.canonical)
+        residency_key = (self.binding_instance_name, key)
+        async with self._load_lock:
+            loaded = self._loaded.get(key) if self._residency.is_loaded(residency_key) else None
+            if loaded is not None:
+                self._residency.enter(residency_key)
+            else:
+                if kind == EMBEDDING:
+                    await self._vocabulary(model)  # its metadata sizes the embedding context
+                limit = int(self.config.get("max_loaded_models") or 1)
+                async with self._residency.loading(self.binding_instance_name, limit):
+                    settings = self._settings(model, kind)
+                    from llama_cpp import Llama
+
+                    async with self.resource_manager.acquire_gpu_resource(
+                        f"load {model.name} on {self.binding_instance_name}"
+                    ):
+                        llm = await anyio.to_thread.run_sync(lambda: _construct(Llama, settings))
+                    loaded = LoadedModel(llm, asyncio.Lock())
+                    self._loaded[key] = loaded
+                    keep_alive = float(self.config.get("keep_alive", 300))
+                    self._residency.add(
+                        residency_key, self._unloader(key, loaded), keep_alive if keep_alive >= 0 else None
+                    )
+                logger.info("Loaded %s (%s) on %s", model.name, kind, self.binding_instance_name)
+        try:
+            yield loaded
+        finally:
+            await self._residency.leave(residency_key)
+
+    def _unloader(self, key: tuple[str, Path], loaded: LoadedModel) -> Callable[[], Any]:
+        async def unload() -> None:
+            if self._loaded.get(key) is loaded:
+                del self._loaded[key]
+            async with loaded.lock:  # never close a model a thread is still using
+                await anyio.to_thread.run_sync(loaded.llm.close)
+
+        return unload
+
+    def loaded_models(self) -> list[str]:
+        return [f"{kind}:{path.name}" for kind, path in self._loaded]
 
     async def get_model_info(self, model_name: str | None = None) -> dict[str, Any]:
-        name, path = resolve_model(model_name or self.default_model_name, self.models_folder)
-        vocabulary = await self._vocabulary(path)
-        described = describe_metadata(dict(vocabulary.metadata))
+        model = await anyio.to_thread.run_sync(self.catalog.resolve, model_name)
+        vocabulary = await self._vocabulary(model)
         configured = int(self.config.get("n_ctx", 0)) or None
-        training = described["training_context_size"]
+        training = vocabulary.metadata["training_context_size"]
+        residency_key = (self.binding_instance_name, (GENERATION, model.canonical))
         return {
-            "model_name": name,
+            "model_name": model.name,
             "model_type": "ttt",
             "context_size": configured or training,
             "max_output_tokens": None,
@@ -154,81 +227,83 @@ class LlamaCppBinding(Binding):
             "supports_streaming": True,
             "details": {
                 "format": "gguf",
-                **described,
+                **vocabulary.metadata,
                 "configured_context_size": configured,
-                "file_size": path.stat().st_size,
-                "loaded": self._loaded_path == path,
+                "file_size": model.path.stat().st_size,
+                "source": model.source,
+                "loaded": self._residency.is_loaded(residency_key),
             },
         }
 
     # --- tokenizer -----------------------------------------------------------------------------------
-    async def _vocabulary(self, path: Path) -> Any:
-        """A vocab-only llama for ``path`` (cheap, independent of the generation context)."""
-        if path not in self._vocabularies:
-            from llama_cpp import Llama
-
-            settings = {"model_path": str(path), "vocab_only": True, "verbose": False}
-            self._vocabularies[path] = await anyio.to_thread.run_sync(lambda: _construct(Llama, settings))
-        return self._vocabularies[path]
+    async def _vocabulary(self, model: ModelFile) -> Vocabulary:
+        """A vocab-only llama for ``model`` (cheap, independent of the generation context), kept LRU."""
+        async with self._vocabulary_lock:
+            vocabulary = self._vocabularies.get(model.canonical)
+            if vocabulary is None:
+                path, chat_format = str(model.canonical), self.config.get("chat_format")
+                vocabulary = await anyio.to_thread.run_sync(lambda: Vocabulary(path, chat_format))
+                self._vocabularies[model.canonical] = vocabulary
+                while len(self._vocabularies) > MAX_VOCABULARIES:
+                    self._vocabularies.popitem(last=False)
+            self._vocabularies.move_to_end(model.canonical)
+            return vocabulary
 
     async def tokenize(
         self, text: str, add_bos: bool = False, add_eos: bool = False, model_name: str | None = None
     ) -> list[int]:
-        _, path = resolve_model(model_name or self.default_model_name, self.models_folder)
-        vocabulary = await self._vocabulary(path)
-
-        def work() -> list[int]:
-            with self._vocabulary_lock:
-                tokens = list(vocabulary.tokenize(text.encode("utf-8"), add_bos=False, special=True))
-                # Explicit, because llama.cpp adds BOS only for models whose metadata asks for it.
-                if add_bos and vocabulary.token_bos() >= 0:
-                    tokens.insert(0, vocabulary.token_bos())
-                if add_eos:
-                    tokens.append(vocabulary.token_eos())
-                return tokens
-
-        return await anyio.to_thread.run_sync(work)
+        vocabulary = await self._vocabulary(self.catalog.resolve(model_name))
+        return await anyio.to_thread.run_sync(vocabulary.tokenize, text, add_bos, add_eos)
 
     async def detokenize(self, tokens: list[int], model_name: str | None = None) -> str:
-        _, path = resolve_model(model_name or self.default_model_name, self.models_folder)
-        vocabulary = await self._vocabulary(path)
+        vocabulary = await self._vocabulary(self.catalog.resolve(model_name))
         size = vocabulary.n_vocab()
         invalid = [token for token in tokens if not 0 <= token < size]
         if invalid:  # llama.cpp does not check ids: an out-of-range one would crash the process
             raise BadRequestError(f"token ids out of range for this model (0..{size - 1}): {invalid[:10]}")
+        return await anyio.to_thread.run_sync(vocabulary.detokenize, tokens)
 
-        def work() -> str:
-            with self._vocabulary_lock:
-                return bytes(vocabulary.detokenize(tokens)).decode("utf-8", errors="replace")
+    # --- prompt size -----------------------------------------------------------------------------------
+    def _context_size(self, vocabulary: Vocabulary) -> int:
+        return int(self.config.get("n_ctx") or 0) or vocabulary.metadata["training_context_size"] or 512
 
-        return await anyio.to_thread.run_sync(work)
+    async def count_prompt_tokens(self, prompt: str, params: dict[str, Any], request_info: dict[str, Any]) -> int:
+        """The prompt's exact token count as generation will see it; BadRequestError when it cannot fit."""
+        model = self.catalog.resolve(request_info.get("model_name"))
+        vocabulary = await self._vocabulary(model)
+        messages = None if request_info.get("raw_prompt") else self._messages(prompt, request_info)
+        options = {**self._options(params), **self._response_format(params)}
+        context = self._context_size(vocabulary)
+        return await anyio.to_thread.run_sync(
+            lambda: vocabulary.check_fits(model.name, context, messages, prompt, options)
+        )
 
     # --- embeddings ----------------------------------------------------------------------------------
     async def embed(self, texts: list[str], model_name: str | None = None, **options: Any) -> dict[str, Any]:
-        """Sentence embeddings of a GGUF model (embedding models pool themselves; others are mean-pooled)."""
-        _, path = resolve_model(model_name or self.default_model_name, self.models_folder)
-        if path not in self._embedders:
-            from llama_cpp import Llama
+        """Sentence embeddings of a GGUF model (embedding models pool themselves; others are mean-pooled).
 
-            settings = {
-                "model_path": str(path),
-                "embedding": True,
-                "n_ctx": int(self.config.get("n_ctx") or 0),
-                "n_threads": self.config.get("n_threads"),
-                "verbose": False,
-            }
-            async with self.resource_manager.acquire_gpu_resource(f"load embeddings of {path.name}"):
-                self._embedders[path] = await anyio.to_thread.run_sync(lambda: _construct(Llama, settings))
-        embedder = self._embedders[path]
-
-        def work() -> dict[str, Any]:
-            with self._embedding_lock:
-                vectors = [_sentence_vector(embedder.embed(text)) for text in texts]
-                tokens = sum(len(embedder.tokenize(text.encode("utf-8"))) for text in texts)
-            return {"embeddings": vectors, "prompt_tokens": tokens}
-
+        Texts over the model's context are refused (OpenAI's behaviour), or cut when ``truncate`` is true
+        (Ollama's). Each text is a separate step: a client that leaves stops the work after the current one,
+        and other requests get their turn between texts."""
+        model = self.catalog.resolve(model_name)
+        vocabulary = await self._vocabulary(model)
+        limit = self._context_size(vocabulary)
+        truncate = bool(options.get("truncate", False))
+        checked = [
+            await anyio.to_thread.run_sync(vocabulary.check_embedding_input, text, f"input[{index}]", limit, truncate)
+            for index, text in enumerate(texts)
+        ]
+        vectors: list[list[float]] = []
         async with self.resource_manager.acquire_gpu_resource(f"embed on {self.binding_instance_name}"):
-            return await anyio.to_thread.run_sync(work)
+            async with self._using(model, EMBEDDING) as loaded:
+                for text, _ in checked:
+                    async with loaded.lock:
+                        vectors.append(await anyio.to_thread.run_sync(self._vector, loaded, text))
+        return {"embeddings": vectors, "prompt_tokens": sum(tokens for _, tokens in checked)}
+
+    @staticmethod
+    def _vector(loaded: LoadedModel, text: str) -> list[float]:
+        return _sentence_vector(loaded.llm.embed(text))
 
     # --- generation ----------------------------------------------------------------------------------
     def supports_structured_output(self) -> bool:
@@ -249,6 +324,10 @@ class LlamaCppBinding(Binding):
         if "seed" not in options and int(self.config.get("seed", -1)) >= 0:
             options["seed"] = int(self.config["seed"])
         return options
+
+    @staticmethod
+    def _messages(prompt: str, request_info: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(request_info.get("messages") or [{"role": "user", "content": prompt}])
 
     async def generate(
         self,
@@ -282,21 +361,31 @@ class LlamaCppBinding(Binding):
         if multimodal_data:
             kinds = ", ".join(sorted({f"{item.type}/{item.role}" for item in multimodal_data}))
             raise BadRequestError(f"llamacpp_binding takes text only; got {kinds}")
-        messages = request_info.get("messages") or [{"role": "user", "content": prompt}]
-        name, path = resolve_model(request_info.get("model_name") or self.default_model_name, self.models_folder)
+        model = self.catalog.resolve(request_info.get("model_name"))
+        prompt_tokens = request_info.get("prompt_tokens")
+        if prompt_tokens is None:  # a workflow's own call: nobody has checked the prompt yet
+            prompt_tokens = await self.count_prompt_tokens(prompt, params, request_info)
         options = self._options(params)
         completion_tokens = 0
         finish_reason = None
-        async with self.resource_manager.acquire_gpu_resource(f"generate on {self.binding_instance_name}"):
-            async with self._model_lock:
-                llm = await self._ensure_loaded(path, name)
+        residency_key = (self.binding_instance_name, (GENERATION, model.canonical))
+        async with self.resource_manager.acquire_gpu_resource(
+            f"generate on {self.binding_instance_name}", model=residency_key
+        ):
+            async with self._using(model, GENERATION) as loaded, loaded.lock:
+                llm = loaded.llm
                 default_last_n = llm.last_n_tokens_size
                 if params.get("repeat_last_n") is not None:
                     llm.last_n_tokens_size = int(params["repeat_last_n"])
+                if "seed" in options:
+                    # A seeded answer must not depend on what the context holds from earlier requests
+                    # (a reused prefix is evaluated in other batches, with other rounding): start afresh.
+                    llm.reset()
                 try:
                     if request_info.get("raw_prompt"):
                         start = completion_pieces(llm, prompt, options)
                     else:
+                        messages = self._messages(prompt, request_info)
                         start = chat_pieces(llm, messages, {**options, **self._response_format(params)})
                     async for piece, finish in stream_pieces(start, hand_over_every):
                         if piece:
@@ -305,10 +394,9 @@ class LlamaCppBinding(Binding):
                         finish_reason = finish or finish_reason
                 finally:
                     llm.last_n_tokens_size = default_last_n
-                prompt_tokens = max(int(llm.n_tokens) - completion_tokens, 0)
         usage = token_usage(prompt_tokens, completion_tokens)
         yield {
             "type": "final",
             "content": None,
-            "metadata": {"model": name, "usage": usage, "finish_reason": finish_reason or "stop"},
+            "metadata": {"model": model.name, "usage": usage, "finish_reason": finish_reason or "stop"},
         }

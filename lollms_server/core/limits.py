@@ -1,0 +1,81 @@
+"""Size limits on what clients send (config section ``limits``), checked in the core so that every API and
+every modality gets the same bounds; the request body size itself is bounded at the HTTP edge."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lollms_server.core.errors import BadRequestError, PayloadTooLargeError
+
+# Binding, model and personality names: long enough for any real name, short enough to never reach a
+# file system call or a log line as a megabyte.
+MAX_NAME_CHARS = 256
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB" if size >= 1024 * 1024 else f"{size} bytes"
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_input_items: int = 1000
+    max_text_chars: int = 1_000_000
+    max_binary_bytes: int = 20 * 1024 * 1024
+    max_embedding_inputs: int = 2048
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> InputLimits:
+        return cls(**{name: int(section[name]) for name in cls.__dataclass_fields__ if name in section})
+
+    def check_text(self, text: str, where: str) -> None:
+        if len(text) > self.max_text_chars:
+            raise PayloadTooLargeError(
+                f"{where} has {len(text):,} characters; the limit is {self.max_text_chars:,} (limits.max_text_chars)"
+            )
+
+    def check_binary(self, data: str, where: str) -> None:
+        """Base64 data (or a URL, which is short) of an image, audio, video or document item."""
+        if data.startswith(("http://", "https://")):
+            return
+        decoded = len(data) * 3 // 4
+        if decoded > self.max_binary_bytes:
+            raise PayloadTooLargeError(
+                f"{where} holds about {_mib(decoded)} of data; the limit is {_mib(self.max_binary_bytes)} "
+                "(limits.max_binary_bytes)"
+            )
+
+    def check_items(self, items: Sequence[Any], where: str = "input_data") -> None:
+        """Input items (``type`` and ``data`` each): their number, and the size of each."""
+        if len(items) > self.max_input_items:
+            raise PayloadTooLargeError(
+                f"{where} has {len(items):,} items; the limit is {self.max_input_items:,} (limits.max_input_items)"
+            )
+        for index, item in enumerate(items):
+            if item.type == "text":
+                self.check_text(item.data, f"{where}[{index}].data")
+            else:
+                self.check_binary(item.data, f"{where}[{index}].data")
+
+    def check_embedding_inputs(self, texts: Sequence[str]) -> None:
+        if not texts:
+            raise BadRequestError("input is empty: send a text or a list of texts")
+        if len(texts) > self.max_embedding_inputs:
+            raise PayloadTooLargeError(
+                f"input has {len(texts):,} texts; the limit is {self.max_embedding_inputs:,} per request "
+                "(limits.max_embedding_inputs)"
+            )
+        for index, text in enumerate(texts):
+            self.check_text(text, f"input[{index}]")
+
+
+def check_name(field: str, value: str | None) -> None:
+    """A binding, model or personality name a client sent: bounded, printable, one line."""
+    if value is None:
+        return
+    if len(value) > MAX_NAME_CHARS:
+        raise BadRequestError(f"{field} is {len(value):,} characters long; names have at most {MAX_NAME_CHARS}")
+    if not value.isprintable():
+        raise BadRequestError(f"{field} contains control characters; send a plain name")
