@@ -1,4 +1,4 @@
-"""Queueing through the API: a request that waits too long for a slot gets 408, in both modes."""
+"""Queueing through the API: a request that waits too long for a slot gets 408 with Retry-After, in both modes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lollms_server.app import create_app
 from tests.conftest import running_client
-from tests.helpers import add_scripted_binding, make_config, prompt
+from tests.helpers import add_scripted_binding, make_config, prompt, wait_until
 
 
 async def test_queue_timeout_is_408_and_the_holder_finishes(tmp_path: Path) -> None:
@@ -18,19 +18,21 @@ async def test_queue_timeout_is_408_and_the_holder_finishes(tmp_path: Path) -> N
         resource_manager={"gpu_strategy": "simple_lock", "queue_timeout": 1},
     )
     add_scripted_binding(config, "local", local=True)
-    slow = {"input_data": [prompt("hold")], "parameters": {"chunks": ["a", "b", "c"], "delay": 0.6}}
+    slow = {"input_data": [prompt("hold")], "parameters": {"chunks": ["a"] * 12, "delay": 0.5}}
     quick = {"input_data": [prompt("wait")]}
-    async with running_client(create_app(config)) as client:
+    app = create_app(config)
+    async with running_client(app) as client:
 
         async def late(body: dict) -> object:
-            await asyncio.sleep(0.1)
+            await wait_until(lambda: app.state.resource_manager.stats().active == 1)  # the holder has the slot
             return await client.post("/api/v1/generate", json=body)
 
         holder, waiter, stream_waiter = await asyncio.gather(
             client.post("/api/v1/generate", json=slow), late(quick), late({**quick, "stream": True})
         )
         after = await client.post("/api/v1/generate", json=quick)
-    assert holder.status_code == 200 and holder.json()["output"][0]["data"] == "abc"
+    assert holder.status_code == 200 and holder.json()["output"][0]["data"] == "a" * 12
     assert waiter.status_code == 408 and waiter.json()["code"] == "queue_timeout"
     assert stream_waiter.status_code == 408
+    assert int(waiter.headers["Retry-After"]) >= 1 and int(stream_waiter.headers["Retry-After"]) >= 1
     assert after.status_code == 200
