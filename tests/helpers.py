@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from lollms_server.core.config import ServerConfig
 
 TEST_API_KEY = "test-key-0123456789abcdef"
+# The workspace's shared data (../shared beside the checkout): optional on a developer's machine, required in CI.
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+
+
+def shared_data(relative: str) -> Path:
+    """A path under ../shared; the test is skipped (with the reason) when it is missing, except under CI=true,
+    where a missing data set is a failure."""
+    path = SHARED_DIR / relative
+    if not path.exists():
+        reason = f"the shared data set is missing: {path}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (required under CI=true)")
+        pytest.skip(reason)
+    return path
 
 
 def prompt(text: str, role: str = "user_prompt") -> dict[str, Any]:

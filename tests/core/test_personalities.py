@@ -12,8 +12,8 @@ import yaml
 from lollms_server.core.config import builtin_zoo_dir
 from lollms_server.core.errors import NotFoundError, UnavailableError
 from lollms_server.core.personalities import PersonalityManager
+from tests.helpers import shared_data
 
-SHARED_ZOO = Path(__file__).resolve().parents[3] / "shared" / "data" / "lollms_personalities_zoo"
 
 
 def write_personality(root: Path, folder: str, config: dict | str, workflow: str | None = None) -> Path:
@@ -32,8 +32,7 @@ def basic(name: str, **extra: object) -> dict:
 
 
 def test_the_whole_community_zoo_loads() -> None:
-    assert SHARED_ZOO.is_dir(), f"the shared data set is missing: {SHARED_ZOO}"
-    manager = PersonalityManager([(SHARED_ZOO, "personal")])
+    manager = PersonalityManager([(shared_data("data/lollms_personalities_zoo"), "personal")])
     started = time.perf_counter()
     manager.load()
     elapsed = time.perf_counter() - started
