@@ -15,7 +15,6 @@ from lollms_server.core.personalities import PersonalityManager
 from tests.helpers import shared_data
 
 
-
 def write_personality(root: Path, folder: str, config: dict | str, workflow: str | None = None) -> Path:
     target = root / folder
     target.mkdir(parents=True)
