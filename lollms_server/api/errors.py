@@ -39,7 +39,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 
 # (status, code) per exception class; the first matching class in the MRO wins.
 STATUS_FOR_ERROR: dict[type[LollmsError], tuple[int, str]] = {
-    BackendAuthError: (401, "backend_unauthorized"),
+    BackendAuthError: (502, "backend_unauthorized"),
     BackendRateLimitError: (429, "backend_rate_limited"),
     BackendFailedError: (502, "backend_error"),
     BackendUnreachableError: (503, "backend_unreachable"),

@@ -10,13 +10,17 @@
 # - request fields by their camelCase or snake_case names, as Google's JSON parser accepts both;
 # - authentication by the ``x-goog-api-key`` header, refused as Google does: a wrong key gets 400 with reason
 #   API_KEY_INVALID, no key 403 PERMISSION_DENIED; errors use Google's ``{"error": {code, message, status}}`` body.
+#   Unlike Google, every error message echoes the presented key in every form a careless proxy might
+#   (``key_echoes.echoes``): the binding must pass none of it on.
 #
 # Replies are deterministic: ``Echo: <last user text>`` (plus ``[n image(s)]`` when inline images came), one word
 # per token in ``usageMetadata``, cut to ``maxOutputTokens`` words with ``MAX_TOKENS``, cut before the first stop
 # sequence, and a ``thought`` part first when the model name contains "thinking" and ``includeThoughts`` is asked.
 #
 # Failure switches (``fail``): an HTTP status for every call of the chosen operations, a delay before answering,
-# or a stream that sends some chunks and then an error event. Every call is recorded in ``calls``.
+# a stream that sends some chunks and then an error event, or a 200 answer of the wrong kind (an HTML page as a
+# web server where base_url points wrong would send, or an event stream to a plain call). Every call is
+# recorded in ``calls``.
 #
 # Not covered: countTokens, embeddings, files, caches, tuned models, function calling, Vertex AI paths.
 
@@ -31,8 +35,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.zoo.key_echoes import echoes
 
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -102,6 +108,7 @@ class FakeGemini:
     delay: float = 0.0
     break_stream_after: int | None = None
     retry_delay: str | None = None
+    answer: str | None = None
     failing: tuple[str, ...] = GENERATION
 
     def fail(
@@ -111,13 +118,15 @@ class FakeGemini:
         delay: float = 0.0,
         break_stream_after: int | None = None,
         retry_delay: str | None = None,
+        answer: str | None = None,
         operations: tuple[str, ...] = GENERATION,
     ) -> None:
-        """From now on, calls of ``operations`` wait ``delay`` s, then answer ``status`` or break streams."""
+        """From now on, calls of ``operations`` wait ``delay`` s, then answer ``status``, break streams or give
+        the wrong ``answer``."""
         # retry_delay: a RetryInfo duration ("1s") sent with a 429; break_stream_after: chunks sent before the
-        # stream's error event.
+        # stream's error event; answer: "html" (a web page) or "sse" (an event stream), with status 200.
         self.status, self.delay, self.break_stream_after = status, delay, break_stream_after
-        self.retry_delay, self.failing = retry_delay, operations
+        self.retry_delay, self.answer, self.failing = retry_delay, answer, operations
 
     def heal(self) -> None:
         self.fail(None)
@@ -148,6 +157,10 @@ class FakeGemini:
             return refused
         if failing and self.status is not None:
             return self._failure(self.status, presented or "")
+        if failing and self.answer == "html":
+            return HTMLResponse("<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>")
+        if failing and self.answer == "sse" and operation != "stream":
+            return StreamingResponse(self._events(self._reply(model or "", body)), media_type="text/event-stream")
         if operation == "list":
             return self._list(request.query_params)
         entry = next((item for item in self.models if item["name"] == f"models/{model}"), None)
@@ -181,7 +194,8 @@ class FakeGemini:
             return JSONResponse(error_body(403, "Method doesn't allow unregistered callers."), 403)
         if presented != self.api_key:
             reason = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
-            return JSONResponse(error_body(400, "API key not valid. Please pass a valid API key.", [reason]), 400)
+            message = f"API key not valid ({echoes(presented)}). Please pass a valid API key."
+            return JSONResponse(error_body(400, message, [reason]), 400)
         return None
 
     def _failure(self, status: int, presented: str) -> Response:
@@ -189,8 +203,7 @@ class FakeGemini:
         if status == 429 and self.retry_delay:
             details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": self.retry_delay}]
         # Some proxies echo the credentials they refused: the binding must never pass them on.
-        message = f"injected failure (key {presented})" if status in (401, 403) else "injected failure"
-        return JSONResponse(error_body(status, message, details), status)
+        return JSONResponse(error_body(status, f"injected failure (key {echoes(presented)})", details), status)
 
     def _list(self, query: Any) -> Response:
         size = min(int(query.get("pageSize") or 50), self.page_limit)

@@ -18,9 +18,11 @@ Not covered: tools, logprobs, /api/generate, model management, /api/ps.
 Answers are deterministic: the reply is "You said: <last user message>" (plus "[N image(s)]"), one chunk per
 word; models named like "*think*" first send "Reasoning about: <last user message>" as ``thinking`` (unless
 the request says think=false). Every request is recorded on the ``FakeOllama`` state the test holds, whose
-attributes also switch failures on: ``failure`` (an HTTP status with optional Retry-After, or a hang until
-the client gives up, on chosen paths, for a number of requests) and ``break_stream_after`` (an error line
-in the middle of a streamed answer, as Ollama sends when generation fails).
+attributes also switch failures on: ``failure`` (an HTTP status with optional Retry-After, a hang until
+the client gives up, or a 200 answer of the wrong kind — an HTML page as a web server where ``host`` points
+wrong would send, an event stream — on chosen paths, for a number of requests) and ``break_stream_after`` (an
+error line in the middle of a streamed answer, as Ollama sends when generation fails). Refusals (401/403) echo
+the presented key in every form a careless proxy might (``key_echoes.echoes``).
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.zoo.key_echoes import echoes
 
 CREATED_AT = "2025-05-10T10:00:00.000000Z"
 HANG_LIMIT = 30.0  # a hang ends by itself after this long, whatever the client does
@@ -85,11 +89,13 @@ def fake_embedding(text: str) -> list[float]:
 
 @dataclass
 class Failure:
-    """How the fake misbehaves: an HTTP ``status`` (with ``retry_after``) or a ``hang``."""
+    """How the fake misbehaves: an HTTP ``status`` (with ``retry_after``), a ``hang``, or an ``answer`` of the
+    wrong kind with status 200 ("html": a web page, "sse": an event stream)."""
 
     status: int | None = None
     retry_after: str | None = None
     hang: bool = False
+    answer: str | None = None
     paths: tuple[str, ...] = ("/api/chat",)
     times: int | None = None  # requests that fail before it serves normally again; None: until cleared
     message: str = "something went wrong"
@@ -110,6 +116,7 @@ class FakeOllama:
     requests: list[Recorded] = field(default_factory=list)
     failure: Failure | None = None
     break_stream_after: int | None = None  # content chunks sent before an error line ends the stream
+    api_key: str | None = None  # when set, other keys are refused (401) on every path, as a proxy does
 
     def received(self, path: str = "/api/chat") -> list[Recorded]:
         return [request for request in self.requests if request.path == path]
@@ -171,16 +178,23 @@ def create_app(state: FakeOllama) -> Starlette:
         return body
 
     async def misbehave(request: Request) -> Response | None:
-        failure = state.failing(request.url.path)
+        if state.api_key is not None and request.headers.get("authorization") != f"Bearer {state.api_key}":
+            failure: Failure | None = Failure(status=401)
+        else:
+            failure = state.failing(request.url.path)
         if failure is None:
             return None
         if failure.hang:
             await until_disconnected(request)
             return Response(status_code=500)
+        if failure.answer == "html":
+            return HTMLResponse("<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>")
+        if failure.answer == "sse":
+            return Response('data: {"message": "hello"}\n\n', media_type="text/event-stream")
         message = failure.message
         if failure.status in (401, 403):
             token = request.headers.get("authorization", "").removeprefix("Bearer ")
-            message = f"unauthorized: key {token!r} is not valid"  # servers do echo keys: the binding must not
+            message = f"unauthorized: key {echoes(token)} is not valid"  # servers do echo keys: we must not
         headers = {"Retry-After": failure.retry_after} if failure.retry_after else None
         return JSONResponse({"error": message}, status_code=failure.status or 500, headers=headers)
 

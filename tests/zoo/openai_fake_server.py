@@ -4,6 +4,11 @@ Covers: GET /v1/models; POST /v1/chat/completions, non-streaming and streaming (
 with `data: [DONE]`, a usage chunk when stream_options.include_usage), `<think>` content and separate
 `reasoning_content` deltas; failures on demand (HTTP errors with OpenAI's error body and Retry-After,
 delays longer than the client's timeout, a stream cut after its first chunk). It records every request.
+
+Hostile answers: error messages echo the key the request presented in every form (`key_echoes.echoes`);
+with `api_key` set, other keys get 401 on every route; `wrong_answer` makes chat answer 200 with an HTML page
+("html") or with an event stream even to a call that did not ask for one ("sse"); any other path answers 200
+with an HTML page, as a web server does where a wrong base_url points.
 """
 
 from __future__ import annotations
@@ -15,8 +20,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.zoo.key_echoes import echoes
+
+PAGE = "<!DOCTYPE html><html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>"
 
 
 @dataclass
@@ -26,14 +35,38 @@ class FakeOpenAI:
     cut_stream: bool = False
     reply: str = "<think>considering</think>Hello from the fake."
     reasoning: str | None = None
+    api_key: str | None = None
+    wrong_answer: str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def app(self) -> Starlette:
         return Starlette(
-            routes=[Route("/v1/models", self.models), Route("/v1/chat/completions", self.chat, methods=["POST"])]
+            routes=[
+                Route("/v1/models", self.models),
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/{path:path}", self.page, methods=["GET", "POST"]),
+            ]
         )
 
+    async def page(self, request: Request) -> Response:
+        return HTMLResponse(PAGE)
+
+    def _failure(self, request: Request, status: int) -> Response:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        return JSONResponse(
+            {"error": {"message": f"fake failure {status} for key {echoes(token)}", "type": "fake", "code": None}},
+            status_code=status,
+            headers={"Retry-After": "7"} if status == 429 else None,
+        )
+
+    def _refused(self, request: Request) -> Response | None:
+        if self.api_key is None or request.headers.get("authorization") == f"Bearer {self.api_key}":
+            return None
+        return self._failure(request, 401)
+
     async def models(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
         return JSONResponse(
             {
                 "object": "list",
@@ -49,19 +82,13 @@ class FakeOpenAI:
         self.requests.append(body)
         if self.delay:
             await asyncio.sleep(self.delay)
+        if (refused := self._refused(request)) is not None:
+            return refused
         if self.fail_status:
-            return JSONResponse(
-                {
-                    "error": {
-                        "message": f"fake failure {self.fail_status} for key {request.headers.get('authorization')}",
-                        "type": "fake",
-                        "code": None,
-                    }
-                },
-                status_code=self.fail_status,
-                headers={"Retry-After": "7"} if self.fail_status == 429 else None,
-            )
-        if body.get("stream"):
+            return self._failure(request, self.fail_status)
+        if self.wrong_answer == "html":
+            return HTMLResponse(PAGE)
+        if body.get("stream") or self.wrong_answer == "sse":
             return StreamingResponse(self._events(body), media_type="text/event-stream")
         return JSONResponse(
             {

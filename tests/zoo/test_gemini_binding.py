@@ -20,10 +20,14 @@ from tests.conftest import running_client
 from tests.helpers import ADA_CONVERSATION, make_config, prompt, write_instance
 from tests.server import free_port, serving
 from tests.zoo.gemini_server import THOUGHT_TOKENS, FakeGemini
+from tests.zoo.key_echoes import leaks
 
 pytest.importorskip("google.genai", reason="gemini_binding needs google-genai")
 
-API_KEY = "gemini-test-secret-4242"
+# Not shaped like a Google key, and changed by URL-encoding: the fake echoes it in every form.
+API_KEY = "gemini-test/secret+4242=Qz"
+WRONG_KEY = "not-the-right/key+777"
+CHAT = {"model": "gemini", "messages": [{"role": "user", "content": "hi"}]}
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 THINKER = "gemini-2.0-flash-thinking-exp"
 
@@ -56,6 +60,11 @@ async def gemini_client(
 
 async def generate(client: httpx.AsyncClient, items: list[dict[str, Any]], **body: Any) -> httpx.Response:
     return await client.post("/api/v1/generate", json={"input_data": items, **body})
+
+
+def remote_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What remote.py logged about backend answers."""
+    return [record.getMessage() for record in caplog.records if record.name == "lollms_server.core.remote"]
 
 
 async def test_generation_maps_parameters_usage_and_finish_reason(tmp_path: Path) -> None:
@@ -208,6 +217,8 @@ async def test_backend_failures_map_to_statuses_and_recover(tmp_path: Path, capl
     async with gemini_client(tmp_path, instances) as (client, fake):
         fake.fail(401)
         refused = await generate(client, ask)
+        fake.fail(404)
+        unknown = await generate(client, ask)
         fake.fail(429, retry_delay="0.01s")
         before = fake.count("generate")
         limited = await generate(client, ask)
@@ -222,9 +233,14 @@ async def test_backend_failures_map_to_statuses_and_recover(tmp_path: Path, capl
         slow_calls = fake.count("generate") - before
         fake.heal()
         recovered = await generate(client, ask)
-    assert refused.status_code == 401 and refused.json()["code"] == "backend_unauthorized"
-    assert "injected failure" in refused.text
-    assert API_KEY not in refused.text and API_KEY not in caplog.text
+    assert refused.status_code == 502 and refused.json()["code"] == "backend_unauthorized"
+    # The backend's words (which echo the key in every form) go to the log, masked; never to the client.
+    for answer in (refused, unknown, limited, failed):
+        assert "injected failure" not in answer.text and leaks(answer.text, API_KEY) == []
+    assert any("Binding 'gemini'" in line and "injected failure (key ***" in line for line in remote_warnings(caplog))
+    assert leaks(caplog.text, API_KEY) == []
+    listed = "gemini-2.0-flash, gemini-2.0-flash-thinking-exp, gemini-2.5-flash, gemma-3-27b-it"
+    assert unknown.status_code == 404 and unknown.json()["detail"].endswith(f"(models it lists: {listed})")
     assert limited.status_code == 429 and limited_calls == 3
     assert failed.status_code == 502 and failed.json()["code"] == "backend_error" and failed_calls == 3
     assert slow.status_code == 504 and slow.json()["code"] == "backend_timeout" and slow_calls == 2
@@ -275,7 +291,7 @@ async def test_missing_or_wrong_api_key_makes_the_instance_unavailable(
 ) -> None:
     for variable in ("GOOGLE_API_KEY", "GEMINI_API_KEY"):
         monkeypatch.delenv(variable, raising=False)
-    instances: dict[str, dict[str, Any]] = {"keyless": {"api_key": None}, "wrong": {"api_key": "not-the-right-key-777"}}
+    instances: dict[str, dict[str, Any]] = {"keyless": {"api_key": None}, "wrong": {"api_key": WRONG_KEY}}
     async with gemini_client(tmp_path, instances) as (client, fake):
         listing = await client.get("/api/v1/list_bindings")
         keyless = await generate(client, [prompt("hi")], binding_name="keyless")
@@ -283,7 +299,8 @@ async def test_missing_or_wrong_api_key_makes_the_instance_unavailable(
     assert bindings["keyless"]["status"] == "unavailable" and "no api_key" in bindings["keyless"]["error"]
     assert bindings["wrong"]["status"] == "unavailable" and "HTTP 401" in bindings["wrong"]["error"]
     assert bindings["gemini"]["status"] == "active"
-    assert "not-the-right-key-777" not in listing.text and API_KEY not in listing.text
+    assert "API key not valid" not in listing.text  # the backend's words (they echo the key) are not repeated
+    assert leaks(listing.text, WRONG_KEY) == [] and leaks(listing.text, API_KEY) == []
     assert keyless.status_code == 503
     assert fake.calls and all(call.with_key for call in fake.calls)  # the keyless instance never called
 
@@ -299,4 +316,52 @@ async def test_api_key_from_the_environment(
         fake.fail(403)
         refused = await generate(client, [prompt("hi")])
     assert served.status_code == 200 and fake.last("generate").with_key
-    assert refused.status_code == 401 and API_KEY not in refused.text and API_KEY not in caplog.text
+    assert refused.status_code == 502 and refused.json()["code"] == "backend_unauthorized"
+    assert leaks(refused.text, API_KEY) == [] and leaks(caplog.text, API_KEY) == []
+
+
+async def test_refused_credentials_are_502_in_every_api_shape(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with gemini_client(tmp_path) as (client, fake):
+        fake.fail(401)
+        ours = await generate(client, [prompt("hi")])
+        openai_shape = await client.post("/v1/chat/completions", json=CHAT)
+        ollama_shape = await client.post("/api/chat", json={**CHAT, "stream": False})
+    assert ours.status_code == 502 and ours.json()["code"] == "backend_unauthorized" and ours.json()["request_id"]
+    assert "refused the instance's credentials (HTTP 401)" in ours.json()["detail"]
+    error = openai_shape.json()["error"]
+    assert openai_shape.status_code == 502 and error["code"] == "backend_unauthorized"
+    assert ollama_shape.status_code == 502 and "credentials (HTTP 401)" in ollama_shape.json()["error"]
+    for answer in (ours, openai_shape, ollama_shape):
+        assert "injected failure" not in answer.text and leaks(answer.text, API_KEY) == []
+    assert leaks(caplog.text, API_KEY) == []
+
+
+async def test_html_or_event_stream_answers_are_502_naming_them(tmp_path: Path) -> None:
+    ask = [prompt("hi")]
+    async with gemini_client(tmp_path) as (client, fake):
+        fake.fail(answer="html")
+        html = await generate(client, ask)
+        html_calls = fake.count("generate")
+        html_stream = await generate(client, ask, stream=True)
+        html_openai = await client.post("/v1/chat/completions", json=CHAT)
+        fake.fail(answer="sse")
+        sse = await generate(client, ask)
+        fake.fail(answer="html", operations=("list", "get"))
+        listing = await client.get("/api/v1/list_available_models/gemini")
+        info = await client.get("/api/v1/get_model_info/gemini")
+    expected = "binding 'gemini': the backend answered an HTML page, not JSON: is base_url right?"
+    assert html.status_code == 502 and html.json()["code"] == "backend_error" and html.json()["detail"] == expected
+    assert html_calls == 1  # the same page would come back: not retried
+    assert html_stream.status_code == 502 and html_stream.json()["detail"] == expected
+    assert html_openai.status_code == 502 and html_openai.json()["error"]["message"] == expected
+    assert sse.status_code == 502 and "the backend answered an event stream, not JSON" in sse.json()["detail"]
+    for answer in (listing, info):
+        assert answer.status_code == 502 and answer.json()["detail"] == expected
+    # Checked at start-up: the instance is unavailable and says why.
+    fake = FakeGemini(api_key=API_KEY)
+    fake.fail(answer="html", operations=("list",))
+    async with serving(fake.app()) as url:
+        async with running_client(create_app(gemini_config(tmp_path / "wrong", url))) as client:
+            instances = (await client.get("/api/v1/list_bindings")).json()["binding_instances"]
+    assert instances["gemini"]["status"] == "unavailable" and instances["gemini"]["error"] == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,17 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from lollms_server.app import create_app
 from lollms_server.core.config import ServerConfig
 from tests.conftest import running_client
 from tests.helpers import ADA_CONVERSATION, make_config, prompt, write_instance
 from tests.server import free_port, serving
+from tests.zoo.key_echoes import leaks
 from tests.zoo.ollama_server import Failure, FakeModel, FakeOllama, fake_embedding
 from tests.zoo.ollama_server import create_app as fake_ollama
 
-# Not shaped like a known credential: only the binding's secrets list can keep it out of messages.
-API_KEY = "proxy-key-7f3a9c2e5b1d"
+# Not shaped like a known credential, and changed by URL-encoding: the fake echoes it in every form.
+API_KEY = "proxy-key/7f3a+9c2e=5b1d"
+STALE_KEY = "proxy-stale/4d8e+1a6b=3c9f"
+CHAT = {"model": "ollama", "messages": [{"role": "user", "content": "hi"}]}
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(64))).decode()
 FAST = {"timeout": 0.5, "max_retries": 0}  # the second instance: gives up at once
 
@@ -31,7 +36,7 @@ def image(data: str = PNG) -> dict[str, Any]:
     return {"type": "image", "role": "input_image", "data": data, "mime_type": "image/png"}
 
 
-def ollama_config(tmp_path: Path, host: str, **instance: Any) -> ServerConfig:
+def ollama_config(tmp_path: Path, host: str, fast: dict[str, Any] | None = None, **instance: Any) -> ServerConfig:
     config = make_config(
         tmp_path,
         bindings_map={"ollama": "ollama_binding", "ollama_fast": "ollama_binding"},
@@ -50,8 +55,13 @@ def ollama_config(tmp_path: Path, host: str, **instance: Any) -> ServerConfig:
         **instance,
     }
     write_instance(config, "ollama", settings)
-    write_instance(config, "ollama_fast", {**settings, **FAST})
+    write_instance(config, "ollama_fast", {**settings, **FAST, **(fast or {})})
     return config
+
+
+def remote_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What remote.py logged about backend answers."""
+    return [record.getMessage() for record in caplog.records if record.name == "lollms_server.core.remote"]
 
 
 @asynccontextmanager
@@ -228,12 +238,16 @@ async def test_context_size_from_the_instance(tmp_path: Path) -> None:
     assert info["context_size"] == 4096 and info["details"]["training_context_size"] == 131072
 
 
-async def test_backend_failures_map_to_statuses(tmp_path: Path) -> None:
+async def test_backend_failures_map_to_statuses(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     async with ollama_app(tmp_path) as (client, fake):
         fake.failure = Failure(status=401)
         refused = await generate(client, prompt("hi"))
         refused_stream = await generate(client, prompt("hi"), stream=True)
         assert len(fake.received()) == 2  # credentials are not retried
+
+        fake.failure = Failure(status=404, message="model 'llama3.2' not found, try pulling it first")
+        unknown = await generate(client, prompt("hi"))
 
         fake.failure = Failure(status=429, retry_after="7")
         limited = await generate(client, prompt("hi"), binding_name="ollama_fast")
@@ -255,11 +269,17 @@ async def test_backend_failures_map_to_statuses(tmp_path: Path) -> None:
 
         fake.failure = None
         recovered = await generate(client, prompt("hi"))
-    assert refused.status_code == 401 and refused.json()["code"] == "backend_unauthorized"
-    assert "unauthorized: key" in refused.text  # the backend's words, with the key masked
-    for response in (refused, refused_stream):
-        assert API_KEY not in response.text
-    assert refused_stream.status_code == 401  # refused before any event: the status survives streaming
+    assert refused.status_code == 502 and refused.json()["code"] == "backend_unauthorized"
+    assert refused_stream.status_code == 502  # refused before any event: the status survives streaming
+    for response in (refused, refused_stream):  # the backend's words (echoing the key) are for the log only
+        assert "unauthorized: key" not in response.text and leaks(response.text, API_KEY) == []
+    logged = remote_warnings(caplog)
+    assert any("Binding 'ollama'" in line and "unauthorized: key ***" in line for line in logged)
+    assert leaks(caplog.text, API_KEY) == []
+    # A model the backend does not know: named from our own list of its models, not from its message.
+    assert unknown.status_code == 404 and "try pulling" not in unknown.text
+    listed = "deepthink-r1:8b, llama3.2:latest, llava:7b, nomic-embed-text:latest"
+    assert unknown.json()["detail"].endswith(f"(models it lists: {listed})")
     assert limited.status_code == 429 and limited.headers["retry-after"] == "7"
     assert waited.status_code == 200 and second.at - first.at >= 0.9  # Retry-After was honoured
     assert failed.status_code == 502 and failed.json()["code"] == "backend_error"
@@ -292,7 +312,8 @@ async def test_unreachable_backend_and_recovery(tmp_path: Path) -> None:
     assert back.status_code == 200 and back.json()["output"][0]["data"] == "You said: hi"
 
 
-async def test_no_retry_after_the_first_streamed_byte(tmp_path: Path) -> None:
+async def test_no_retry_after_the_first_streamed_byte(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
     async with ollama_app(tmp_path) as (client, fake):
         fake.break_stream_after = 2
         streamed = await generate(client, prompt("one two three"), stream=True)
@@ -301,7 +322,8 @@ async def test_no_retry_after_the_first_streamed_byte(tmp_path: Path) -> None:
     events = sse(streamed)
     assert streamed.status_code == 200
     assert [event["type"] for event in events] == ["chunk", "chunk", "error"]
-    assert "llama runner process has terminated" in events[-1]["content"]
+    assert events[-1]["content"] == "binding 'ollama': the backend failed while generating"
+    assert any("llama runner process has terminated" in line for line in remote_warnings(caplog))  # its words
     assert plain.status_code == 502 and len(fake.received()) == 2
 
 
@@ -318,3 +340,61 @@ async def test_embeddings_through_the_openai_compatible_api(tmp_path: Path) -> N
     assert body["model"] == "ollama/nomic-embed-text" and body["usage"]["prompt_tokens"] == 4
     assert fake.received("/api/embed")[0].body["model"] == "nomic-embed-text:latest"
     assert refused.status_code == 400 and "does not support embeddings" in refused.json()["error"]["message"]
+
+
+async def test_refused_credentials_are_502_in_every_api_shape(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake = FakeOllama(api_key=API_KEY)  # behind a proxy that checks keys
+    async with serving(fake_ollama(fake)) as url:
+        config = ollama_config(tmp_path, url, fast={"api_key": STALE_KEY})
+        async with running_client(create_app(config)) as client:
+            listed = await client.get("/api/v1/list_bindings")
+            fake.api_key = "rotated-key-0000"  # the proxy revokes the instance's key while the server runs
+            ours = await generate(client, prompt("hi"))
+            openai_shape = await client.post("/v1/chat/completions", json=CHAT)
+            ollama_shape = await client.post("/api/chat", json={**CHAT, "stream": False})
+            ollama_stream = await client.post("/api/chat", json=CHAT)  # Ollama streams by default
+    # A key refused at start-up: the instance is unavailable with a reason that repeats none of it.
+    stale = listed.json()["binding_instances"]["ollama_fast"]
+    assert stale["status"] == "unavailable" and "credentials (HTTP 401)" in stale["error"]
+    assert "unauthorized: key" not in listed.text and leaks(listed.text, STALE_KEY) == []
+    # Refused at request time: 502, so that clients do not take it for a problem with their own key.
+    assert ours.status_code == 502 and ours.json()["code"] == "backend_unauthorized" and ours.json()["request_id"]
+    error = openai_shape.json()["error"]
+    assert openai_shape.status_code == 502 and error["code"] == "backend_unauthorized"
+    for answer in (ollama_shape, ollama_stream):
+        assert answer.status_code == 502 and "refused the instance's credentials" in answer.json()["error"]
+    for answer in (ours, openai_shape, ollama_shape, ollama_stream):
+        assert "unauthorized: key" not in answer.text and leaks(answer.text, API_KEY) == []
+    assert leaks(caplog.text, API_KEY) == [] and leaks(caplog.text, STALE_KEY) == []
+
+
+async def test_html_or_event_stream_answers_are_502_naming_them(tmp_path: Path) -> None:
+    async with ollama_app(tmp_path) as (client, fake):
+        fake.failure = Failure(answer="html")
+        html = await generate(client, prompt("hi"))
+        html_calls = len(fake.received())
+        html_stream = await generate(client, prompt("hi"), stream=True)
+        html_api = await client.post("/api/chat", json={**CHAT, "stream": False})
+        fake.failure = Failure(answer="sse")
+        sse = await generate(client, prompt("hi"))
+        fake.failure = Failure(answer="html", paths=("/api/tags",))
+        listing = await client.get("/api/v1/list_available_models/ollama")
+    expected = "binding 'ollama': the backend answered text/html, not JSON: is host right?"
+    assert html.status_code == 502 and html.json() | {"request_id": None} == {
+        "detail": expected,
+        "code": "backend_error",
+        "request_id": None,
+    }
+    assert html_calls == 1  # the same page would come back: not retried
+    assert html_stream.status_code == 502 and html_stream.json()["detail"] == expected
+    assert html_api.status_code == 502 and html_api.json()["error"] == expected
+    assert sse.status_code == 502 and "answered text/event-stream, not JSON" in sse.json()["detail"]
+    assert listing.status_code == 502 and "answered text/html, not JSON" in listing.json()["detail"]
+    # Checked at start-up: the instance is unavailable and says why.
+    fake = FakeOllama(failure=Failure(answer="html", paths=("/api/tags",)))
+    async with serving(fake_ollama(fake)) as url:
+        async with running_client(create_app(ollama_config(tmp_path / "wrong", url))) as client:
+            instances = (await client.get("/api/v1/list_bindings")).json()["binding_instances"]
+    assert instances["ollama"]["status"] == "unavailable"
+    assert instances["ollama"]["error"] == expected

@@ -4,6 +4,7 @@ and, for what that server cannot show (images, reasoning, 429/5xx, cut streams),
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -18,12 +19,17 @@ from lollms_server.app import create_app
 from tests.conftest import running_client
 from tests.helpers import make_config, write_instance
 from tests.server import free_port, serving
+from tests.zoo.key_echoes import leaks
 from tests.zoo.openai_fake_server import FakeOpenAI
 from tests.zoo.test_llamacpp_binding import embedded_model
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python's server extra")
 
 SERVER_KEY = "sk-local-test-0123456789"
+# Keys with characters that URL-encoding changes: the fake echoes them in every form.
+KEY = "sk-Zq7/Xw+Rt=Hk9Lm2Vb4Np6"
+STALE_KEY = "sk-Stale/Qp3+Jd8=Wx5Yc1Tf7"
+CHAT = {"model": "oai", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
 FRANCE = {"type": "text", "role": "user_prompt", "data": "What is the capital of France?"}
 SETTINGS = {"temperature": 0.2, "repeat_penalty": 1.2, "max_tokens": 40, "seed": 42}
 
@@ -68,10 +74,20 @@ def llama_server() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def openai_config(tmp_path: Path, **instance: Any):  # type: ignore[no-untyped-def]
-    config = make_config(tmp_path, bindings_map={"oai": "openai_binding"}, defaults={"ttt_binding": "oai"})
-    write_instance(config, "oai", {"type": "openai_binding", "max_retries": 1, "retry_backoff": 0.01, **instance})
+def openai_config(tmp_path: Path, others: dict[str, dict[str, Any]] | None = None, **instance: Any):  # type: ignore[no-untyped-def]
+    """A config with the instance "oai" (fast retries) and the ``others``."""
+    instances = {"oai": instance, **(others or {})}
+    config = make_config(
+        tmp_path, bindings_map={name: "openai_binding" for name in instances}, defaults={"ttt_binding": "oai"}
+    )
+    for name, values in instances.items():
+        write_instance(config, name, {"type": "openai_binding", "max_retries": 1, "retry_backoff": 0.01, **values})
     return config
+
+
+def remote_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What remote.py logged about backend answers."""
+    return [record.getMessage() for record in caplog.records if record.name == "lollms_server.core.remote"]
 
 
 def events_of(text: str) -> list[dict[str, Any]]:
@@ -120,7 +136,7 @@ async def test_multi_turn_history_reaches_the_real_server(tmp_path: Path, llama_
     assert 18 <= grown <= 40  # both earlier turns (about 18 tokens of text) plus their role markers
 
 
-async def test_wrong_key_is_401_without_leaking_it(tmp_path: Path, llama_server: str) -> None:
+async def test_wrong_key_makes_the_instance_unavailable_without_leaking_it(tmp_path: Path, llama_server: str) -> None:
     wrong = "sk-wrong-key-abcdefghijklmnop"
     config = openai_config(tmp_path, base_url=llama_server, api_key=wrong, default_model="smollm2")
     async with running_client(create_app(config)) as client:
@@ -164,24 +180,101 @@ async def test_images_reasoning_and_think_tags(tmp_path: Path) -> None:
     assert events_of(reasoned_stream.text)[-1]["content"][0]["thoughts"] == "step by step"
 
 
-@pytest.mark.parametrize(("status", "expected"), [(429, 429), (500, 502), (503, 502), (401, 401), (403, 401)])
-async def test_backend_failures_map_to_clear_statuses(tmp_path: Path, status: int, expected: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "expected", "code"),
+    [
+        (429, 429, "backend_rate_limited"),
+        (500, 502, "backend_error"),
+        (503, 502, "backend_error"),
+        (401, 502, "backend_unauthorized"),
+        (403, 502, "backend_unauthorized"),
+        (400, 400, "bad_request"),
+        (404, 404, "not_found"),
+    ],
+)
+async def test_backend_failures_map_to_clear_statuses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, status: int, expected: int, code: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
     fake = FakeOpenAI(fail_status=status)
-    key = "sk-secret-never-shown-123456"
     async with serving(fake.app()) as url:
-        config = openai_config(tmp_path, base_url=f"{url}/v1", api_key=key, default_model="fake-text")
+        config = openai_config(tmp_path, base_url=f"{url}/v1", api_key=KEY, default_model="fake-text")
         async with running_client(create_app(config)) as client:
             response = await client.post("/api/v1/generate", json={"input_data": [FRANCE]})
             streamed = await client.post("/api/v1/generate", json={"input_data": [FRANCE], "stream": True})
             health = (await client.get("/health")).json()
-    assert response.status_code == expected and health["status"] == "ok"
+    assert response.status_code == expected and response.json()["code"] == code and health["status"] == "ok"
     if status != 429:  # (its Retry-After of 7 s outlasts the wait for a first event: then it is an error event)
         assert streamed.status_code == expected  # a failure before the first event keeps its status when streaming
-    assert key not in response.text
+    # The backend's words (which echo the key in every form) stay out of the answer, masked in the log.
+    for answer in (response, streamed):
+        assert "fake failure" not in answer.text and leaks(answer.text, KEY) == []
+    logged = remote_warnings(caplog)
+    assert logged and all(f"HTTP {status}" in line and "fake failure" in line and "***" in line for line in logged)
+    assert leaks(caplog.text, KEY) == []
     retried = status in (429, 500, 503)
     assert len(fake.requests) == (4 if retried else 2)  # max_retries: 1, for each of the two requests
     if status == 429:
         assert response.headers["Retry-After"] == "7"
+    if status == 404:  # still useful: our own list of the backend's models
+        assert response.json()["detail"].endswith("(models it lists: fake-text, fake-vision-vl)")
+
+
+async def test_refused_credentials_are_502_in_every_api_shape(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake = FakeOpenAI(api_key=KEY)
+    async with serving(fake.app()) as url:
+        stale = {"base_url": f"{url}/v1", "api_key": STALE_KEY, "default_model": "fake-text"}
+        config = openai_config(tmp_path, {"stale": stale}, base_url=f"{url}/v1", api_key=KEY, default_model="fake-text")
+        async with running_client(create_app(config)) as client:
+            listed = await client.get("/api/v1/list_bindings")
+            fake.api_key = "sk-rotated-0000"  # the backend revokes the instance's key while the server runs
+            ours = await client.post("/api/v1/generate", json={"input_data": [FRANCE]})
+            openai_shape = await client.post("/v1/chat/completions", json=CHAT)
+            openai_stream = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+            ollama_shape = await client.post("/api/chat", json={**CHAT, "stream": False})
+    # A key refused at start-up: the instance is unavailable with a reason that repeats none of it.
+    stale_status = listed.json()["binding_instances"]["stale"]
+    assert stale_status["status"] == "unavailable" and "credentials (HTTP 401)" in stale_status["error"]
+    assert "fake failure" not in listed.text and leaks(listed.text, STALE_KEY) == []
+    # Refused at request time: 502, so that clients do not take it for a problem with their own key.
+    assert ours.status_code == 502 and ours.json()["code"] == "backend_unauthorized"
+    assert "refused the instance's credentials (HTTP 401)" in ours.json()["detail"] and ours.json()["request_id"]
+    for answer in (openai_shape, openai_stream):
+        error = answer.json()["error"]
+        assert answer.status_code == 502 and error["code"] == "backend_unauthorized" and error["type"] == "server_error"
+    assert ollama_shape.status_code == 502 and "credentials (HTTP 401)" in ollama_shape.json()["error"]
+    for answer in (ours, openai_shape, openai_stream, ollama_shape):
+        assert "fake failure" not in answer.text and leaks(answer.text, KEY) == []
+    assert any("Binding 'oai'" in line and "fake failure 401" in line for line in remote_warnings(caplog))
+    assert leaks(caplog.text, KEY) == [] and leaks(caplog.text, STALE_KEY) == []
+
+
+async def test_html_or_event_stream_answers_are_502_naming_them(tmp_path: Path) -> None:
+    fake = FakeOpenAI()
+    async with serving(fake.app()) as url:
+        site = {"base_url": f"{url}/site", "api_key": KEY, "default_model": "fake-text"}  # a web server's pages
+        config = openai_config(tmp_path, {"site": site}, base_url=f"{url}/v1", api_key="k", default_model="fake-text")
+        async with running_client(create_app(config)) as client:
+            listed = (await client.get("/api/v1/list_bindings")).json()["binding_instances"]
+            fake.wrong_answer = "html"
+            html = await client.post("/api/v1/generate", json={"input_data": [FRANCE]})
+            html_calls = len(fake.requests)
+            html_stream = await client.post("/api/v1/generate", json={"input_data": [FRANCE], "stream": True})
+            html_openai = await client.post("/v1/chat/completions", json=CHAT)
+            fake.wrong_answer = "sse"
+            sse = await client.post("/api/v1/generate", json={"input_data": [FRANCE]})
+            sse_openai = await client.post("/v1/chat/completions", json=CHAT)
+    assert html.status_code == 502 and html.json()["code"] == "backend_error"
+    assert html.json()["detail"] == "binding 'oai': the backend answered text/html, not JSON: is base_url right?"
+    assert html_calls == 1  # the same page would come back: not retried
+    assert html_stream.status_code == 502
+    assert "the backend answered text/html, not an event stream" in html_stream.json()["detail"]
+    assert html_openai.status_code == 502 and "text/html, not JSON" in html_openai.json()["error"]["message"]
+    for answer in (sse, sse_openai):
+        assert answer.status_code == 502 and "the backend answered text/event-stream, not JSON" in answer.text
+    assert listed["site"]["status"] == "unavailable"
+    assert listed["site"]["error"] == "binding 'site': the backend answered text/html, not JSON: is base_url right?"
 
 
 async def test_timeout_unreachable_and_recovery(tmp_path: Path) -> None:

@@ -47,14 +47,15 @@ class GeminiBinding(Binding):
 
         self.default_model_name = bare_name(self.default_model_name or "") or None
         self.include_thoughts = bool(config.get("include_thoughts", True))
+        self.catalog = ModelCatalog()
         self.backend: GeminiBackend = GeminiBackend(
             self.binding_instance_name,
             resolve_api_key(config.get("api_key")),
             config.get("base_url"),
             RetryPolicy.from_config(config),
             list(config.get("safety_settings") or []),
+            known_models=lambda: self.catalog.models,
         )
-        self.catalog = ModelCatalog()
         self._catalog_lock = asyncio.Lock()
 
     # --- capabilities ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -46,13 +46,20 @@ class GeminiBackend:
     """The calls the binding makes, each wrapped in call_with_retries / stream_with_retries."""
 
     def __init__(
-        self, binding: str, api_key: str | None, base_url: str | None, policy: RetryPolicy, safety: list[str]
+        self,
+        binding: str,
+        api_key: str | None,
+        base_url: str | None,
+        policy: RetryPolicy,
+        safety: list[str],
+        known_models: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self.safety_settings = parse_safety_settings(safety)  # ValueError: the instance is not built
         self.api_key = api_key
         self.base_url = base_url
         self.policy = policy
-        self.classify = classifier(binding, [api_key or ""])
+        # known_models: the names of the binding's cached model list, named when the backend answers 404.
+        self.classify = classifier(binding, [api_key or ""], known_models)
         self._binding = binding
         self._client: genai.Client | None = None
         self._client_lock = asyncio.Lock()

@@ -1,15 +1,16 @@
-"""google-genai's exceptions as our errors, through remote.py's one table, with the api_key masked."""
+"""google-genai's exceptions as our errors, through remote.py's one table (what Google said is logged, masked)."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from google.genai import errors as genai_errors
 
-from lollms_server.core.errors import BackendFailedError, LollmsError
-from lollms_server.core.remote import error_for_status, error_for_transport, sanitize
+from lollms_server.core.errors import LollmsError
+from lollms_server.core.remote import backend_failure, error_for_answer, error_for_status, error_for_transport
 
 
 def _library_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -63,19 +64,35 @@ def retry_after(exc: genai_errors.APIError) -> float | None:
         return None
 
 
-def classifier(binding: str, secrets: list[str]) -> Callable[[Exception], LollmsError]:
-    """The ``classify`` argument of call_with_retries / stream_with_retries for one instance."""
+def undecodable_body(exc: BaseException) -> str | None:
+    """The text of an answer that is not JSON, when ``exc`` (or what caused it) is the failure to decode it."""
+    # The SDK does not show us the answer's headers: its body is what tells an HTML page from an event stream.
+    # Plain calls fail with the JSONDecodeError itself, streams with UnknownApiResponseError raised from it.
+    for error in (exc, exc.__cause__):
+        if isinstance(error, json.JSONDecodeError):
+            return error.doc
+    return None
+
+
+def classifier(
+    binding: str, secrets: list[str], known_models: Callable[[], Iterable[str]]
+) -> Callable[[Exception], LollmsError]:
+    """The ``classify`` argument of call_with_retries / stream_with_retries for one instance; ``known_models``
+    gives the names of the cached model list, for 404s."""
 
     def classify(exc: Exception) -> LollmsError:
         if isinstance(exc, genai_errors.APIError):
-            upstream = exc.message or str(exc)
-            return error_for_status(binding, _status(exc), upstream, secrets, retry_after(exc))
+            upstream = f"{exc.message or ''} {exc.details or ''}".strip() or str(exc)
+            return error_for_status(binding, _status(exc), upstream, secrets, retry_after(exc), models=known_models())
         if isinstance(exc, TIMEOUT_ERRORS):
             return error_for_transport(binding, exc, timed_out=True)
         if isinstance(exc, TRANSPORT_ERRORS):
             return error_for_transport(binding, exc, timed_out=False)
-        # Anything else is an answer the SDK could not use (malformed JSON, unexpected shape).
-        detail = sanitize(f"{type(exc).__name__}: {exc}", secrets)
-        return BackendFailedError(f"binding '{binding}': unusable answer from the backend ({detail})")
+        body = undecodable_body(exc)
+        if body is not None:
+            return error_for_answer(binding, "JSON", secrets, body=body)
+        # Anything else is an answer the SDK could not use (an unexpected shape).
+        summary = f"the backend sent an answer that could not be read ({type(exc).__name__})"
+        return backend_failure(binding, summary, f"{type(exc).__name__}: {exc}", secrets)
 
     return classify

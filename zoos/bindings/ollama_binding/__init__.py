@@ -25,7 +25,7 @@ from lollms_server.core.remote import RetryPolicy, call_with_retries, stream_wit
 
 from .backend import classify, make_client
 from .messages import chat_messages, chat_options, keep_alive_value, response_format
-from .models import canonical_name, describe, model_info, supports_vision
+from .models import canonical_name, capabilities, describe, model_info, supports_vision
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class OllamaBinding(Binding):
 
     # --- backend calls -----------------------------------------------------------------------------
     def _classify(self, exc: Exception) -> LollmsError:
-        return classify(self.binding_instance_name, exc, self._secrets)
+        return classify(self.binding_instance_name, exc, self._secrets, models=self._listing)
 
     async def _sdk(self) -> ollama.AsyncClient:
         if self._client is None:
@@ -135,6 +135,15 @@ class OllamaBinding(Binding):
     async def embed(self, texts: list[str], model_name: str | None = None, **options: Any) -> dict[str, Any]:
         """Embeddings from Ollama's embed API (models such as nomic-embed-text)."""
         model = self._requested(model_name)
+        # Said from the model's own capabilities: Ollama's refusal text is not passed on to clients.
+        wanted = canonical_name(model)
+        listed = (await self._listed(LISTING_TTL) or {}).get(wanted)
+        show = await self._show_quietly(wanted, listed.digest) if listed is not None else None
+        if show is not None and "embedding" not in capabilities(show):
+            raise BadRequestError(
+                f"model '{model}' of binding '{self.binding_instance_name}' does not support embeddings "
+                f"(its capabilities: {', '.join(capabilities(show))})"
+            )
         response = await self._call(lambda sdk: sdk.embed(model=model, input=texts), self.policy)
         return {
             "embeddings": [list(vector) for vector in response.embeddings],

@@ -10,10 +10,12 @@ from typing import Any
 import openai
 
 from lollms_server.core.bindings import Binding, token_usage
-from lollms_server.core.errors import BackendFailedError, LollmsError, NotFoundError
+from lollms_server.core.errors import LollmsError, NotFoundError
 from lollms_server.core.remote import (
     RetryPolicy,
+    backend_failure,
     call_with_retries,
+    error_for_answer,
     error_for_status,
     error_for_transport,
     stream_with_retries,
@@ -78,21 +80,41 @@ class OpenAIBinding(Binding):
         if isinstance(exc, openai.APIConnectionError):
             return error_for_transport(name, exc, timed_out=False)
         if isinstance(exc, openai.APIStatusError):
-            return error_for_status(name, exc.status_code, exc.message, self._secrets, _retry_after(exc))
-        return BackendFailedError(f"binding '{name}': unexpected answer from the backend ({type(exc).__name__})")
+            models = self._models[1] if self._models else None
+            return error_for_status(name, exc.status_code, exc.message, self._secrets, _retry_after(exc), models=models)
+        if isinstance(exc, openai.APIError):  # an error event inside a stream
+            return backend_failure(name, "the backend reported an error in its answer", exc.message, self._secrets)
+        return backend_failure(
+            name,
+            f"the backend sent an answer that could not be read ({type(exc).__name__})",
+            f"{type(exc).__name__}: {exc}",
+            self._secrets,
+        )
+
+    def _parsed(self, raw: Any) -> Any:
+        """The SDK's object for a raw answer; our error naming what came back when it is not JSON (the SDK
+        hands an HTML page, or an event stream answering a plain call, back as a ``str``)."""
+        content_type = raw.headers.get("content-type")
+        try:
+            parsed = raw.parse()
+        except (AttributeError, TypeError, ValueError):  # a model list that is not JSON: the SDK trips on it
+            parsed = None
+        if parsed is None or isinstance(parsed, str):
+            raise error_for_answer(self.binding_instance_name, "JSON", self._secrets, content_type=content_type)
+        return parsed
 
     # --- models ----------------------------------------------------------------------------------------
     async def _model_list(self) -> dict[str, dict[str, Any]]:
         if self._models and time.monotonic() - self._models[0] < MODEL_LIST_TTL:
             return self._models[1]
 
-        async def fetch() -> dict[str, dict[str, Any]]:
-            page = await self.client.models.list()
-            return {model.id: model.model_dump() for model in page.data}
-
-        models = await call_with_retries(fetch, self.policy, self._classify)
+        models = await call_with_retries(lambda: self._fetch_models(self.client), self.policy, self._classify)
         self._models = (time.monotonic(), models)
         return models
+
+    async def _fetch_models(self, client: openai.AsyncOpenAI) -> dict[str, dict[str, Any]]:
+        page = self._parsed(await client.models.with_raw_response.list())
+        return {model.id: model.model_dump() for model in page.data}
 
     def _describe(self, name: str, raw: dict[str, Any]) -> dict[str, Any]:
         reported = next((int(raw[key]) for key in CONTEXT_KEYS if isinstance(raw.get(key), int)), None)
@@ -153,7 +175,9 @@ class OpenAIBinding(Binding):
         if self.official and not self._api_key:
             return False, "no api_key configured (and OPENAI_API_KEY is not set)"
         try:
-            await self.client.with_options(timeout=min(self.policy.timeout, HEALTH_TIMEOUT)).models.list()
+            await self._fetch_models(self.client.with_options(timeout=min(self.policy.timeout, HEALTH_TIMEOUT)))
+        except LollmsError as exc:
+            return False, str(exc)
         except Exception as exc:
             return False, str(self._classify(exc))
         return True, "ok"
@@ -176,9 +200,11 @@ class OpenAIBinding(Binding):
         multimodal_data: list[Any] | None = None,
     ) -> dict[str, Any]:
         arguments = self._create_arguments(prompt, params, request_info, multimodal_data)
-        completion = await call_with_retries(
-            lambda: self.client.chat.completions.create(**arguments), self.policy, self._classify
-        )
+
+        async def create() -> Any:
+            return self._parsed(await self.client.chat.completions.with_raw_response.create(**arguments))
+
+        completion = await call_with_retries(create, self.policy, self._classify)
         choice = completion.choices[0] if completion.choices else None
         message = choice.message if choice else None
         usage = (
@@ -207,9 +233,18 @@ class OpenAIBinding(Binding):
         arguments = self._create_arguments(prompt, params, request_info, multimodal_data)
 
         async def open_stream() -> AsyncIterator[Any]:
-            return await self.client.chat.completions.create(
+            raw = await self.client.chat.completions.with_raw_response.create(
                 **arguments, stream=True, stream_options={"include_usage": True}
             )
+            content_type = raw.headers.get("content-type")
+            if (content_type or "").split(";")[0].strip().lower() not in ("", "text/event-stream"):
+                # Read as a stream, an HTML page has no events: it would pass for an empty answer.
+                await raw.http_response.aclose()
+                raise error_for_answer(
+                    self.binding_instance_name, "an event stream", self._secrets, content_type=content_type
+                )
+            stream: AsyncIterator[Any] = raw.parse()
+            return stream
 
         pieces = 0
         usage: dict[str, Any] | None = None
