@@ -13,10 +13,12 @@ import anyio
 from fastapi import FastAPI
 
 from lollms_server import __version__
-from lollms_server.api import endpoints, generate, lollms_helpers, personalities, tokens
+from lollms_server.api import endpoints, generate, lollms_helpers, personalities, root, tokens
 from lollms_server.api.auth import ApiKeyMiddleware
 from lollms_server.api.cors import BrowserCORSMiddleware
 from lollms_server.api.errors import REQUEST_ID_HEADER, RequestIdMiddleware, install_error_handlers
+from lollms_server.api.fallbacks import install_fallbacks
+from lollms_server.api.json_body import JsonBodyMiddleware
 from lollms_server.api.ollama_compat import routes as ollama_routes
 from lollms_server.api.openai_compat import routes as openai_routes
 from lollms_server.api.openapi import customize_openapi
@@ -97,7 +99,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.generation_service = None
     app.state.embedding_service = None
     install_error_handlers(app)
+    install_fallbacks(app)
     customize_openapi(app)
+    app.include_router(root.router)  # GET /: where the docs are, until the web UI is served there
     app.include_router(endpoints.public_router)
     for module in (endpoints, tokens, personalities):
         app.include_router(module.router)
@@ -107,6 +111,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(ollama_routes.router)
     # First in line: matching the busiest route before the others saves their matching cost.
     app.router.routes[0:0] = generate.routes
+    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(ApiKeyMiddleware, verifier=app.state.api_key_verifier)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(

@@ -140,6 +140,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         for error in exc.errors()
     ]
     summary = "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in errors[:5])
+    not_json = next((error for error in exc.errors() if error.get("type") == "json_invalid"), None)
+    if not_json is not None:
+        reason = (not_json.get("ctx") or {}).get("error") or not_json.get("msg", "")
+        detail = f"the request body must be JSON ({reason})"
+        return error_response(request, 422, "invalid_json", detail, errors=errors)
     return error_response(request, 422, "validation_error", f"invalid request: {summary}", errors=errors)
 
 

@@ -120,3 +120,57 @@ async def test_cors_allows_configured_origins_only_and_never_credentials(tmp_pat
     assert "access-control-allow-credentials" not in allowed.headers
     assert "access-control-allow-origin" not in other.headers
     assert "access-control-allow-origin" not in null.headers
+
+
+async def test_unknown_endpoints_say_so_in_the_shape_of_their_api(tmp_path: Path) -> None:
+    async with running_client(create_app(make_config(tmp_path))) as client:
+        pull = await client.post("/api/pull", json={"model": "llama3"})
+        blob = await client.head("/api/blobs/sha256:0123")
+        images = await client.post("/v1/images/generations", json={"prompt": "a cat"})
+        responses = await client.post("/v1/responses", json={"model": "m", "input": "hi"})
+        ours = await client.get("/api/v1/no_such_route")
+        elsewhere = await client.get("/no_such_page")
+    assert {r.status_code for r in (pull, blob, images, responses, ours, elsewhere)} == {404}
+    assert pull.json() == {
+        "error": "POST /api/pull is not supported by the Ollama-compatible API of this server; "
+        "/docs lists the endpoints it serves"
+    }
+    error = images.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "not_found"
+    assert error["message"].startswith("POST /v1/images/generations is not supported by the OpenAI-compatible API")
+    assert "POST /v1/responses is not supported" in responses.json()["error"]["message"]
+    assert ours.json()["detail"].startswith("GET /api/v1/no_such_route is not supported by the lollms API")
+    assert elsewhere.json()["detail"].startswith("GET /no_such_page is not supported by this server")
+
+
+async def test_a_wrong_method_is_405_with_the_allowed_ones(tmp_path: Path) -> None:
+    async with running_client(create_app(make_config(tmp_path))) as client:
+        chat = await client.get("/v1/chat/completions")
+        tags = await client.delete("/api/tags")
+        generate = await client.get("/api/v1/generate")
+    assert (chat.status_code, tags.status_code, generate.status_code) == (405, 405, 405)
+    assert chat.headers["Allow"] == "POST" and tags.headers["Allow"] == "GET"
+    assert chat.json()["error"]["message"] == "GET /v1/chat/completions: method not allowed; this endpoint accepts POST"
+    assert chat.json()["error"]["code"] == "method_not_allowed"
+    assert tags.json() == {"error": "DELETE /api/tags: method not allowed; this endpoint accepts GET"}
+    assert generate.json()["code"] == "method_not_allowed" and "accepts POST" in generate.json()["detail"]
+
+
+async def test_the_root_points_to_the_docs(tmp_path: Path) -> None:
+    async with running_client(create_app(make_config(tmp_path)), api_key=None) as client:
+        as_json = await client.get("/")
+        as_html = await client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        docs = await client.get(as_json.json()["docs"])
+    assert as_json.status_code == 200
+    assert as_json.json() == {
+        "name": "lollms_server",
+        "version": __version__,
+        "health": "/health",
+        "docs": "/docs",
+        "openapi": "/openapi.json",
+        "apis": {"lollms": "/api/v1", "openai": "/v1", "ollama": "/api"},
+    }
+    assert as_html.status_code == 200 and as_html.headers["content-type"].startswith("text/html")
+    assert '<a href="/docs">' in as_html.text and '<a href="/health">' in as_html.text
+    assert "<script" not in as_html.text and as_html.headers["Content-Security-Policy"] == "default-src 'none'"
+    assert docs.status_code == 200

@@ -1,0 +1,64 @@
+"""Answers for requests no route serves: an unknown endpoint (404) or a wrong method (405).
+
+They go through the error table like every other error, so each API answers in its own shape (OpenAI's under
+/v1, Ollama's under /api, ours under /api/v1) and names what it does not support.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lollms_server.api.errors import error_response
+
+# Longest first: /api/v1/ is ours, the rest of /api/ is Ollama's.
+_API_OF_PREFIX = (
+    ("/api/v1/", "the lollms API"),
+    ("/api/", "the Ollama-compatible API"),
+    ("/v1/", "the OpenAI-compatible API"),
+    ("/lollms/", "the lollms_client helpers"),
+)
+_SHOWN_PATH = 200
+
+
+def api_of(path: str) -> str | None:
+    """Which of the server's APIs a path belongs to, by its prefix."""
+    return next((api for prefix, api in _API_OF_PREFIX if path.startswith(prefix)), None)
+
+
+def _endpoint(request: Request) -> str:
+    return f"{request.method} {request.url.path[:_SHOWN_PATH]}"
+
+
+def unknown_endpoint_router(fallback: ASGIApp) -> ASGIApp:
+    """The router's answer when no route matches an HTTP request; ``fallback`` keeps websockets as they were."""
+
+    async def unknown_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await fallback(scope, receive, send)
+            return
+        path = scope["path"]
+        api = api_of(path)
+        where = f"{api} of this server" if api else "this server"
+        endpoint = f"{scope['method']} {path[:_SHOWN_PATH]}"
+        detail = f"{endpoint} is not supported by {where}; /docs lists the endpoints it serves"
+        raise HTTPException(status_code=404, detail=detail)
+
+    return unknown_endpoint
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    """405 from the router, with the methods the endpoint accepts (also in the Allow header)."""
+    headers = getattr(exc, "headers", None) or {}
+    allowed = headers.get("Allow", "")
+    detail = f"{_endpoint(request)}: method not allowed; this endpoint accepts {allowed or 'other methods'}"
+    response: JSONResponse = error_response(request, 405, "method_not_allowed", detail, headers=headers)
+    return response
+
+
+def install_fallbacks(app: FastAPI) -> None:
+    """Unknown endpoints and wrong methods answer in the shape of the API their path belongs to."""
+    app.router.default = unknown_endpoint_router(app.router.default)
+    app.add_exception_handler(405, method_not_allowed)
