@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from lollms_server import __version__
 from lollms_server.api import endpoints, generate, lollms_helpers, personalities, root, tokens
 from lollms_server.api.auth import ApiKeyMiddleware
+from lollms_server.api.body_limit import RequestBodyGuard
 from lollms_server.api.cors import BrowserCORSMiddleware
 from lollms_server.api.errors import REQUEST_ID_HEADER, RequestIdMiddleware, install_error_handlers
 from lollms_server.api.fallbacks import install_fallbacks
@@ -84,6 +85,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             app.state.personality_manager = None
             app.state.function_manager = None
             await binding_manager.stop()
+            await resource_manager.models.unload()
+            await resource_manager.models.drain()
 
     telemetry = bool(config.section("server")["opentelemetry"])
     app = FastAPI(
@@ -112,6 +115,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     # First in line: matching the busiest route before the others saves their matching cost.
     app.router.routes[0:0] = generate.routes
     app.add_middleware(JsonBodyMiddleware)
+    # Innermost first: the body is read (and bounded) only for requests that passed the key check.
+    app.add_middleware(RequestBodyGuard, max_bytes=int(config.section("limits")["max_request_bytes"]))
     app.add_middleware(ApiKeyMiddleware, verifier=app.state.api_key_verifier)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
