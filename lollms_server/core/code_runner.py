@@ -1,19 +1,14 @@
-"""Running untrusted Python (code written by a model) in a subprocess: timeout, temporary folder, no secrets."""
+"""Running untrusted Python (code written by a model) in the sandbox: timeout, output cap, nothing left behind."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import sys
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
+import math
+from dataclasses import dataclass, replace
 
-# Only these variables reach the child: API keys, encryption keys and tokens in the server's environment
-# stay out of reach of generated code.
-_PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
+from lollms_server.core.errors import UnavailableError
+from lollms_server.core.sandbox import SandboxedProcess, SandboxLimits
 
 
 @dataclass(frozen=True)
@@ -39,44 +34,58 @@ async def _read_capped(stream: asyncio.StreamReader | None, limit: int) -> str:
     return text + (f"\n[... {dropped} more bytes]" if dropped else "")
 
 
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        if os.name == "nt":
-            process.kill()
-        else:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-async def run_python(code: str, timeout: float = 10.0, max_output: int = 20_000) -> CodeRunResult:
-    """Run ``code`` with ``python -I`` in a fresh temporary folder (its cwd and HOME), killed after ``timeout``."""
-    with tempfile.TemporaryDirectory(prefix="lollms_code_") as workdir:
-        script = Path(workdir) / "main.py"
-        script.write_text(code, encoding="utf-8")
-        environment = {key: os.environ[key] for key in _PASSED_ENVIRONMENT if key in os.environ}
-        environment.update({"HOME": workdir, "TMPDIR": workdir, "PYTHONDONTWRITEBYTECODE": "1"})
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",
-            str(script),
-            cwd=workdir,
-            env=environment,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=os.name != "nt",  # its own process group, so its children die with it
-        )
-        readers = asyncio.gather(_read_capped(process.stdout, max_output), _read_capped(process.stderr, max_output))
-        timed_out = False
+async def run_python(
+    code: str, timeout: float = 10.0, max_output: int = 20_000, limits: SandboxLimits | None = None
+) -> CodeRunResult:
+    """Run ``code`` with ``python -I`` in the sandbox (see :mod:`lollms_server.core.sandbox`), killed after
+    ``timeout`` seconds with every process it started. Raises UnavailableError when no sandbox can be made:
+    the code is never run outside one. ``limits`` defaults to :class:`SandboxLimits` with the CPU time
+    limit set to the timeout."""
+    limits = limits or replace(SandboxLimits(), cpu_seconds=max(1, math.ceil(timeout)))
+    sandbox = await SandboxedProcess.start(code, limits)
+    process = sandbox.process
+    readers = asyncio.gather(_read_capped(process.stdout, max_output), _read_capped(process.stderr, max_output))
+    try:
         try:
             await asyncio.wait_for(process.wait(), timeout)
+            timed_out = False
         except asyncio.TimeoutError:
             timed_out = True
-        except BaseException:  # cancelled: stop everything and let the cancellation through
-            _kill_group(process)
-            readers.cancel()
-            raise
-        _kill_group(process)  # after a timeout or a normal exit alike, nothing it started may outlive it
+        # After a timeout or a normal exit alike, nothing the program started may outlive it.
+        await sandbox.destroy()
         stdout, stderr = await readers
-        return CodeRunResult(
-            exit_code=None if timed_out else process.returncode, stdout=stdout, stderr=stderr, timed_out=timed_out
+        set_up = sandbox.was_set_up
+    except BaseException:  # cancelled: stop everything, then let the cancellation through
+        sandbox.kill_now()
+        readers.cancel()
+        readers.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved: no warning
+        with contextlib.suppress(BaseException):  # reaping closes its pipes; a second cancellation skips it
+            await sandbox.destroy(grace=5.0)
+        raise
+    finally:
+        sandbox.close()
+    if not timed_out and not set_up:
+        reason = stderr.strip() or "no reason given"
+        raise UnavailableError(
+            f"the code sandbox could not start: {reason} (it needs bubblewrap 0.8 or later, and a kernel that"
+            " allows namespaces)"
         )
+    return CodeRunResult(
+        exit_code=None if timed_out else process.returncode, stdout=stdout, stderr=stderr, timed_out=timed_out
+    )
+
+
+async def sandbox_problem() -> str | None:
+    """Why generated code cannot run here (no bubblewrap, namespaces refused...), or None when it can."""
+    try:
+        result = await run_python("print('ok')", timeout=30.0)
+    except UnavailableError as exc:
+        return str(exc)
+    if result.stdout.strip() != "ok":
+        return f"the code sandbox does not run Python: {result.stderr.strip()[-500:] or result.exit_code}"
+    return None
+
+
+def sandbox_unavailable_reason() -> str | None:
+    """Blocking :func:`sandbox_problem`, for code without an event loop (e.g. personality loading in a thread)."""
+    return asyncio.run(sandbox_problem())
