@@ -1,11 +1,12 @@
-"""python_builder_executor: let the model write a program, run it isolated, return code and output."""
+"""python_builder_executor: let the model write a program, run it in the sandbox, return code and output."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from lollms_server.core.code_runner import run_python
+from lollms_server.core.code_runner import run_python, sandbox_problem
+from lollms_server.core.errors import UnavailableError
 
 CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 TIMEOUT_SECONDS = 10.0
@@ -16,16 +17,28 @@ def extract_code(text: str) -> str:
     return (match.group(1) if match else text).strip()
 
 
+def _cannot_run(reason: str) -> dict[str, Any]:
+    return {"type": "error", "data": f"python_builder_executor cannot run code on this server: {reason}"}
+
+
 async def run_workflow(prompt: str, params: dict[str, Any], context: dict[str, Any]) -> list[dict[str, Any]]:
+    # Checked first so the model is not asked for a program that could not run; never run without a sandbox.
+    problem = await sandbox_problem()
+    if problem:
+        return [_cannot_run(problem)]
     system = context["request_info"]["system_prompt"]
     written = await context["generate_text"](prompt, system_prompt=system, **params)
     code = extract_code(written)
     if not code:
         return [{"type": "error", "data": "The model wrote no code."}]
-    result = await run_python(code, timeout=TIMEOUT_SECONDS)
+    shown = {"type": "text", "data": f"```python\n{code}\n```"}
+    try:
+        result = await run_python(code, timeout=TIMEOUT_SECONDS)
+    except UnavailableError as exc:
+        return [shown, _cannot_run(str(exc))]
     summary = f"timed out after {TIMEOUT_SECONDS:g}s" if result.timed_out else f"exit code {result.exit_code}"
     return [
-        {"type": "text", "data": f"```python\n{code}\n```"},
+        shown,
         {
             "type": "json",
             "data": {
