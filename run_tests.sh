@@ -4,4 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" install_core.py --ensure --extras dev,llamacpp
+# The code sandbox (tests/core/test_code_runner.py) needs bubblewrap: install it where we can (root, apt-get).
+if ! command -v bwrap >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y --no-install-recommends bubblewrap >/dev/null 2>&1 \
+        || { apt-get update >/dev/null && apt-get install -y --no-install-recommends bubblewrap >/dev/null; }; } \
+        || echo "run_tests.sh: could not install bubblewrap; the sandbox tests will skip (and fail under CI=true)" >&2
+fi
 exec venv/bin/python -m pytest "$@"
