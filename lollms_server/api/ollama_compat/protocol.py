@@ -1,66 +1,126 @@
-"""Request bodies of the Ollama API, as its clients send them."""
+"""Request bodies of the Ollama API, as its clients send them, and its error body.
+
+Each field Ollama defines is served, accepted because it does not change the answer (``keep_alive``), or
+listed in a ``REFUSED`` table with why: a field that would change the answer is refused with 400, never
+dropped. Fields Ollama does not define (newer clients add some) are accepted and logged as ignored.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lollms_server.api.wire_fields import Refusal
 
-class OllamaBody(BaseModel):
+_NOT_YET = "is not supported by lollms_server's Ollama API yet"
+_TOOLS = "tools (function calling) are not supported by lollms_server's Ollama API"
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class OllamaBody(_Open):
     """A request naming a model."""
 
-    # Newer clients send fields this server does not know yet (logprobs, truncate...): accepted, ignored.
-    model_config = ConfigDict(extra="ignore")
+    REFUSED: ClassVar[tuple[Refusal, ...]] = ()
 
     model: str = Field(min_length=1, description="A lollms model id; a trailing ':latest' is accepted.")
+    keep_alive: float | str | None = Field(
+        default=None, description="Accepted; the binding instance decides when models unload (0 still says so)."
+    )
+    options: dict[str, Any] | None = Field(
+        default=None,
+        description="num_predict, temperature, top_k, top_p...; options that configure loading (num_ctx, num_gpu, "
+        "num_thread...) are left to the binding instance's configuration.",
+    )
 
 
 class SamplingBody(OllamaBody):
     """Fields shared by /api/chat and /api/generate."""
 
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (
+        Refusal("logprobs", bool, f"logprobs {_NOT_YET}"),
+        Refusal("top_logprobs", bool, f"top_logprobs {_NOT_YET}"),
+    )
+
     stream: bool | None = Field(default=None, description="Stream NDJSON (the default, as in Ollama).")
-    options: dict[str, Any] | None = Field(default=None, description="num_predict, temperature, top_k, top_p...")
     format: str | dict[str, Any] | None = Field(default=None, description="'json' or a JSON schema.")
     think: bool | str | None = None
-    keep_alive: float | str | None = None
+    logprobs: bool | None = Field(default=None, description="Refused with 400 when true (not supported yet).")
+    top_logprobs: int | None = Field(default=None, description="Refused with 400 when above 0 (not supported yet).")
 
     @property
     def streams(self) -> bool:
         return self.stream is not False
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class ChatMessage(_Open):
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (Refusal("tool_calls", bool, f"tool calls in messages: {_TOOLS}"),)
 
     role: str
     content: str | None = None
     images: list[str] | None = Field(default=None, description="Base64-encoded images.")
+    thinking: str | None = Field(default=None, description="Accepted; earlier reasoning is not shown to the model.")
+    tool_calls: list[dict[str, Any]] | None = Field(default=None, description="Refused with 400 (no tool calling yet).")
 
 
 class ChatBody(SamplingBody):
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (*SamplingBody.REFUSED, Refusal("tools", bool, _TOOLS))
+
     messages: list[ChatMessage] = Field(default_factory=list)
-    tools: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = Field(default=None, description="Refused with 400 (no tool calling yet).")
 
 
 class GenerateBody(SamplingBody):
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (
+        *SamplingBody.REFUSED,
+        Refusal("suffix", bool, "suffix (fill-in-the-middle) is not supported by lollms_server's Ollama API"),
+        Refusal(
+            "template",
+            bool,
+            "template is not supported: the binding applies the model's own chat template "
+            "(send raw: true with a prompt you formatted yourself)",
+        ),
+        Refusal(
+            "context",
+            bool,
+            "context (the state an earlier /api/generate answer returned) is not supported: "
+            "send the whole conversation to /api/chat",
+        ),
+    )
+
     prompt: str | None = None
     system: str | None = None
-    suffix: str | None = None
+    suffix: str | None = Field(default=None, description="Refused with 400 when not empty.")
+    template: str | None = Field(default=None, description="Refused with 400 when not empty.")
+    context: list[int] | None = Field(default=None, description="Refused with 400 when not empty (deprecated).")
     raw: bool = False
     images: list[str] | None = None
 
 
-class ShowBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class ShowBody(_Open):
     model: str | None = None
     name: str | None = Field(default=None, description="Older clients' spelling of model.")
+    verbose: bool | None = Field(default=None, description="Accepted; the answer is the same.")
 
 
 class EmbedBody(OllamaBody):
     input: str | list[str] = Field(default_factory=list)
+    truncate: bool | None = Field(
+        default=None, description="Cut texts longer than the model's context (the default, as in Ollama)."
+    )
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Accepted only when it is the model's own size (400 otherwise)."
+    )
 
 
 class EmbeddingsBody(OllamaBody):
     prompt: str = ""
+
+
+class OllamaErrorResponse(BaseModel):
+    """The error body of the Ollama-compatible API (the ollama SDKs raise it as ResponseError)."""
+
+    error: str = Field(description="What went wrong and, where possible, what to fix.")

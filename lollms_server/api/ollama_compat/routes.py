@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -20,11 +21,21 @@ from lollms_server.api.ollama_compat.protocol import (
     EmbedBody,
     EmbeddingsBody,
     GenerateBody,
+    OllamaBody,
+    OllamaErrorResponse,
     SamplingBody,
     ShowBody,
 )
 from lollms_server.api.ollama_compat.reply import Reply
-from lollms_server.api.ollama_compat.translate import chat_items, generate_items, generate_request
+from lollms_server.api.ollama_compat.translate import (
+    chat_items,
+    generate_items,
+    generate_request,
+    ignored_options,
+    refuse_unsupported,
+)
+from lollms_server.api.openapi import EMBEDDING_ERRORS, GENERATION_ERRORS, documented_errors
+from lollms_server.api.wire_fields import log_ignored, unknown_fields
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.embeddings import EmbeddingResult, EmbeddingService
 from lollms_server.core.errors import BadRequestError
@@ -33,6 +44,21 @@ from lollms_server.core.generation import GenerationService
 router = APIRouter(tags=["ollama-compatible"])
 # The Ollama release whose API this one follows (format schemas, think); clients gate features on it.
 OLLAMA_VERSION = "0.9.0"
+_NOT_OLLAMA = "not part of the Ollama API this server implements"
+_LOADING = "they configure how a model is loaded, which the binding instance's configuration decides"
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return documented_errors(OllamaErrorResponse, *statuses)
+
+
+def accept(request: Request, body: OllamaBody) -> None:
+    """Refuse what would change the answer and cannot be honoured; log what is ignored."""
+    refuse_unsupported(body)
+    request_id = request_id_of(request) or ""
+    loading, unknown_options = ignored_options(body)
+    log_ignored("Ollama", request_id, [*unknown_fields(body), *unknown_options], _NOT_OLLAMA)
+    log_ignored("Ollama", request_id, loading, _LOADING, level=logging.DEBUG)
 
 
 def models_of(request: Request, bindings: BindingManager) -> Models:
@@ -41,18 +67,25 @@ def models_of(request: Request, bindings: BindingManager) -> Models:
     return Models(bindings, personalities, config.defaults.get("ttt_binding"))
 
 
-@router.get("/api/version", summary="Ollama API version (and lollms_server's)")
+@router.get("/api/version", summary="Ollama API version (and lollms_server's)", responses=errors(500))
 async def version() -> dict[str, str]:
     return {"version": OLLAMA_VERSION, "lollms_server_version": __version__}
 
 
-@router.get("/api/tags", summary="Models: '<instance>/<model>', '<instance>' and 'personality/<id>'")
+@router.get(
+    "/api/tags", summary="Models: '<instance>/<model>', '<instance>' and 'personality/<id>'", responses=errors(500, 503)
+)
 async def tags(request: Request, bindings: BindingManagerDep) -> JSONResponse:
     return JSONResponse({"models": await list_tags(models_of(request, bindings))})
 
 
-@router.post("/api/show", summary="Details, context length and capabilities of a model")
+@router.post(
+    "/api/show",
+    summary="Details, context length and capabilities of a model",
+    responses=errors(400, 404, 413, 415, 422, 500, 502, 503, 504),
+)
 async def show_model(body: ShowBody, request: Request, bindings: BindingManagerDep) -> JSONResponse:
+    log_ignored("Ollama", request_id_of(request) or "", unknown_fields(body), _NOT_OLLAMA)
     name = body.model or body.name
     if not name:
         raise BadRequestError("model is required")
@@ -86,28 +119,41 @@ async def answer(
     return JSONResponse(reply.complete(outputs))
 
 
-@router.post("/api/chat", summary="Chat (NDJSON stream unless stream is false)")
+@router.post("/api/chat", summary="Chat (NDJSON stream unless stream is false)", responses=errors(*GENERATION_ERRORS))
 async def chat(body: ChatBody, request: Request, service: GenerationServiceDep) -> Response:
+    accept(request, body)
     reply = Reply(body.model, chat=True, show_thinking=body.think is not False)
     return await answer(request, service, body, chat_items(body) if body.messages else [], reply, raw=False)
 
 
-@router.post("/api/generate", summary="Completion of a prompt (NDJSON stream unless stream is false)")
+@router.post(
+    "/api/generate",
+    summary="Completion of a prompt (NDJSON stream unless stream is false)",
+    responses=errors(*GENERATION_ERRORS),
+)
 async def generate(body: GenerateBody, request: Request, service: GenerationServiceDep) -> Response:
+    accept(request, body)
     reply = Reply(body.model, chat=False, show_thinking=body.think is not False)
     items = generate_items(body) if body.prompt or body.images else []
     return await answer(request, service, body, items, reply, raw=body.raw)
 
 
-async def embed_texts(request: Request, service: EmbeddingService, name: str, texts: list[str]) -> EmbeddingResult:
-    return await service.embed(texts, await canonical_name(models_of(request, service.bindings), name))
+async def embed_texts(
+    request: Request, service: EmbeddingService, body: OllamaBody, texts: list[str], **options: Any
+) -> EmbeddingResult:
+    accept(request, body)
+    return await service.embed(texts, await canonical_name(models_of(request, service.bindings), body.model), **options)
 
 
-@router.post("/api/embed", summary="Embeddings of one or more texts")
+@router.post("/api/embed", summary="Embeddings of one or more texts", responses=errors(*EMBEDDING_ERRORS))
 async def embed(body: EmbedBody, request: Request, service: EmbeddingServiceDep) -> JSONResponse:
     started = time.perf_counter_ns()
     texts = [body.input] if isinstance(body.input, str) else body.input
-    result = await embed_texts(request, service, body.model, texts)
+    # Ollama cuts texts longer than the context unless told not to.
+    result = await embed_texts(request, service, body, texts, truncate=body.truncate is not False)
+    size = len(result.embeddings[0]) if result.embeddings else None
+    if body.dimensions is not None and size is not None and body.dimensions != size:
+        raise BadRequestError(f"dimensions={body.dimensions}: {result.model} gives {size}-dimensional vectors only")
     embedded: dict[str, Any] = {
         "model": body.model,
         "embeddings": result.embeddings,
@@ -119,7 +165,9 @@ async def embed(body: EmbedBody, request: Request, service: EmbeddingServiceDep)
     return JSONResponse(embedded)
 
 
-@router.post("/api/embeddings", summary="Embedding of one prompt (Ollama's older endpoint)")
+@router.post(
+    "/api/embeddings", summary="Embedding of one prompt (Ollama's older endpoint)", responses=errors(*EMBEDDING_ERRORS)
+)
 async def embeddings(body: EmbeddingsBody, request: Request, service: EmbeddingServiceDep) -> JSONResponse:
-    result = await embed_texts(request, service, body.model, [body.prompt])
+    result = await embed_texts(request, service, body, [body.prompt])
     return JSONResponse({"embedding": result.embeddings[0]})

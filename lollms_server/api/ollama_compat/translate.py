@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from lollms_server.api.models import GenerateRequest, InputData
-from lollms_server.api.ollama_compat.protocol import ChatBody, GenerateBody, SamplingBody
+from lollms_server.api.ollama_compat.protocol import ChatBody, GenerateBody, OllamaBody, SamplingBody
+from lollms_server.api.wire_fields import Refusal, refuse
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.model_ids import parse_model_id
 
 ROLES = {"system": "system_context", "user": "user_prompt", "assistant": "assistant_reply"}
-# Ollama option -> our parameter; the rest (num_ctx, num_gpu, num_thread...) configure how a model is
-# loaded, which the binding instance's own configuration decides.
+# Ollama option -> our parameter.
 OPTIONS = {
     "num_predict": "max_tokens",
     "temperature": "temperature",
@@ -34,6 +34,32 @@ OPTIONS = {
     "mirostat_eta": "mirostat_eta",
 }
 OPTION_OF_PARAMETER = {parameter: option for option, parameter in OPTIONS.items()}
+# Options that configure how Ollama loads a model (and shifts its context): the binding instance's own
+# configuration decides these here, so they are ignored on purpose.
+LOAD_OPTIONS = frozenset(
+    {
+        "numa",
+        "num_ctx",
+        "num_batch",
+        "num_gpu",
+        "main_gpu",
+        "low_vram",
+        "f16_kv",
+        "logits_all",
+        "vocab_only",
+        "use_mmap",
+        "use_mlock",
+        "embedding_only",
+        "num_thread",
+        "num_keep",
+        "rope_frequency_base",
+        "rope_frequency_scale",
+    }
+)
+OPTION_REFUSALS = (
+    Refusal("penalize_newline", bool, "options.penalize_newline is not supported by lollms_server's Ollama API"),
+)
+_KNOWN_OPTIONS = {*OPTIONS, *LOAD_OPTIONS, *(refusal.field for refusal in OPTION_REFUSALS)}
 _IMAGE_SIGNATURES = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
 
 
@@ -46,6 +72,22 @@ def response_format(format_: str | dict[str, Any] | None) -> dict[str, Any] | No
     if isinstance(format_, dict):
         return {"type": "json_schema", "json_schema": {"name": "schema", "schema": format_}}
     raise BadRequestError(f"format must be 'json' or a JSON schema object, not '{format_}'")
+
+
+def refuse_unsupported(body: OllamaBody) -> None:
+    """400 for the first field or option the request uses that would change the answer and cannot be honoured."""
+    refuse(body, body.REFUSED)
+    refuse(body.options or {}, OPTION_REFUSALS)
+    for message in body.messages if isinstance(body, ChatBody) else ():
+        refuse(message, message.REFUSED)
+
+
+def ignored_options(body: OllamaBody) -> tuple[list[str], list[str]]:
+    """(options that configure model loading, options Ollama does not define), as ``options.<name>``."""
+    options = body.options or {}
+    load = [f"options.{name}" for name in sorted(options) if name in LOAD_OPTIONS]
+    unknown = [f"options.{name}" for name in sorted(options) if name not in _KNOWN_OPTIONS]
+    return load, unknown
 
 
 def parameters_of(body: SamplingBody) -> dict[str, Any]:
@@ -80,8 +122,6 @@ def image_items(images: list[str] | None) -> list[InputData]:
 
 def chat_items(body: ChatBody) -> list[InputData]:
     """The messages in order, each message's images right after its text."""
-    if body.tools:
-        raise BadRequestError("tools (function calling) are not supported by lollms_server's Ollama API")
     items: list[InputData] = []
     for message in body.messages:
         role = ROLES.get(message.role)
@@ -95,8 +135,6 @@ def chat_items(body: ChatBody) -> list[InputData]:
 
 def generate_items(body: GenerateBody) -> list[InputData]:
     """System and prompt (a raw prompt is completed as it is, so the system text does not apply)."""
-    if body.suffix:
-        raise BadRequestError("suffix (fill-in-the-middle) is not supported by lollms_server's Ollama API")
     system = [] if body.raw or not body.system else [InputData(type="text", role="system_context", data=body.system)]
     prompt = InputData(type="text", role="user_prompt", data=body.prompt or "")
     return [*system, prompt, *image_items(body.images)]

@@ -1,10 +1,21 @@
-"""Wire models of the OpenAI API subset we serve. Unknown fields are accepted: clients send many."""
+"""Wire models of the OpenAI API subset we serve, and its error body.
+
+Clients send many fields. Each one OpenAI defines is either served, accepted because it does not change the
+answer (``user``, ``metadata``, ``store``...), or listed in ``REFUSED`` with why: a field that would change the
+answer is refused with 400, never dropped. Fields OpenAI does not define are accepted and logged as ignored.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from lollms_server.api.wire_fields import Refusal, given, more_than_one
+
+_NO_EFFECT = "Accepted; it does not change the answer."
+_NOT_YET = "is not supported by this server yet"
+_TOOLS = "tools (function calling) are not supported by this server"
 
 
 class _Open(BaseModel):
@@ -12,13 +23,21 @@ class _Open(BaseModel):
 
 
 class ChatMessage(_Open):
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (Refusal("tool_calls", bool, f"tool calls in messages: {_TOOLS}"),)
+
     role: str
     content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
+    name: str | None = Field(default=None, description="Accepted; the model does not see participant names.")
+    tool_calls: list[dict[str, Any]] | None = Field(default=None, description="Refused with 400 (no tool calling yet).")
 
 
 class SamplingFields(_Open):
     """Sampling fields shared by chat and text completions (plus the extras compatible servers accept)."""
+
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (
+        Refusal("n", more_than_one, "only n=1 is supported (one choice per request)"),
+        Refusal("logit_bias", bool, f"logit_bias {_NOT_YET}"),
+    )
 
     model: str
     stream: bool = False
@@ -30,7 +49,12 @@ class SamplingFields(_Open):
     stop: str | list[str] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    n: int = Field(default=1, ge=1, le=1, description="Only one choice per request is supported.")
+    n: int | None = Field(default=None, ge=1, description="Only 1 is supported (400 otherwise).")
+    logit_bias: dict[str, float] | None = Field(default=None, description="Refused with 400 when not empty.")
+    user: str | None = Field(default=None, description=_NO_EFFECT)
+    metadata: dict[str, Any] | None = Field(default=None, description=_NO_EFFECT)
+    store: bool | None = Field(default=None, description=_NO_EFFECT)
+    service_tier: str | None = Field(default=None, description=_NO_EFFECT)
     top_k: int | None = None
     repeat_penalty: float | None = None
     repeat_last_n: int | None = None
@@ -39,19 +63,81 @@ class SamplingFields(_Open):
 
 
 class ChatCompletionRequest(SamplingFields):
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (
+        *SamplingFields.REFUSED,
+        Refusal("logprobs", bool, f"logprobs {_NOT_YET}"),
+        Refusal("top_logprobs", bool, f"top_logprobs {_NOT_YET}"),
+        Refusal("tools", bool, _TOOLS),
+        Refusal("functions", bool, _TOOLS),
+        Refusal("audio", given, "audio output is not supported by this server"),
+        Refusal(
+            "modalities",
+            lambda kinds: any(kind != "text" for kind in kinds or ()),
+            "only text output is supported (modalities: ['text'])",
+        ),
+        Refusal("verbosity", given, f"verbosity {_NOT_YET}"),
+        Refusal("web_search_options", given, "web search is not supported by this server"),
+    )
+
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     response_format: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
+    logprobs: bool | None = Field(default=None, description="Refused with 400 when true (not supported yet).")
+    top_logprobs: int | None = Field(default=None, description="Refused with 400 when above 0 (not supported yet).")
+    tools: list[dict[str, Any]] | None = Field(default=None, description="Refused with 400 (no tool calling yet).")
+    functions: list[dict[str, Any]] | None = Field(default=None, description="Refused with 400 (no tool calling yet).")
+    tool_choice: str | dict[str, Any] | None = Field(default=None, description="Accepted; no effect without tools.")
+    function_call: str | dict[str, Any] | None = Field(default=None, description="Accepted; no effect without tools.")
+    parallel_tool_calls: bool | None = Field(default=None, description="Accepted; no effect without tools.")
+    audio: dict[str, Any] | None = Field(default=None, description="Refused with 400 (text output only).")
+    modalities: list[str] | None = Field(default=None, description="Only ['text'] (400 otherwise).")
+    reasoning_effort: str | None = Field(
+        default=None,
+        description="Passed to the binding as Ollama's think: 'none' is think false, other levels as they are.",
+    )
+    verbosity: str | None = Field(default=None, description="Refused with 400 (not supported yet).")
+    web_search_options: dict[str, Any] | None = Field(default=None, description="Refused with 400.")
+    prediction: dict[str, Any] | None = Field(default=None, description="Accepted; a latency hint only.")
+    prompt_cache_key: str | None = Field(default=None, description=_NO_EFFECT)
+    safety_identifier: str | None = Field(default=None, description=_NO_EFFECT)
 
 
 class CompletionRequest(SamplingFields):
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (
+        *SamplingFields.REFUSED,
+        Refusal("best_of", more_than_one, "only best_of=1 is supported (one completion per request)"),
+        Refusal("echo", bool, f"echo {_NOT_YET}"),
+        Refusal("suffix", bool, "suffix (fill-in-the-middle) is not supported by this server"),
+        Refusal("logprobs", given, f"logprobs {_NOT_YET}"),
+    )
+
     prompt: str | list[str]
-    echo: bool = False
+    echo: bool | None = Field(default=None, description="Refused with 400 when true (not supported yet).")
+    best_of: int | None = Field(default=None, ge=1, description="Only 1 is supported (400 otherwise).")
+    suffix: str | None = Field(default=None, description="Refused with 400 when not empty.")
+    logprobs: int | None = Field(default=None, description="Refused with 400 (not supported yet).")
 
 
 class EmbeddingRequest(_Open):
     model: str | None = None
     input: str | list[str] = Field(description="Text or list of texts (token arrays are not supported).")
     encoding_format: str = "float"
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Accepted only when it is the model's own size (400 otherwise)."
+    )
+    user: str | None = Field(default=None, description=_NO_EFFECT)
     input_type: str | None = Field(default=None, description="query or passage, for models that distinguish.")
+
+
+class OpenAIError(BaseModel):
+    message: str = Field(description="What went wrong and, where possible, what to fix.")
+    type: str = Field(description="invalid_request_error, authentication_error, rate_limit_error or server_error.")
+    code: str | None = Field(default=None, description="Stable machine-readable error kind.")
+    param: str | None = None
+    request_id: str | None = Field(default=None, description="Quote it when reporting a problem.")
+
+
+class OpenAIErrorResponse(BaseModel):
+    """The error body of the OpenAI-compatible API (the openai SDKs raise it as their usual exceptions)."""
+
+    error: OpenAIError

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from lollms_server.api.deps import BindingManagerDep, EmbeddingServiceDep, GenerationServiceDep
 from lollms_server.api.errors import request_id_of
@@ -15,6 +16,7 @@ from lollms_server.api.openai_compat.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    OpenAIErrorResponse,
     SamplingFields,
 )
 from lollms_server.api.openai_compat.translate import (
@@ -24,9 +26,12 @@ from lollms_server.api.openai_compat.translate import (
     encode_embedding,
     generate_request,
     openai_error_event,
+    refuse_unsupported,
     text_completion,
 )
+from lollms_server.api.openapi import EMBEDDING_ERRORS, GENERATION_ERRORS, documented_errors
 from lollms_server.api.streaming import EventStreamResponse, sse_events
+from lollms_server.api.wire_fields import log_ignored, unknown_fields
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.errors import BadRequestError, NotFoundError
 from lollms_server.core.generation import GenerationService
@@ -34,6 +39,15 @@ from lollms_server.core.model_ids import list_model_ids, personality_model_ids
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 DONE = b"data: [DONE]\n\n"
+_NOT_OPENAI = "not part of the OpenAI API this server implements"
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return documented_errors(OpenAIErrorResponse, *statuses)
+
+
+def log_unknown_fields(request: Request, body: BaseModel) -> None:
+    log_ignored("OpenAI", request_id_of(request) or "", unknown_fields(body), _NOT_OPENAI)
 
 
 async def model_objects(request: Request, bindings: BindingManager) -> list[dict[str, Any]]:
@@ -50,12 +64,14 @@ async def model_objects(request: Request, bindings: BindingManager) -> list[dict
     return models
 
 
-@router.get("/models", summary="Models: '<instance>/<model>', '<instance>' and 'personality/<id>'")
+@router.get(
+    "/models", summary="Models: '<instance>/<model>', '<instance>' and 'personality/<id>'", responses=errors(500, 503)
+)
 async def list_models(request: Request, bindings: BindingManagerDep) -> dict[str, Any]:
     return {"object": "list", "data": await model_objects(request, bindings)}
 
 
-@router.get("/models/{model_id:path}", summary="One model")
+@router.get("/models/{model_id:path}", summary="One model", responses=errors(404, 500, 503))
 async def retrieve_model(model_id: str, request: Request, bindings: BindingManagerDep) -> dict[str, Any]:
     for model in await model_objects(request, bindings):
         if model["id"] == model_id:
@@ -91,17 +107,24 @@ async def _answer(
     return JSONResponse(answer(request_id, wire.model, outputs))
 
 
-@router.post("/chat/completions", summary="Chat completion (stream: true for SSE)")
+@router.post(
+    "/chat/completions", summary="Chat completion (stream: true for SSE)", responses=errors(*GENERATION_ERRORS)
+)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, service: GenerationServiceDep, bindings: BindingManagerDep
 ) -> Response:
+    log_unknown_fields(request, body)
     return await _answer(request, service, chat_request(body, bindings.instances), body, chat=True)
 
 
-@router.post("/completions", summary="Text completion of a prompt (stream: true for SSE)")
+@router.post(
+    "/completions", summary="Text completion of a prompt (stream: true for SSE)", responses=errors(*GENERATION_ERRORS)
+)
 async def completions(
     body: CompletionRequest, request: Request, service: GenerationServiceDep, bindings: BindingManagerDep
 ) -> Response:
+    log_unknown_fields(request, body)
+    refuse_unsupported(body)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) != 1:
         raise BadRequestError("send one prompt per request")
@@ -109,13 +132,17 @@ async def completions(
     return await _answer(request, service, generate_request(body, items, bindings.instances, {}), body, chat=False)
 
 
-@router.post("/embeddings", summary="Embeddings of one or more texts")
-async def embeddings(body: EmbeddingRequest, service: EmbeddingServiceDep) -> dict[str, Any]:
+@router.post("/embeddings", summary="Embeddings of one or more texts", responses=errors(*EMBEDDING_ERRORS))
+async def embeddings(body: EmbeddingRequest, request: Request, service: EmbeddingServiceDep) -> dict[str, Any]:
+    log_unknown_fields(request, body)
     texts = [body.input] if isinstance(body.input, str) else body.input
     if body.encoding_format not in ("float", "base64"):
         raise BadRequestError("encoding_format must be 'float' or 'base64'")
     options = {"input_type": body.input_type} if body.input_type else {}
     result = await service.embed(texts, body.model, **options)
+    size = len(result.embeddings[0]) if result.embeddings else None
+    if body.dimensions is not None and size is not None and body.dimensions != size:
+        raise BadRequestError(f"dimensions={body.dimensions}: {result.model} gives {size}-dimensional vectors only")
     tokens = result.prompt_tokens or 0
     return {
         "object": "list",

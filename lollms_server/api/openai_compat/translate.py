@@ -11,6 +11,7 @@ from typing import Any
 from lollms_server.api.models import GenerateRequest, InputData, OutputData
 from lollms_server.api.openai_compat.protocol import ChatCompletionRequest, ChatMessage, SamplingFields
 from lollms_server.api.streaming import stream_error_message
+from lollms_server.api.wire_fields import refuse
 from lollms_server.core.errors import BackendFailedError, BadRequestError
 from lollms_server.core.model_ids import parse_model_id
 
@@ -45,6 +46,7 @@ def _message_items(message: ChatMessage) -> list[InputData]:
     role = ROLE_OF_MESSAGE.get(message.role)
     if role is None:
         raise BadRequestError(f"messages with role '{message.role}' are not supported (tool calls are not served)")
+    refuse(message, message.REFUSED)
     if message.content is None or isinstance(message.content, str):
         return [InputData(type="text", role=role, data=message.content or "")]
     texts, images = [], []
@@ -75,6 +77,11 @@ def _response_format(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
+def refuse_unsupported(request: SamplingFields) -> None:
+    """400 for the first field the request uses that would change the answer and that this server cannot honour."""
+    refuse(request, request.REFUSED)
+
+
 def generate_request(
     request: SamplingFields, items: list[InputData], instances: Mapping[str, Any], extra: dict[str, Any]
 ) -> GenerateRequest:
@@ -91,8 +98,7 @@ def generate_request(
 
 
 def chat_request(request: ChatCompletionRequest, instances: Mapping[str, Any]) -> GenerateRequest:
-    if request.tools:
-        raise BadRequestError("tools (function calling) are not supported by this server")
+    refuse_unsupported(request)  # before the messages, which a request with tools may fill with tool calls
     items = [item for message in request.messages for item in _message_items(message)]
     extra: dict[str, Any] = {}
     if request.max_completion_tokens is not None:
@@ -100,6 +106,8 @@ def chat_request(request: ChatCompletionRequest, instances: Mapping[str, Any]) -
     response_format = _response_format(request.response_format)
     if response_format:
         extra["response_format"] = response_format
+    if request.reasoning_effort is not None:  # the same parameter as Ollama's think (bool or a level)
+        extra["think"] = False if request.reasoning_effort == "none" else request.reasoning_effort
     return generate_request(request, items, instances, extra)
 
 
