@@ -216,14 +216,15 @@ async def test_a_client_that_leaves_stops_the_generation_and_frees_the_slot(serv
             async for _ in response.aiter_lines():
                 break
     binding = server.app.state.binding_manager.instances["llama"].binding
+    (loaded,) = [model for (kind, _), model in binding._loaded.items() if kind == "generation"]
     for _ in range(250):
-        if server.app.state.resource_manager.stats().active == 0 and not binding._model_lock.locked():
+        if server.app.state.resource_manager.stats().active == 0 and not loaded.lock.locked():
             break
         await asyncio.sleep(0.02)
-    assert server.app.state.resource_manager.stats().active == 0 and not binding._model_lock.locked()
-    tokens = binding._llm.n_tokens
+    assert server.app.state.resource_manager.stats().active == 0 and not loaded.lock.locked()
+    tokens = loaded.llm.n_tokens
     await asyncio.sleep(0.3)
-    assert binding._llm.n_tokens == tokens < 200  # stopped within a few tokens, and nothing runs any more
+    assert loaded.llm.n_tokens == tokens < 200  # stopped within a few tokens, and nothing runs any more
 
 
 async def test_a_failure_inside_the_stream_is_a_last_error_line() -> None:
