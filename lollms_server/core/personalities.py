@@ -42,6 +42,8 @@ class Personality:
     parameters: dict[str, Any]
     workflow: Callable[..., Any] | None = None
     missing_dependencies: list[str] = field(default_factory=list)
+    # What the workflow's own ``unavailable_reason()`` said at load (e.g. no sandbox to run code in).
+    workflow_unavailable: str | None = None
 
     @property
     def is_scripted(self) -> bool:
@@ -49,6 +51,8 @@ class Personality:
 
     @property
     def unavailable_reason(self) -> str | None:
+        if self.workflow_unavailable:
+            return self.workflow_unavailable
         if not self.missing_dependencies:
             return None
         return (
@@ -114,14 +118,16 @@ def find_personality_folders(root: Path) -> Iterator[Path]:
                 pending.append((child, depth + 1))
 
 
-def _import_workflow(script: Path, personality_id: str) -> Callable[..., Any]:
+def _import_workflow(script: Path, personality_id: str) -> tuple[Callable[..., Any], str | None]:
+    """The script's ``run_workflow``, and what its optional ``unavailable_reason()`` says (None: usable)."""
     module = import_file(script, "_lollms_personality_" + re.sub(r"\W", "_", personality_id))
     workflow = getattr(module, "run_workflow", None)
     if workflow is None:
         raise ImportError(f"{script.name} defines no run_workflow")
     if not (inspect.iscoroutinefunction(workflow) or inspect.isasyncgenfunction(workflow)):
         raise ImportError(f"run_workflow in {script.name} must be `async def run_workflow(prompt, params, context)`")
-    return workflow
+    check = getattr(module, "unavailable_reason", None)
+    return workflow, (check() if callable(check) else None)
 
 
 def _script_of(folder: Path, config: PersonalityConfig) -> Path | None:
@@ -154,7 +160,7 @@ def load_personality(folder: Path, personality_id: str, source: str) -> Personal
         raise ValueError(f"config.yaml model_* settings: {exc}") from None
     try:
         script = _script_of(folder, config)
-        workflow = _import_workflow(script, personality_id) if script else None
+        workflow, workflow_unavailable = _import_workflow(script, personality_id) if script else (None, None)
     except Exception as exc:
         raise ValueError(f"workflow script failed to load: {type(exc).__name__}: {exc}") from exc
     return Personality(
@@ -165,6 +171,7 @@ def load_personality(folder: Path, personality_id: str, source: str) -> Personal
         parameters=parameters,
         workflow=workflow,
         missing_dependencies=missing_requirements(config.dependencies),
+        workflow_unavailable=workflow_unavailable,
     )
 
 

@@ -117,3 +117,22 @@ def test_builtin_zoo_and_personal_override(tmp_path: Path) -> None:
         "available",
     ):
         assert field in listed["artbot"]
+
+
+async def test_a_workflow_can_say_it_cannot_run_here(tmp_path: Path) -> None:
+    """A workflow's optional ``unavailable_reason()`` (e.g. no sandbox for generated code) is asked once at load:
+    the personality is listed unavailable with that reason and refused with 503."""
+    workflow = """
+        def unavailable_reason():
+            return "no sandbox: install bubblewrap"
+
+        async def run_workflow(prompt, params, context):
+            return "never"
+    """
+    write_personality(tmp_path, "coder", basic("coder"), workflow)
+    manager = PersonalityManager([(tmp_path, "personal")])
+    manager.load()
+    listed = manager.list_personalities()["coder"]
+    assert listed["available"] is False and listed["unavailable_reason"] == "no sandbox: install bubblewrap"
+    with pytest.raises(UnavailableError, match="no sandbox"):
+        await manager.resolve("coder")

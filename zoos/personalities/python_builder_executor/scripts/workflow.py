@@ -5,11 +5,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lollms_server.core.code_runner import run_python, sandbox_problem
+from lollms_server.core.code_runner import run_python, sandbox_problem, sandbox_unavailable_reason
 from lollms_server.core.errors import UnavailableError
 
 CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 TIMEOUT_SECONDS = 10.0
+
+
+def unavailable_reason() -> str | None:
+    """Checked once when the personality loads: without a sandbox it is listed unavailable (503), with why."""
+    return sandbox_unavailable_reason()
 
 
 def extract_code(text: str) -> str:
