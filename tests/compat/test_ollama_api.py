@@ -21,7 +21,7 @@ from lollms_server.api.ollama_compat.reply import Reply
 from lollms_server.api.ollama_compat.translate import image_mime, parameters_of
 from lollms_server.app import create_app
 from lollms_server.core.errors import BackendFailedError
-from tests.helpers import TEST_API_KEY, make_config, write_instance
+from tests.helpers import TEST_API_KEY, make_config, wait_until, write_instance
 from tests.server import serving
 
 pytest.importorskip("llama_cpp", reason="install with ./run_tests.sh (builds llama-cpp-python)")
@@ -217,11 +217,7 @@ async def test_a_client_that_leaves_stops_the_generation_and_frees_the_slot(serv
                 break
     binding = server.app.state.binding_manager.instances["llama"].binding
     (loaded,) = [model for (kind, _), model in binding._loaded.items() if kind == "generation"]
-    for _ in range(250):
-        if server.app.state.resource_manager.stats().active == 0 and not loaded.lock.locked():
-            break
-        await asyncio.sleep(0.02)
-    assert server.app.state.resource_manager.stats().active == 0 and not loaded.lock.locked()
+    await wait_until(lambda: server.app.state.resource_manager.stats().active == 0 and not loaded.lock.locked())
     tokens = loaded.llm.n_tokens
     await asyncio.sleep(0.3)
     assert loaded.llm.n_tokens == tokens < 200  # stopped within a few tokens, and nothing runs any more

@@ -62,7 +62,8 @@ def llama_server() -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        for _ in range(150):
+        deadline = time.monotonic() + 180  # a loaded 2-core machine may take long to start it
+        while time.monotonic() < deadline:
             try:
                 httpx.get(f"{base}/models", timeout=1)
                 break
