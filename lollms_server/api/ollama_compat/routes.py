@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from lollms_server import __version__
 from lollms_server.api.deps import BindingManagerDep, EmbeddingServiceDep, GenerationServiceDep
+from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import run_to_completion, start_stream
 from lollms_server.api.models import InputData
@@ -142,7 +143,8 @@ async def embed_texts(
     request: Request, service: EmbeddingService, body: OllamaBody, texts: list[str], **options: Any
 ) -> EmbeddingResult:
     accept(request, body)
-    return await service.embed(texts, await canonical_name(models_of(request, service.bindings), body.model), **options)
+    name = await canonical_name(models_of(request, service.bindings), body.model)
+    return await until_disconnect(request, service.embed(texts, name, **options))  # a client that leaves stops it
 
 
 @router.post("/api/embed", summary="Embeddings of one or more texts", responses=errors(*EMBEDDING_ERRORS))

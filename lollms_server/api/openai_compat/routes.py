@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from lollms_server.api.deps import BindingManagerDep, EmbeddingServiceDep, GenerationServiceDep
+from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import keepalive_seconds, run_to_completion, start_stream
 from lollms_server.api.models import GenerateRequest, InputData
@@ -139,7 +140,8 @@ async def embeddings(body: EmbeddingRequest, request: Request, service: Embeddin
     if body.encoding_format not in ("float", "base64"):
         raise BadRequestError("encoding_format must be 'float' or 'base64'")
     options = {"input_type": body.input_type} if body.input_type else {}
-    result = await service.embed(texts, body.model, **options)
+    # A client that leaves stops the work.
+    result = await until_disconnect(request, service.embed(texts, body.model, **options))
     size = len(result.embeddings[0]) if result.embeddings else None
     if body.dimensions is not None and size is not None and body.dimensions != size:
         raise BadRequestError(f"dimensions={body.dimensions}: {result.model} gives {size}-dimensional vectors only")
