@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lollms_server.api.errors import error_response
 
-_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # routes never read a body here
 # A \uXXXX escape that starts an escape (not preceded by an odd number of backslashes).
 _UNICODE_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u([0-9a-fA-F]{4})")
 
