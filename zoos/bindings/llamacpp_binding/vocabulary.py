@@ -47,7 +47,10 @@ class Vocabulary:
             def create_completion(self, prompt: Any, *args: Any, **kwargs: Any) -> Any:
                 raise _FormattedPrompt(prompt)
 
-        self.llm = CountingLlama(model_path=model_path, vocab_only=True, chat_format=chat_format, verbose=False)
+        # llama-cpp-python creates a context even for a vocabulary: keep it tiny (it is never evaluated).
+        self.llm = CountingLlama(
+            model_path=model_path, vocab_only=True, chat_format=chat_format, n_ctx=8, n_batch=8, verbose=False
+        )
         self.lock = threading.Lock()
         self.metadata = describe_metadata(dict(self.llm.metadata))
         self.longest_token_bytes = _longest_token_bytes(self.llm)
