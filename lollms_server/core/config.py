@@ -18,12 +18,12 @@ from typing import Any
 
 from lollms_server.core.binding_cards import load_card
 from lollms_server.core.config_files import (
-    CONFIG_EXTENSIONS,
     complete_values,
     find_config_file,
     load_config_file,
     write_config_file,
 )
+from lollms_server.core.config_paths import CONFIG_EXTENSIONS, check_config_file, check_config_folder
 from lollms_server.core.config_schema import GENERATION_TYPES, MAIN_SCHEMA, MAIN_SCHEMA_VERSION
 from lollms_server.core.config_validation import DynamicSectionCheck, validate_values, without_secrets
 from lollms_server.core.errors import ConfigError
@@ -37,6 +37,7 @@ __all__ = [
     "builtin_zoo_dir",
     "locate_main_config",
     "load_main_config",
+    "open_main_config",
     "create_default_config",
     "hash_api_key",
 ]
@@ -169,6 +170,8 @@ class ServerConfig:
     values: dict[str, Any]
     paths: ResolvedPaths
     path: Path | None = None
+    # Set when the file was loaded without migrating it: the version it would be migrated from.
+    pending_migration_from: str | None = None
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], config_dir: Path, path: Path | None = None) -> ServerConfig:
@@ -221,28 +224,60 @@ class ServerConfig:
         return without_secrets(self.values, MAIN_SCHEMA)
 
 
+# The settings a main config file must state itself: a default that disables authentication would make
+# an empty or truncated file fail open.
+MAIN_REQUIRED_SETTINGS = {
+    "security.allowed_api_keys": (
+        "list the API keys clients must send (`lollms-server hash-key` makes a digest), or write "
+        "`allowed_api_keys: []` under `security:` to run without authentication"
+    ),
+}
+
+
 def locate_main_config(cli_path: str | None = None, cwd: Path | None = None) -> Path:
     """The main config file to use: ``--config`` (file or folder), else $LOLLMS_CONFIG_DIR, else ./lollms_configs.
 
-    The returned file may not exist yet (first run).
+    The returned path is a usable config file, or nothing at all exists at it (a first run creates it);
+    anything else there, or in the folder under that name, raises ConfigError with one line.
     """
     if cli_path:
-        candidate = Path(os.path.expanduser(cli_path))
-        if candidate.is_file() or candidate.suffix.lower() in CONFIG_EXTENSIONS:
+        candidate = Path(os.path.abspath(os.path.expanduser(cli_path)))
+        suffix_is_config = candidate.suffix.lower() in CONFIG_EXTENSIONS
+        if os.path.isdir(candidate) and not suffix_is_config:
+            folder, described_as = candidate, "--config"
+        elif os.path.lexists(candidate):
+            check_config_file(candidate)
             return candidate.resolve()
-        folder = candidate
+        elif suffix_is_config:
+            return candidate.resolve()
+        elif candidate.suffix:
+            raise ConfigError(
+                [
+                    f"--config {candidate}: no such file or folder; a new config file needs one of the "
+                    f"extensions {', '.join(CONFIG_EXTENSIONS)} (to use a new folder, create it first)"
+                ]
+            )
+        else:
+            folder, described_as = candidate, "--config"
     elif os.environ.get(CONFIG_DIR_ENV):
-        folder = Path(os.path.expanduser(os.environ[CONFIG_DIR_ENV]))
+        folder = Path(os.path.abspath(os.path.expanduser(os.environ[CONFIG_DIR_ENV])))
+        described_as = f"${CONFIG_DIR_ENV}"
     else:
-        folder = (cwd or Path.cwd()) / DEFAULT_CONFIG_DIR_NAME
-    found = find_config_file(folder, MAIN_CONFIG_STEM) if folder.is_dir() else None
-    return (found or folder / f"{MAIN_CONFIG_STEM}.yaml").resolve()
+        folder, described_as = (cwd or Path.cwd()).absolute() / DEFAULT_CONFIG_DIR_NAME, None
+    check_config_folder(folder, described_as)
+    found = find_config_file(folder, MAIN_CONFIG_STEM)
+    return found.resolve() if found else folder.resolve() / f"{MAIN_CONFIG_STEM}.yaml"
 
 
-def load_main_config(path: Path) -> ServerConfig:
-    """Load the main config strictly; ConfigError lists every problem."""
-    loaded = load_config_file(path, MAIN_SCHEMA, dynamic_checks=MAIN_DYNAMIC_CHECKS)
-    return ServerConfig.from_values(loaded.values, config_dir=path.parent, path=path)
+def load_main_config(path: Path, *, migrate: bool = True) -> ServerConfig:
+    """Load the main config strictly; ConfigError lists every problem. ``migrate=False`` never writes."""
+    loaded = load_config_file(
+        path, MAIN_SCHEMA, dynamic_checks=MAIN_DYNAMIC_CHECKS, migrate=migrate, required=MAIN_REQUIRED_SETTINGS
+    )
+    config = ServerConfig.from_values(loaded.values, config_dir=path.parent, path=path)
+    if not migrate:
+        config.pending_migration_from = loaded.migrated_from
+    return config
 
 
 def _checkout_personal_folders(config_dir: Path) -> dict[str, str]:
@@ -260,7 +295,7 @@ def _checkout_personal_folders(config_dir: Path) -> dict[str, str]:
 def create_default_config(path: Path, extra_values: Mapping[str, Any] | None = None) -> str:
     """Write a working main config (authentication on, in-process text generation and embeddings as the
     defaults) and return the generated API key, to be shown once."""
-    if path.exists():
+    if os.path.lexists(path):
         raise ConfigError([f"{path}: already exists; refusing to overwrite it"])
     api_key = "lollms_" + secrets.token_urlsafe(32)
     values: dict[str, Any] = {
@@ -274,9 +309,35 @@ def create_default_config(path: Path, extra_values: Mapping[str, Any] | None = N
         values.setdefault(section, {}).update(section_values)
     config = ServerConfig.from_values(values, config_dir=path.parent)  # never write a file we would refuse
     instances = config.paths.instance_bindings_folder
-    for instance, type_name in DEFAULT_INSTANCES.items():
-        if find_config_file(instances, instance) is None:
-            card = load_card(config.paths.example_bindings_folder / type_name)
-            write_config_file(instances / f"{instance}.yaml", card.instance_schema, {"type": type_name})
-    write_config_file(path, MAIN_SCHEMA, values)
+    try:
+        for instance, type_name in DEFAULT_INSTANCES.items():
+            if find_config_file(instances, instance) is None:
+                card = load_card(config.paths.example_bindings_folder / type_name)
+                target = instances / f"{instance}.yaml"
+                write_config_file(target, card.instance_schema, {"type": type_name}, exclusive=True)
+        target = path
+        write_config_file(path, MAIN_SCHEMA, values, exclusive=True)
+    except FileExistsError:
+        raise ConfigError([f"{target}: already exists; refusing to overwrite it"]) from None
     return api_key
+
+
+def open_main_config(
+    cli_path: str | None, *, create: bool, migrate: bool = True, cwd: Path | None = None
+) -> tuple[ServerConfig, str | None]:
+    """Locate and load the main config; with ``create``, write a default one when nothing is there yet.
+
+    Returns the configuration and, when it was just created, its API key (to show once). Every problem,
+    file system errors included, is a ConfigError; nothing is written unless the config did not exist.
+    """
+    try:
+        path = locate_main_config(cli_path, cwd=cwd)
+        api_key = None
+        if not os.path.lexists(path):
+            if not create:
+                raise ConfigError([f"{path}: file not found (run `lollms-server` once to create it)"])
+            api_key = create_default_config(path)
+        return load_main_config(path, migrate=migrate), api_key
+    except OSError as exc:  # e.g. a folder we may not create or write
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise ConfigError([f"{where}{exc.strerror or exc}"]) from exc

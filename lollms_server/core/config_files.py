@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,13 +21,29 @@ from configguard.exceptions import ConfigGuardError
 from configguard.handlers import get_handler
 from packaging.version import InvalidVersion, Version
 
-from lollms_server.core.config_validation import DynamicSectionCheck, validate_values
+from lollms_server.core.atomic_files import atomic_path, atomic_write_bytes
+from lollms_server.core.config_content import SQLITE_SUFFIXES, content_problems, no_settings
+from lollms_server.core.config_paths import CONFIG_EXTENSIONS, find_config_file, read_config_bytes
+from lollms_server.core.config_sqlite import load_sqlite_config
+from lollms_server.core.config_validation import DynamicSectionCheck, secret_paths, validate_values
 from lollms_server.core.errors import ConfigError
 from lollms_server.core.secrets import SecretCipher, decrypt_secret_fields
 
+__all__ = [
+    "CONFIG_EXTENSIONS",
+    "LoadedFile",
+    "backup_file",
+    "complete_values",
+    "find_config_file",
+    "load_config_file",
+    "quiet_configguard",
+    "read_raw",
+    "write_config_file",
+    "write_raw",
+]
+
 logger = logging.getLogger(__name__)
 
-CONFIG_EXTENSIONS = (".yaml", ".yml", ".toml", ".json", ".db", ".sqlite", ".sqlite3")
 _EXTRA_FOR_SUFFIX = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
 
 
@@ -50,22 +64,20 @@ class LoadedFile:
     dropped_keys: list[str] = field(default_factory=list)
 
 
-def find_config_file(folder: Path, stem: str) -> Path | None:
-    """The single ``<stem>.<ext>`` in ``folder``; ConfigError when several formats exist."""
-    matches = [folder / f"{stem}{ext}" for ext in CONFIG_EXTENSIONS if (folder / f"{stem}{ext}").is_file()]
-    if len(matches) > 1:
-        names = ", ".join(path.name for path in matches)
-        raise ConfigError([f"{folder}: several files for '{stem}' ({names}); keep exactly one"])
-    return matches[0] if matches else None
-
-
 def read_raw(path: Path) -> tuple[str | None, dict[str, Any]]:
     """The version stamp and the values of a config file, exactly as stored."""
     quiet_configguard()
-    if path.suffix.lower() not in CONFIG_EXTENSIONS:
-        raise ConfigError([f"{path}: unsupported file type '{path.suffix}'; use one of {', '.join(CONFIG_EXTENSIONS)}"])
-    if not path.is_file():
-        raise ConfigError([f"{path}: file not found"])
+    data = read_config_bytes(path)
+    if not data.strip():
+        raise ConfigError([no_settings(path)])
+    problems = content_problems(path, data)
+    if problems:
+        raise ConfigError(problems)
+    if path.suffix.lower() in SQLITE_SUFFIXES:
+        version, values = load_sqlite_config(path, data)  # ConfigGuard's handler would write to the file
+        if version is None and not values:
+            raise ConfigError([no_settings(path)])
+        return version, values
     try:
         result = get_handler(path).load(path)
     except ImportError as exc:
@@ -73,9 +85,12 @@ def read_raw(path: Path) -> tuple[str | None, dict[str, Any]]:
         raise ConfigError(
             [f"{path}: reading this format needs a missing package ({exc}); pip install 'lollms-server[{extra}]'"]
         ) from exc
-    except (ConfigGuardError, OSError, ValueError) as exc:
+    except (ConfigGuardError, OSError, ValueError, RecursionError) as exc:
         raise ConfigError([f"{path}: cannot be parsed: {exc}"]) from exc
-    return result.get("version"), dict(result.get("values") or {})
+    version, values = result.get("version"), dict(result.get("values") or {})
+    if version is None and not values and path.suffix.lower() == ".toml":  # TOML cannot write an empty table
+        raise ConfigError([no_settings(path)])
+    return version, values
 
 
 def _compare_versions(path: Path, file_version: str | None, schema_version: str) -> bool:
@@ -104,41 +119,55 @@ def complete_values(schema: Mapping[str, Any], values: Mapping[str, Any]) -> dic
     return guard.get_config_dict()
 
 
-def write_raw(path: Path, version: str, values: Mapping[str, Any]) -> None:
-    """Write exactly ``values`` with a version stamp, atomically: a crash never leaves half a file."""
+def write_raw(
+    path: Path, version: str, values: Mapping[str, Any], *, private: bool = True, exclusive: bool = False
+) -> None:
+    """Write exactly ``values`` with a version stamp, atomically; an existing file keeps its mode, a new
+    one is ``0600`` unless ``private`` is false (a schema without secrets). ``exclusive``: never replace
+    anything (``FileExistsError``)."""
     quiet_configguard()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.writing{path.suffix}")
-    temporary.unlink(missing_ok=True)
-    try:
+    with atomic_path(path, private=private, exclusive=exclusive) as temporary:
         get_handler(temporary).save(
             temporary, data={"instance_version": version, "config_values": dict(values)}, mode="values"
         )
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
-def write_config_file(path: Path, schema: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-    """Write ``values`` completed with the schema's defaults and stamped with the schema's version."""
-    write_raw(path, str(schema.get("__version__", "0.0.0")), complete_values(schema, values))
+def write_config_file(
+    path: Path, schema: Mapping[str, Any], values: Mapping[str, Any], *, exclusive: bool = False
+) -> None:
+    """Write ``values`` completed with the schema's defaults and stamped with the schema's version; a new
+    file is ``0600`` when the schema has secret settings."""
+    version, complete = str(schema.get("__version__", "0.0.0")), complete_values(schema, values)
+    write_raw(path, version, complete, private=bool(secret_paths(schema)), exclusive=exclusive)
 
 
 def backup_file(path: Path, tag: str, protect_with: SecretCipher | None = None) -> Path:
-    """Copy ``path`` next to itself before it is rewritten.
+    """Copy ``path`` next to itself before it is rewritten; the copy is ``0600`` whatever the original's mode.
 
     With ``protect_with`` the copy is Fernet-encrypted as a whole (``.bak.fernet``), so a backup of a
     file holding plaintext secrets does not leave them on disk; ``lollms-server decrypt-file`` restores it.
     """
     suffix = ".bak.fernet" if protect_with else ".bak"
-    backup = path.with_name(f"{path.name}.{tag}{suffix}")
-    if backup.exists():
-        backup = path.with_name(f"{path.name}.{tag}.{time.strftime('%Y%m%d-%H%M%S')}{suffix}")
-    if protect_with:
-        backup.write_bytes(protect_with.encrypt_bytes(path.read_bytes()))
-    else:
-        shutil.copy2(path, backup)
-    return backup
+    data = read_config_bytes(path)
+    content = protect_with.encrypt_bytes(data) if protect_with else data
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in [f"{tag}", f"{tag}.{stamp}", *(f"{tag}.{stamp}.{n}" for n in range(1, 100))]:
+        backup = path.with_name(f"{path.name}.{name}{suffix}")
+        try:
+            atomic_write_bytes(backup, content, private=True, exclusive=True)  # never replaces an older backup
+        except FileExistsError:
+            continue
+        return backup
+    raise ConfigError([f"{path}: too many backups named {path.name}.{tag}.*; remove old ones"])
+
+
+def _has(values: Mapping[str, Any], dotted: str) -> bool:
+    node: Any = values
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def load_config_file(
@@ -148,14 +177,22 @@ def load_config_file(
     cipher: SecretCipher | None = None,
     dynamic_checks: Mapping[str, DynamicSectionCheck] | None = None,
     migrate: bool = True,
+    required: Mapping[str, str] | None = None,
 ) -> LoadedFile:
-    """Load and strictly validate one config file; migrate it (after a backup) when it is older."""
+    """Load and strictly validate one config file; migrate it (after a backup) when it is older.
+
+    ``required`` maps dotted settings that must be written in the file itself (a default is not
+    enough) to the hint shown when one is missing.
+    """
     file_version, raw_values = read_raw(path)
     schema_version = str(schema.get("__version__", "0.0.0"))
     needs_migration = _compare_versions(path, file_version, schema_version)
 
     values = copy.deepcopy(raw_values)  # decryption must not touch what migration writes back
-    problems = decrypt_secret_fields(values, schema, cipher)
+    problems = [
+        f"{key}: not set in the file; {hint}" for key, hint in (required or {}).items() if not _has(values, key)
+    ]
+    problems += decrypt_secret_fields(values, schema, cipher)
     found, unknown = validate_values(
         values, schema, dynamic_checks=dynamic_checks, unknown_keys_allowed=needs_migration
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,11 @@ from lollms_server.core.config import (
     load_main_config,
     locate_main_config,
 )
-from lollms_server.core.config_files import write_config_file, write_raw
+from lollms_server.core.config_files import load_config_file, write_config_file, write_raw
 from lollms_server.core.config_schema import MAIN_SCHEMA_VERSION
 from lollms_server.core.errors import ConfigError
 from lollms_server.core.security import ApiKeyVerifier
+from tests.helpers import TCP_INSTANCE_SCHEMA
 
 FORMATS = ["yaml", "toml", "json", "db"]
 
@@ -51,6 +53,8 @@ def test_round_trip_in_every_format(tmp_path: Path, ext: str) -> None:
 
 
 def write_yaml(path: Path, values: dict) -> Path:
+    """A main config stating its keys (as every main config file must) plus ``values``."""
+    values = {**values, "security": {"allowed_api_keys": ["k1-aaaaaaaaaaaaaaaa"], **values.get("security", {})}}
     path.write_text(yaml.safe_dump({"__version__": MAIN_SCHEMA_VERSION, **values}), encoding="utf-8")
     return path
 
@@ -206,3 +210,50 @@ def test_default_config_turns_authentication_on(tmp_path: Path) -> None:
     assert verifier.required and verifier.is_valid(api_key) and not verifier.is_valid(api_key + "x")
     with pytest.raises(ConfigError, match="refusing to overwrite"):
         create_default_config(path)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("original", [0o600, 0o644])
+def test_migration_keeps_the_mode_and_its_backup_is_private(tmp_path: Path, original: int) -> None:
+    path = tmp_path / "remote.yaml"
+    path.write_text(yaml.safe_dump({"__version__": "0.9", "type": "tcp_binding", "api_key": "sk-plain-123456"}))
+    path.chmod(original)
+
+    loaded = load_config_file(path, TCP_INSTANCE_SCHEMA)
+
+    assert loaded.migrated_from == "0.9" and loaded.backup_path is not None
+    assert yaml.safe_load(path.read_text())["__version__"] == "1.0"
+    assert mode(path) == original  # a 0600 file holding a plaintext key stays 0600
+    assert mode(loaded.backup_path) == 0o600  # the copy of a plaintext key is never world-readable
+
+
+def test_rewriting_a_file_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "main_config.yaml"
+    write_raw(path, MAIN_SCHEMA_VERSION, {"server": {"port": 1}})
+    path.chmod(0o640)
+    write_raw(path, MAIN_SCHEMA_VERSION, {"server": {"port": 2}})
+    assert mode(path) == 0o640 and yaml.safe_load(path.read_text())["server"]["port"] == 2
+
+
+def test_the_default_config_is_private_and_never_replaces_anything(tmp_path: Path) -> None:
+    folder = tmp_path / "lollms_configs"
+    create_default_config(folder / "main_config.yaml")
+    assert mode(folder / "main_config.yaml") == 0o600  # it holds the key digests
+    dangling = tmp_path / "other" / "main_config.yaml"
+    dangling.parent.mkdir()
+    dangling.symlink_to(tmp_path / "moved_away.yaml")
+    with pytest.raises(ConfigError, match="already exists; refusing to overwrite it"):
+        create_default_config(dangling)
+    assert not (tmp_path / "moved_away.yaml").exists()
+
+
+def test_check_only_loading_never_migrates(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "main_config.yaml", {})
+    path.write_text(path.read_text().replace(MAIN_SCHEMA_VERSION, "0.3.2"))
+    before = digest(path)
+    config = load_main_config(path, migrate=False)
+    assert config.pending_migration_from == "0.3.2"
+    assert digest(path) == before and [p.name for p in tmp_path.iterdir()] == ["main_config.yaml"]
