@@ -9,13 +9,7 @@ import sys
 from pathlib import Path
 
 from lollms_server import __version__
-from lollms_server.core.config import (
-    ServerConfig,
-    create_default_config,
-    hash_api_key,
-    load_main_config,
-    locate_main_config,
-)
+from lollms_server.core.config import ServerConfig, hash_api_key, open_main_config
 from lollms_server.core.errors import ConfigError
 
 EXIT_CONFIG_ERROR = 2
@@ -25,31 +19,33 @@ def _say(text: str = "") -> None:
     sys.stderr.write(text + "\n")
 
 
-def _config_or_exit(args: argparse.Namespace, create: bool) -> ServerConfig:
-    path = locate_main_config(args.config)
+def _report(problems: list[str], heading: str = "lollms_server cannot start") -> int:
+    _say(f"{heading}: {len(problems)} configuration problem(s):")
+    for problem in problems:
+        _say(f"  - {problem}")
+    return EXIT_CONFIG_ERROR
+
+
+def _config_or_exit(args: argparse.Namespace, create: bool, migrate: bool = True) -> ServerConfig:
     try:
-        if not path.exists():
-            if not create:
-                raise ConfigError([f"{path}: file not found (run `lollms-server` once to create it)"])
-            api_key = create_default_config(path)
-            _say(f"Created a default configuration: {path}")
-            _say("Authentication is ON. Your API key (shown only this once; the file keeps only its hash):")
-            _say(f"    {api_key}")
-            _say("Send it in the X-API-Key header. Edit the file or run configuration_wizard.py to change settings.")
-        return load_main_config(path)
+        config, api_key = open_main_config(args.config, create=create, migrate=migrate)
     except ConfigError as exc:
-        _say(f"lollms_server cannot start: {len(exc.problems)} configuration problem(s):")
-        for problem in exc.problems:
-            _say(f"  - {problem}")
-        sys.exit(EXIT_CONFIG_ERROR)
+        sys.exit(_report(exc.problems))
+    if api_key is not None:
+        _say(f"Created a default configuration: {config.path}")
+        _say("Authentication is ON. Your API key (shown only this once; the file keeps only its hash):")
+        _say(f"    {api_key}")
+        _say("Send it in the X-API-Key header. Edit the file or run configuration_wizard.py to change settings.")
+    return config
 
 
 def _serve(args: argparse.Namespace) -> int:
+    config = _config_or_exit(args, create=True)  # before the heavy imports: a config problem answers at once
+
     import uvicorn
 
     from lollms_server.app import MAIN_CONFIG_ENV, create_app
 
-    config = _config_or_exit(args, create=True)
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = args.host or config.host
     port = args.port or config.port
@@ -70,8 +66,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = _config_or_exit(args, create=False)
-    _say(f"{config.path}: OK ({len(config.bindings_map)} binding instance(s) mapped)")
+    from lollms_server.core.instance_files import check_instance_files
+
+    # Discovery logs every type's trouble; only the instances of bindings_map are this command's business.
+    logging.basicConfig(level=logging.CRITICAL)
+    config = _config_or_exit(args, create=False, migrate=False)
+    result = check_instance_files(config)
+    if config.pending_migration_from is not None:
+        result.notes.insert(0, f"{config.path}: version {config.pending_migration_from}; the next start migrates it")
+    for note in result.notes:
+        _say(f"note: {note}")
+    if result.problems:
+        return _report(result.problems, heading="check-config")
+    _say(f"{config.path}: OK ({result.checked} binding instance(s) checked)")
     return 0
 
 
@@ -83,6 +90,8 @@ def _encrypt_secrets(args: argparse.Namespace) -> int:
         reports, problems = encrypt_instance_secrets(config)
     except ConfigError as exc:
         problems, reports = exc.problems, []
+    except OSError as exc:
+        problems, reports = [f"{exc.filename or config.paths.instance_bindings_folder}: {exc.strerror or exc}"], []
     for report in reports:
         if report.encrypted_fields:
             _say(f"{report.path}: encrypted {', '.join(report.encrypted_fields)} (encrypted backup: {report.backup})")
@@ -96,20 +105,29 @@ def _encrypt_secrets(args: argparse.Namespace) -> int:
 def _decrypt_file(args: argparse.Namespace) -> int:
     from cryptography.fernet import InvalidToken
 
-    from lollms_server.core.secrets import SecretCipher
+    from lollms_server.core.atomic_files import atomic_write_bytes
+    from lollms_server.core.secrets import SecretCipher, SecretKeyError
 
     config = _config_or_exit(args, create=False)
     key = config.encryption_key
     if not key:
         _say("no encryption key: set security.encryption_key or LOLLMS_ENCRYPTION_KEY")
         return EXIT_CONFIG_ERROR
+    source, output = Path(args.file), Path(args.output)
     try:
-        data = SecretCipher(key).decrypt_bytes(Path(args.file).read_bytes())
+        data = SecretCipher(key).decrypt_bytes(source.read_bytes())
+        # The output holds plaintext secrets: a new file is 0600, an existing one keeps its mode.
+        atomic_write_bytes(output, data, private=True)
     except InvalidToken:
-        _say(f"{args.file}: cannot be decrypted with the configured key")
+        _say(f"{source}: cannot be decrypted with the configured key")
         return EXIT_CONFIG_ERROR
-    Path(args.output).write_bytes(data)
-    _say(f"wrote {args.output}")
+    except SecretKeyError as exc:
+        _say(str(exc))
+        return EXIT_CONFIG_ERROR
+    except OSError as exc:
+        _say(f"{exc.filename or source}: {exc.strerror or exc}")
+        return EXIT_CONFIG_ERROR
+    _say(f"wrote {output}")
     return 0
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from tests.core.test_binding_manager import free_port
@@ -64,7 +65,10 @@ def test_first_run_writes_a_secure_config_and_serves(tmp_path: Path) -> None:
 def test_bad_config_stops_with_one_line_per_problem(tmp_path: Path) -> None:
     config_dir = tmp_path / "lollms_configs"
     config_dir.mkdir()
-    bad = "__version__: 1.0.0\nserver:\n  port: 0\n  colour: blue\nresource_manager:\n  gpu_strategy: turbo\n"
+    bad = (
+        "__version__: 1.0.0\nsecurity:\n  allowed_api_keys: []\n"
+        "server:\n  port: 0\n  colour: blue\nresource_manager:\n  gpu_strategy: turbo\n"
+    )
     (config_dir / "main_config.yaml").write_text(bad)
     result = run_cli("check-config", cwd=tmp_path)
     assert result.returncode == 2
@@ -104,3 +108,123 @@ def test_install_personality_deps_reports_and_refuses_unknown(tmp_path: Path) ->
     assert ok.returncode == 0 and "has all its dependencies" in ok.stderr
     unknown = run_cli("install-personality-deps", "ghost", "--config", str(config_dir), cwd=tmp_path)
     assert unknown.returncode == 2 and "personality 'ghost' not found" in unknown.stderr
+
+
+def one_problem(result: subprocess.CompletedProcess[str]) -> str:
+    """The single problem line of a refused start: exit code 2, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+
+
+KEYS = "security:\n  allowed_api_keys: [k-1234567890abcdef]\n"
+OPERATOR_MISTAKES = {
+    # name: (entries to create in lollms_configs/, expected fragment of the one line)
+    "empty file": ({"main_config.yaml": ""}, "holds no settings"),
+    "comments only": ({"main_config.yaml": "# server:\n#   port: 9601\n"}, "holds no settings"),
+    "no allowed_api_keys": ({"main_config.yaml": "server:\n  port: 9601\n"}, "allowed_api_keys: not set"),
+    "dangling symlink": ({"main_config.yaml": "-> moved_away.yaml"}, "which does not exist"),
+    "symlink loop": ({"main_config.yaml": "-> main_config.yaml"}, "symbolic link loop"),
+    "unsupported extension": ({"main_config.ini": "[server]\nport = 9601\n"}, "unsupported file type '.ini'"),
+    "yaml and json": ({"main_config.yaml": KEYS, "main_config.json": "{}"}, "several files for 'main_config'"),
+    "folder named main_config.yaml": ({"main_config.yaml": None}, "is a folder, not a config file"),
+    "duplicate key": ({"main_config.yaml": KEYS + "security: {}\n"}, "duplicate key 'security' on lines 1 and 3"),
+    "a list": ({"main_config.yaml": "- server\n"}, "the top level must be a mapping"),
+    "sqlite that is not a DB": ({"main_config.db": "hello"}, "is not an SQLite database"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(OPERATOR_MISTAKES))
+def test_the_server_refuses_operator_mistakes_and_writes_nothing(tmp_path: Path, mistake: str) -> None:
+    entries, expected = OPERATOR_MISTAKES[mistake]
+    folder = tmp_path / "lollms_configs"
+    folder.mkdir()
+    for name, content in entries.items():
+        if content is None:
+            (folder / name).mkdir()
+        elif content.startswith("-> "):
+            (folder / name).symlink_to(folder / content[3:])
+        else:
+            (folder / name).write_text(content)
+    before = listing(tmp_path)
+
+    # The server itself (not only check-config): today some of these start with authentication off.
+    result = run_cli("--port", str(free_port()), cwd=tmp_path)
+
+    assert expected in one_problem(result)
+    assert listing(tmp_path) == before  # no default config beside it, no new key
+    assert "Your API key" not in result.stderr
+
+
+def test_check_config_refuses_a_huge_file_at_once(tmp_path: Path) -> None:
+    folder = tmp_path / "lollms_configs"
+    folder.mkdir()
+    with (folder / "main_config.yaml").open("wb") as handle:
+        handle.write(KEYS.encode())
+        handle.truncate(200 * 1024 * 1024)
+    assert "config files are limited to 4.0 MB" in one_problem(run_cli("check-config", cwd=tmp_path))
+
+
+def instance_setup(tmp_path: Path, instance: str, encryption_key: str | None = None) -> Path:
+    """A config folder with a personal tcp_binding type and one instance file 'remote' holding ``instance``."""
+    from tests.helpers import write_binding_type
+
+    config_dir = tmp_path / "conf"
+    (config_dir / "bindings").mkdir(parents=True)
+    security: dict[str, object] = {"allowed_api_keys": ["k-1234567890abcdef"]}
+    if encryption_key:
+        security["encryption_key"] = encryption_key
+    values = {"security": security, "bindings_map": {"remote": "tcp_binding"}, "paths": {"bindings_folder": "pb"}}
+    (config_dir / "main_config.yaml").write_text(yaml.safe_dump(values))
+    write_binding_type(config_dir / "pb")
+    (config_dir / "bindings" / "remote.yaml").write_text(instance)
+    return config_dir
+
+
+def test_check_config_validates_the_instance_files(tmp_path: Path) -> None:
+    good = instance_setup(tmp_path / "good", "type: tcp_binding\nport: 9\n")
+    result = run_cli("check-config", "--config", str(good), cwd=tmp_path)
+    assert result.returncode == 0 and "OK (1 binding instance(s) checked)" in result.stderr
+
+    broken = instance_setup(tmp_path / "broken", "type: tcp_binding\nport: eighty\n")
+    line = one_problem(run_cli("check-config", "--config", str(broken), cwd=tmp_path))
+    assert "remote.yaml: port = 'eighty'" in line
+
+    missing = instance_setup(tmp_path / "missing", "type: tcp_binding\n")
+    (missing / "bindings" / "remote.yaml").unlink()
+    assert "instance 'remote': instance file not found" in one_problem(
+        run_cli("check-config", "--config", str(missing), cwd=tmp_path)
+    )
+
+
+def test_check_config_reports_an_encrypted_secret_without_a_key(tmp_path: Path) -> None:
+    from lollms_server.core.secrets import SecretCipher, generate_key
+
+    token = SecretCipher(generate_key()).encrypt("sk-secret-123456")
+    config_dir = instance_setup(tmp_path, f"type: tcp_binding\napi_key: '{token}'\n")
+    env_key = os.environ.pop("LOLLMS_ENCRYPTION_KEY", None)
+    try:
+        line = one_problem(run_cli("check-config", "--config", str(config_dir), cwd=tmp_path))
+    finally:
+        if env_key is not None:
+            os.environ["LOLLMS_ENCRYPTION_KEY"] = env_key
+    assert "api_key: the value is encrypted but no encryption key is set" in line
+    assert "sk-secret" not in line
+
+
+def test_check_config_writes_nothing_even_for_an_old_file(tmp_path: Path) -> None:
+    config_dir = instance_setup(tmp_path, "__version__: '0.9'\ntype: tcp_binding\n")
+    main = config_dir / "main_config.yaml"
+    main.write_text("__version__: 0.3.2\n" + main.read_text())
+    before = {path: path.read_bytes() for path in config_dir.rglob("*") if path.is_file()}
+    result = run_cli("check-config", "--config", str(config_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "version 0.3.2; the next start migrates it" in result.stderr
+    assert "instance 'remote': version 0.9" in result.stderr
+    assert {path: path.read_bytes() for path in config_dir.rglob("*") if path.is_file()} == before

@@ -16,7 +16,8 @@ from lollms_server.core.config_files import (
     write_raw,
 )
 from lollms_server.core.errors import ConfigError
-from lollms_server.core.secrets import SecretCipher, encrypt_secret_fields
+from lollms_server.core.instance_files import configured_cipher
+from lollms_server.core.secrets import encrypt_secret_fields
 
 
 @dataclass
@@ -34,15 +35,14 @@ def encrypt_instance_secrets(config: ServerConfig) -> tuple[list[EncryptionRepor
     as a whole-file encrypted backup so no plaintext secret remains on disk. Returns the reports of the
     files handled and the problems of those skipped.
     """
-    key = config.encryption_key
-    if not key:
+    cipher = configured_cipher(config)
+    if cipher is None:
         raise ConfigError(
             [
                 "no encryption key: set security.encryption_key or LOLLMS_ENCRYPTION_KEY "
                 "(create one with `lollms-server generate-key`)"
             ]
         )
-    cipher = SecretCipher(key)
     types = discover_binding_types(
         [(config.paths.example_bindings_folder, "builtin"), (config.paths.bindings_folder, "personal")]
     )
@@ -53,17 +53,17 @@ def encrypt_instance_secrets(config: ServerConfig) -> tuple[list[EncryptionRepor
         if binding_type is None or binding_type.card is None:
             problems.append(f"{name}: binding type '{type_name}' not found or its card is broken")
             continue
-        path = find_config_file(config.paths.instance_bindings_folder, name)
-        if path is None:
-            problems.append(f"{name}: no instance file in {config.paths.instance_bindings_folder}")
-            continue
         schema = binding_type.card.instance_schema
         try:
+            path = find_config_file(config.paths.instance_bindings_folder, name)
+            if path is None:
+                problems.append(f"{name}: no instance file in {config.paths.instance_bindings_folder}")
+                continue
             load_config_file(path, schema, cipher=cipher, migrate=False)
+            version, raw = read_raw(path)
         except ConfigError as exc:
             problems += exc.problems
             continue
-        version, raw = read_raw(path)
         updated = copy.deepcopy(raw)
         encrypted = encrypt_secret_fields(updated, schema, cipher)
         report = EncryptionReport(instance=name, path=path, encrypted_fields=encrypted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,12 @@ from lollms_server.core.secrets import ENCRYPTED_PREFIX, SecretCipher, generate_
 from tests.helpers import make_config, write_binding_type, write_instance
 
 PLAINTEXT = "sk-live-very-secret-value-42"
+
+
+@pytest.fixture(autouse=True)
+def no_key_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key in force is the one each test configures."""
+    monkeypatch.delenv("LOLLMS_ENCRYPTION_KEY", raising=False)
 
 
 def setup_instance(tmp_path: Path, key: str | None, ext: str = "yaml") -> tuple:
@@ -134,3 +141,59 @@ def test_encrypt_refuses_a_broken_instance_file(tmp_path: Path) -> None:
     reports, problems = encrypt_instance_secrets(config)
     assert reports == [] and "port" in problems[0]
     assert path.read_bytes() == before
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_encrypt_secrets_keeps_a_private_file_private(tmp_path: Path) -> None:
+    config, path = setup_instance(tmp_path, generate_key())
+    path.chmod(0o600)
+    reports, problems = encrypt_instance_secrets(config)
+    assert problems == [] and reports[0].encrypted_fields == ["api_key"]
+    assert mode(path) == 0o600
+    assert reports[0].backup is not None and mode(reports[0].backup) == 0o600
+
+
+def cli_config(tmp_path: Path, key: str) -> Path:
+    config_dir = tmp_path / "conf"
+    write_raw(
+        config_dir / "main_config.yaml",
+        MAIN_SCHEMA_VERSION,
+        {"security": {"encryption_key": key, "allowed_api_keys": ["k-123456789012345"]}},
+    )
+    return config_dir
+
+
+def test_decrypt_file_writes_privately_and_keeps_an_existing_mode(tmp_path: Path) -> None:
+    key = generate_key()
+    config_dir = cli_config(tmp_path, key)
+    backup = tmp_path / "remote.yaml.plaintext.bak.fernet"
+    backup.write_bytes(SecretCipher(key).encrypt_bytes(f"api_key: {PLAINTEXT}\n".encode()))
+    fresh, existing = tmp_path / "fresh.yaml", tmp_path / "existing.yaml"
+    existing.write_text("old: 1\n")
+    existing.chmod(0o640)
+
+    for output in (fresh, existing):
+        assert cli_main(["decrypt-file", str(backup), str(output), "--config", str(config_dir)]) == 0
+        assert PLAINTEXT in output.read_text()
+    assert mode(fresh) == 0o600 and mode(existing) == 0o640
+
+
+def test_decrypt_file_problems_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_dir = cli_config(tmp_path, generate_key())
+    missing = tmp_path / "nowhere.bak.fernet"
+    assert cli_main(["decrypt-file", str(missing), str(tmp_path / "out.yaml"), "--config", str(config_dir)]) == 2
+    assert capsys.readouterr().err.strip() == f"{missing}: No such file or directory"
+    garbage = tmp_path / "garbage.bak.fernet"
+    garbage.write_bytes(b"not a fernet token")
+    assert cli_main(["decrypt-file", str(garbage), str(tmp_path / "out.yaml"), "--config", str(config_dir)]) == 2
+    assert "cannot be decrypted with the configured key" in capsys.readouterr().err
+    assert not (tmp_path / "out.yaml").exists()
+
+
+def test_a_malformed_key_is_one_line_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_dir = cli_config(tmp_path, "not-a-fernet-key")
+    assert cli_main(["encrypt-secrets", "--config", str(config_dir)]) == 2
+    assert "not a valid Fernet key" in capsys.readouterr().err
