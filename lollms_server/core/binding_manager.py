@@ -13,9 +13,9 @@ from typing import Any
 from lollms_server.core.binding_types import BindingType, discover_binding_types
 from lollms_server.core.bindings import Binding
 from lollms_server.core.config import ServerConfig
-from lollms_server.core.config_files import CONFIG_EXTENSIONS, find_config_file, load_config_file
 from lollms_server.core.config_validation import secret_paths, without_secrets
 from lollms_server.core.errors import ConfigError, NotFoundError, UnavailableError
+from lollms_server.core.instance_files import load_instance_values, type_problem
 from lollms_server.core.resource_manager import ResourceManager
 from lollms_server.core.secrets import SecretCipher, SecretKeyError
 
@@ -131,23 +131,15 @@ class BindingManager:
 
     def _build_instance(self, name: str, type_name: str, cipher: SecretCipher | None) -> BindingInstance:
         instance = BindingInstance(name=name, type_name=type_name, state=InstanceState.ERROR)
+        instance.reason = type_problem(self.types, type_name)
         binding_type = self.types.get(type_name)
-        if binding_type is None:
-            known = ", ".join(sorted(self.types)) or "none"
-            instance.reason = f"unknown binding type '{type_name}' (discovered types: {known})"
-            return instance
-        if not binding_type.usable or binding_type.card is None or binding_type.cls is None:
-            instance.reason = f"binding type '{type_name}' is unusable: {binding_type.error}"
-            return instance
-        if binding_type.missing_requirements:
-            instance.reason = (
-                f"binding type '{type_name}' needs missing packages: {', '.join(binding_type.missing_requirements)}; "
-                f"install them with `lollms-server install-requirements {type_name}`"
-            )
+        if instance.reason is not None or binding_type is None or binding_type.card is None or binding_type.cls is None:
             return instance
         schema = binding_type.card.instance_schema
         try:
-            values = self._load_instance_values(name, type_name, schema, cipher)
+            values, _ = load_instance_values(
+                self.config.paths.instance_bindings_folder, name, type_name, schema, cipher
+            )
         except ConfigError as exc:
             instance.reason = "; ".join(exc.problems)
             return instance
@@ -162,28 +154,6 @@ class BindingManager:
         instance.state = InstanceState.UNAVAILABLE
         instance.reason = NOT_CHECKED
         return instance
-
-    def _load_instance_values(
-        self, name: str, type_name: str, schema: dict[str, Any], cipher: SecretCipher | None
-    ) -> dict[str, Any]:
-        folder = self.config.paths.instance_bindings_folder
-        path = find_config_file(folder, name)
-        if path is None:
-            formats = "/".join(ext.lstrip(".") for ext in CONFIG_EXTENSIONS)
-            raise ConfigError([f"instance file not found: expected {folder / name}.<{formats}>"])
-        values = load_config_file(path, schema, cipher=cipher).values
-        problems = []
-        if values.get("type") not in (None, "", type_name):
-            problems.append(f"{path}: type = {values['type']!r} but bindings_map says '{type_name}'")
-        if values.get("binding_instance_name") not in (None, "", name):
-            problems.append(
-                f"{path}: binding_instance_name = {values['binding_instance_name']!r} must match the file name '{name}'"
-            )
-        if problems:
-            raise ConfigError(problems)
-        values["type"] = type_name
-        values["binding_instance_name"] = name
-        return values
 
     # --- health -------------------------------------------------------------------------------
     async def _check(self, instance: BindingInstance) -> None:
