@@ -32,7 +32,11 @@ def ask_int(question: str, default: int, low: int, high: int) -> int:
 
 def main() -> int:
     folder = Path(ask("Configuration folder", DEFAULT_CONFIG_DIR_NAME)).expanduser()
-    existing = find_config_file(folder, MAIN_CONFIG_STEM) if folder.is_dir() else None
+    try:
+        existing = find_config_file(folder, MAIN_CONFIG_STEM) if folder.is_dir() else None
+    except ConfigError as exc:  # an unusable main_config.* (a dangling link, two formats...): say so, write nothing
+        print("\n".join(exc.problems))
+        return 2
     if existing:
         print(f"{existing} already exists; edit it directly or move it away first.")
         return 1
