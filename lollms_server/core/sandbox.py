@@ -120,10 +120,12 @@ def _mounts(code_fd: int, scratch_bytes: int) -> list[str]:
     arguments += [part for folder in binds for part in ("--ro-bind", folder, folder)]
     arguments += [part for name in _SYSTEM_FILES for part in ("--ro-bind-try", name, name)]
     return [
+        # The scratch folder first: what is bound afterwards shows through it, so a server installed under
+        # /tmp (a checkout there, its virtual environment) stays visible, read-only, to the program.
+        *("--perms", "1777", "--size", str(scratch_bytes), "--tmpfs", INSIDE_HOME),
         *_parent_folders([*binds, *_SYSTEM_FILES, INSIDE_SCRIPT]),
         *arguments,
         *("--proc", "/proc", "--dev", "/dev"),
-        *("--perms", "1777", "--size", str(scratch_bytes), "--tmpfs", INSIDE_HOME),
         *("--perms", "1777", "--size", str(scratch_bytes), "--tmpfs", "/dev/shm"),
         *("--ro-bind", str(_LAUNCHER), _INSIDE_LAUNCHER),
         *("--perms", "0444", "--ro-bind-data", str(code_fd), INSIDE_SCRIPT),
