@@ -13,7 +13,7 @@ import pytest
 
 from lollms_server.app import create_app
 from tests.conftest import running_client
-from tests.helpers import TEST_API_KEY, add_scripted_binding, make_config, prompt, wait_until
+from tests.helpers import TEST_API_KEY, add_scripted_binding, make_config, prompt
 from tests.server import serving
 
 LIMITS = {
@@ -136,22 +136,19 @@ async def test_a_full_queue_refuses_at_once_with_retry_after_in_every_api_shape(
     config = limited_config(tmp_path, resource_manager={"gpu_limit": 1, "max_queue": 0})
     app = create_app(config)
     async with running_client(app) as client:
-        holder = asyncio.create_task(
-            client.post(
-                "/api/v1/generate",
-                json={"input_data": [prompt("hold")], "parameters": {"chunks": ["a"] * 40, "delay": 0.05}},
-            )
-        )
-        await wait_until(lambda: app.state.resource_manager.stats().active == 1)
+        manager = app.state.resource_manager
+        assert (await client.post("/api/v1/generate", json={"input_data": [prompt("x")]})).status_code == 200
+        holder = await manager.admit("the test holds the only slot")  # and nobody may wait: max_queue 0
         ours = await client.post("/api/v1/generate", json={"input_data": [prompt("x")]})
         ours_stream = await client.post("/api/v1/generate", json={"input_data": [prompt("x")], "stream": True})
         openai = await client.post("/v1/chat/completions", json={"model": "local", "messages": CHAT})
         ollama = await client.post("/api/chat", json={"model": "local", "messages": CHAT})
-        assert (await holder).status_code == 200
+        holder.release()
+        after = await client.post("/api/v1/generate", json={"input_data": [prompt("x")]})
     for response in (ours, ours_stream, openai, ollama):
         assert response.status_code == 503, response.text
         assert int(response.headers["Retry-After"]) >= 1
     assert ours.json()["code"] == "queue_full" and "max_queue" in ours.json()["detail"]
     assert openai.json()["error"]["code"] == "queue_full"
     assert "max_queue" in ollama.json()["error"]
-    assert app.state.resource_manager.stats().rejected_total == 4
+    assert manager.stats().rejected_total == 4 and after.status_code == 200
