@@ -59,14 +59,14 @@ async def models(request: Request, bindings: BindingManagerDep) -> dict[str, Any
 @router.post("/tokenize", summary="Tokens of a text for a model id")
 async def tokenize(body: TextRequest, bindings: BindingManagerDep, config: ConfigDep) -> dict[str, Any]:
     binding, model = await _binding(body.model, bindings, config)
-    ids = await tokens.tokenize(binding, body.text, False, False, model)
+    ids = await tokens.tokenize(binding, body.text, False, False, model, config.input_limits)
     return {"tokens": ids, "count": len(ids)}
 
 
 @router.post("/detokenize", summary="Text of tokens for a model id")
 async def detokenize(body: TokensRequest, bindings: BindingManagerDep, config: ConfigDep) -> dict[str, str]:
     binding, model = await _binding(body.model, bindings, config)
-    return {"text": await tokens.detokenize(binding, body.tokens, model)}
+    return {"text": await tokens.detokenize(binding, body.tokens, model, config.input_limits)}
 
 
 @router.post("/context_size", summary="Context size of a model id")

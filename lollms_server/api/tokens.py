@@ -32,18 +32,18 @@ async def _binding(manager: BindingManager, config: ServerConfig, name: str | No
 @router.post("/tokenize", response_model=TokenizeResponse, responses=_ERRORS, summary="Text to token ids")
 async def tokenize(body: TokenizeRequest, manager: BindingManagerDep, config: ConfigDep) -> TokenizeResponse:
     binding = await _binding(manager, config, body.binding_name)
-    ids = await tokens.tokenize(binding, body.text, body.add_bos, body.add_eos, body.model_name)
+    ids = await tokens.tokenize(binding, body.text, body.add_bos, body.add_eos, body.model_name, config.input_limits)
     return TokenizeResponse(tokens=ids, count=len(ids))
 
 
 @router.post("/detokenize", response_model=DetokenizeResponse, responses=_ERRORS, summary="Token ids to text")
 async def detokenize(body: DetokenizeRequest, manager: BindingManagerDep, config: ConfigDep) -> DetokenizeResponse:
     binding = await _binding(manager, config, body.binding_name)
-    return DetokenizeResponse(text=await tokens.detokenize(binding, body.tokens, body.model_name))
+    return DetokenizeResponse(text=await tokens.detokenize(binding, body.tokens, body.model_name, config.input_limits))
 
 
 @router.post("/count_tokens", response_model=CountTokensResponse, responses=_ERRORS, summary="Count tokens")
 async def count_tokens(body: CountTokensRequest, manager: BindingManagerDep, config: ConfigDep) -> CountTokensResponse:
     binding = await _binding(manager, config, body.binding_name)
-    ids = await tokens.tokenize(binding, body.text, body.add_bos, body.add_eos, body.model_name)
+    ids = await tokens.tokenize(binding, body.text, body.add_bos, body.add_eos, body.model_name, config.input_limits)
     return CountTokensResponse(count=len(ids))

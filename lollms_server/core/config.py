@@ -27,6 +27,7 @@ from lollms_server.core.config_paths import CONFIG_EXTENSIONS, check_config_file
 from lollms_server.core.config_schema import GENERATION_TYPES, MAIN_SCHEMA, MAIN_SCHEMA_VERSION
 from lollms_server.core.config_validation import DynamicSectionCheck, validate_values, without_secrets
 from lollms_server.core.errors import ConfigError
+from lollms_server.core.limits import InputLimits
 from lollms_server.core.secrets import resolve_encryption_key
 
 __all__ = [
@@ -218,6 +219,11 @@ class ServerConfig:
     def log_level(self) -> int:
         numeric = self.values["logging"]["level"]
         return int(numeric) if numeric is not None else int(logging.getLevelName(self.values["logging"]["log_level"]))
+
+    @property
+    def input_limits(self) -> InputLimits:
+        """The ``limits`` section: bounds on what clients send."""
+        return InputLimits.from_config(self.values["limits"])
 
     def redacted(self) -> dict[str, Any]:
         """The configuration without any setting the schema marks secret."""

@@ -8,7 +8,7 @@ from typing import Any
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig
 from lollms_server.core.errors import BadRequestError
-from lollms_server.core.limits import InputLimits, check_name
+from lollms_server.core.limits import check_name
 from lollms_server.core.model_ids import parse_model_id
 
 
@@ -23,7 +23,7 @@ class EmbeddingService:
     def __init__(self, config: ServerConfig, bindings: BindingManager) -> None:
         self.config = config
         self.bindings = bindings
-        self.limits = InputLimits.from_config(config.section("limits"))
+        self.limits = config.input_limits
 
     async def embed(self, texts: list[str], model_id: str | None, **options: Any) -> EmbeddingResult:
         """Vectors of ``texts``; options: ``input_type`` (query/passage), ``truncate`` (cut texts over the

@@ -20,7 +20,7 @@ from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding, GenerateResult
 from lollms_server.core.config import ServerConfig
 from lollms_server.core.errors import BadRequestError, CapabilityError, LollmsError, NotFoundError
-from lollms_server.core.limits import InputLimits, check_name
+from lollms_server.core.limits import check_name
 from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.parameters import layer_parameters, validate_parameters
 from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
@@ -159,7 +159,7 @@ class GenerationService:
         self.resources = resources
         self.personalities: PersonalityResolver = personalities or NoPersonalities()
         self.functions = functions
-        self.limits = InputLimits.from_config(config.section("limits"))
+        self.limits = config.input_limits
 
     async def prepare(self, request: GenerateRequest, request_id: str, raw_prompt: bool = False) -> PreparedGeneration:
         """Resolve and check everything; ``raw_prompt`` asks for a plain text completion (no chat template)."""

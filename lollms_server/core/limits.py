@@ -36,6 +36,13 @@ class InputLimits:
                 f"{where} has {len(text):,} characters; the limit is {self.max_text_chars:,} (limits.max_text_chars)"
             )
 
+    def check_sequence(self, length: int, where: str) -> None:
+        """A list of items that each stand for at least one character (token ids): bounded like a text."""
+        if length > self.max_text_chars:
+            raise PayloadTooLargeError(
+                f"{where} has {length:,} items; the limit is {self.max_text_chars:,} (limits.max_text_chars)"
+            )
+
     def check_binary(self, data: str, where: str) -> None:
         """Base64 data (or a URL, which is short) of an image, audio, video or document item."""
         if data.startswith(("http://", "https://")):

@@ -6,6 +6,7 @@ import inspect
 from typing import Any
 
 from lollms_server.core.bindings import Binding
+from lollms_server.core.limits import InputLimits, check_name
 
 
 def _model_kwargs(method: Any, model_name: str | None) -> dict[str, Any]:
@@ -13,11 +14,17 @@ def _model_kwargs(method: Any, model_name: str | None) -> dict[str, Any]:
     return {"model_name": model_name} if "model_name" in inspect.signature(method).parameters else {}
 
 
-async def tokenize(binding: Binding, text: str, add_bos: bool, add_eos: bool, model_name: str | None) -> list[int]:
+async def tokenize(
+    binding: Binding, text: str, add_bos: bool, add_eos: bool, model_name: str | None, limits: InputLimits
+) -> list[int]:
+    limits.check_text(text, "text")
+    check_name("model_name", model_name)
     model = await binding.resolve_model(model_name)
     return await binding.tokenize(text, add_bos=add_bos, add_eos=add_eos, **_model_kwargs(binding.tokenize, model))
 
 
-async def detokenize(binding: Binding, tokens: list[int], model_name: str | None) -> str:
+async def detokenize(binding: Binding, tokens: list[int], model_name: str | None, limits: InputLimits) -> str:
+    limits.check_sequence(len(tokens), "tokens")
+    check_name("model_name", model_name)
     model = await binding.resolve_model(model_name)
     return await binding.detokenize(tokens, **_model_kwargs(binding.detokenize, model))

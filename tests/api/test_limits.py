@@ -119,8 +119,11 @@ async def test_items_characters_binary_data_and_names_are_bounded(tmp_path: Path
             "/api/chat", json={"model": "local", "messages": [{"role": "user", "content": "a" * 50_001}]}
         )
         inputs = await client.post("/v1/embeddings", json={"input": ["a"] * 9})
+        tokenize = await client.post("/api/v1/tokenize", json={"text": "a" * 50_001})
+        detokenize = await client.post("/api/v1/detokenize", json={"tokens": [1] * 50_001})
+        helper = await client.post("/lollms/v1/tokenize", json={"model": "local", "text": "a" * 50_001})
         within = await generate(input_data=[prompt("a")] * 20)
-    for response in (too_many, too_long, too_big, chat_items, inputs):
+    for response in (too_many, too_long, too_big, chat_items, inputs, tokenize, detokenize, helper):
         assert response.status_code == 413, response.text
     assert "limits.max_input_items" in too_many.json()["detail"]
     assert "limits.max_text_chars" in too_long.json()["detail"] and "input_data[0]" in too_long.json()["detail"]
