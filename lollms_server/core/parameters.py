@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lollms_server.core.errors import BadRequestError
+
+# Each stop sequence is checked after every generated token: their number and length are bounded (OpenAI
+# allows 4). A JSON schema becomes a sampling grammar: its size is bounded too.
+MAX_STOP_SEQUENCES = 16
+MAX_STOP_CHARS = 500
+MAX_RESPONSE_FORMAT_CHARS = 64 * 1024
 
 
 class GenerationParameters(BaseModel):
@@ -22,12 +29,27 @@ class GenerationParameters(BaseModel):
     repeat_penalty: float | None = Field(default=None, ge=0.0)
     repeat_last_n: int | None = Field(default=None, ge=0)
     seed: int | None = None
-    stop: list[str] | None = None
+    stop: list[str] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
+    response_format: dict[str, Any] | None = None
 
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("stop")
+    @classmethod
+    def _short_stops(cls, value: list[str] | None) -> list[str] | None:
+        if value and any(len(stop) > MAX_STOP_CHARS for stop in value):
+            raise ValueError(f"each stop sequence may have at most {MAX_STOP_CHARS} characters")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _bounded_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value)) > MAX_RESPONSE_FORMAT_CHARS:
+            raise ValueError(f"response_format may have at most {MAX_RESPONSE_FORMAT_CHARS:,} characters of JSON")
+        return value
 
 
 def validate_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -122,6 +122,9 @@ async def test_items_characters_binary_data_and_names_are_bounded(tmp_path: Path
         tokenize = await client.post("/api/v1/tokenize", json={"text": "a" * 50_001})
         detokenize = await client.post("/api/v1/detokenize", json={"tokens": [1] * 50_001})
         helper = await client.post("/lollms/v1/tokenize", json={"model": "local", "text": "a" * 50_001})
+        stops = await client.post("/v1/chat/completions", json={"model": "local", "messages": CHAT, "stop": ["x"] * 17})
+        schema = {"type": "json_schema", "json_schema": {"name": "s", "schema": {"description": "d" * 70_000}}}
+        big_schema = await generate(input_data=[prompt("a")], parameters={"response_format": schema})
         within = await generate(input_data=[prompt("a")] * 20)
     for response in (too_many, too_long, too_big, chat_items, inputs, tokenize, detokenize, helper):
         assert response.status_code == 413, response.text
@@ -132,6 +135,8 @@ async def test_items_characters_binary_data_and_names_are_bounded(tmp_path: Path
     assert ollama_long.status_code == 413 and "max_text_chars" in ollama_long.json()["error"]
     assert "max_embedding_inputs" in inputs.json()["error"]["message"]
     assert long_name.status_code == 400 and len(long_name.text) < 1000
+    assert stops.status_code == 400 and "stop" in stops.json()["error"]["message"]
+    assert big_schema.status_code == 400 and "response_format" in big_schema.json()["detail"]
     assert within.status_code == 200
 
 
