@@ -27,7 +27,7 @@ from lollms_server.core.config_paths import CONFIG_EXTENSIONS, find_config_file,
 from lollms_server.core.config_sqlite import load_sqlite_config
 from lollms_server.core.config_validation import DynamicSectionCheck, secret_paths, validate_values
 from lollms_server.core.errors import ConfigError
-from lollms_server.core.secrets import SecretCipher, decrypt_secret_fields
+from lollms_server.core.secrets import SecretCipher, decrypt_secret_fields, dotted_value
 
 __all__ = [
     "CONFIG_EXTENSIONS",
@@ -161,13 +161,11 @@ def backup_file(path: Path, tag: str, protect_with: SecretCipher | None = None) 
     raise ConfigError([f"{path}: too many backups named {path.name}.{tag}.*; remove old ones"])
 
 
+_MISSING = object()
+
+
 def _has(values: Mapping[str, Any], dotted: str) -> bool:
-    node: Any = values
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
+    return dotted_value(values, dotted, _MISSING) is not _MISSING
 
 
 def load_config_file(

@@ -64,11 +64,12 @@ class SecretCipher:
         return self._fernet.decrypt(data)
 
 
-def _get(values: Mapping[str, Any], dotted: str) -> Any:
+def dotted_value(values: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    """The value at ``section.key`` (any depth) of nested mappings, or ``default`` when a part is missing."""
     node: Any = values
     for part in dotted.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            return None
+            return default
         node = node[part]
     return node
 
@@ -85,7 +86,7 @@ def decrypt_secret_fields(values: dict[str, Any], schema: Mapping[str, Any], cip
     """Decrypt every encrypted secret field of ``values`` in place; return one problem per failure."""
     problems: list[str] = []
     for path in secret_paths(schema):
-        stored = _get(values, path)
+        stored = dotted_value(values, path)
         if not is_encrypted(stored):
             continue
         if cipher is None:
@@ -108,7 +109,7 @@ def encrypt_secret_fields(values: dict[str, Any], schema: Mapping[str, Any], cip
     """Encrypt every plaintext secret string of ``values`` in place; return the paths encrypted."""
     encrypted: list[str] = []
     for path in secret_paths(schema):
-        stored = _get(values, path)
+        stored = dotted_value(values, path)
         if isinstance(stored, str) and stored and not is_encrypted(stored):
             _set(values, path, cipher.encrypt(stored))
             encrypted.append(path)
