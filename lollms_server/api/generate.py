@@ -35,7 +35,7 @@ async def read_generate_request(request: Request) -> GenerateRequest:
 
 async def generate(request: Request) -> Response:
     started = time.perf_counter()
-    body = await read_generate_request(request)
+    body = (await read_generate_request(request)).to_domain()
     service = await get_generation_service(request)
     request_id = request_id_of(request) or ""
     if body.stream:

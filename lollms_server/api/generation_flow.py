@@ -9,14 +9,14 @@ from typing import Any
 from starlette.requests import Request
 
 from lollms_server.api.disconnect import until_disconnect
-from lollms_server.api.models import GenerateRequest, OutputData
 from lollms_server.api.pump import ChunkPump
+from lollms_server.core.domain import GenerationRequest, OutputData
 from lollms_server.core.generation import GenerationService, PreparedGeneration
 from lollms_server.core.resource_manager import ResourceSlot
 
 
 async def run_to_completion(
-    request: Request, service: GenerationService, body: GenerateRequest, request_id: str, raw_prompt: bool = False
+    request: Request, service: GenerationService, body: GenerationRequest, request_id: str, raw_prompt: bool = False
 ) -> tuple[PreparedGeneration, list[OutputData]]:
     """Prepare and run; a client that disconnects cancels the work."""
 
@@ -49,7 +49,7 @@ class StartedStream:
 async def start_stream(
     request: Request,
     service: GenerationService,
-    body: GenerateRequest,
+    body: GenerationRequest,
     request_id: str,
     raw_prompt: bool = False,
     transform: Callable[[AsyncIterator[dict[str, Any]]], AsyncIterator[dict[str, Any]]] | None = None,

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-InputType = Literal["text", "image", "audio", "video", "document"]
-OutputType = Literal["text", "image", "audio", "video", "json", "error", "info"]
-ChunkType = Literal["chunk", "info", "error", "function_call", "final"]
-
-
-class InputData(BaseModel):
-    """One piece of multimodal input."""
-
-    type: InputType
-    role: str = Field(description="How the item is used: user_prompt, system_context, input_image, ...")
-    data: str = Field(description="Text, base64-encoded binary data, or a URL.")
-    mime_type: str | None = None
-    metadata: dict[str, Any] | None = None
-
-
-class OutputData(BaseModel):
-    """One piece of generated output."""
-
-    type: OutputType
-    data: Any
-    mime_type: str | None = None
-    thoughts: str | None = None
-    metadata: dict[str, Any] | None = None
+# The domain's types, re-exported here: the spec's import path for workflows and clients.
+from lollms_server.core.domain import ChunkType as ChunkType
+from lollms_server.core.domain import GenerationRequest
+from lollms_server.core.domain import InputData as InputData
+from lollms_server.core.domain import InputType as InputType
+from lollms_server.core.domain import OutputData as OutputData
+from lollms_server.core.domain import OutputType as OutputType
+from lollms_server.core.domain import StreamChunk as StreamChunk
 
 
 class GenerateRequest(BaseModel):
@@ -42,19 +27,24 @@ class GenerateRequest(BaseModel):
     stream: bool = False
     parameters: dict[str, Any] | None = None
 
+    def to_domain(self) -> GenerationRequest:
+        """The request as the core sees it."""
+        return GenerationRequest(
+            input_data=list(self.input_data),
+            personality=self.personality,
+            binding_name=self.binding_name,
+            model_name=self.model_name,
+            generation_type=self.generation_type,
+            stream=self.stream,
+            parameters=dict(self.parameters or {}),
+        )
+
 
 class GenerateResponse(BaseModel):
     personality: str | None = None
     request_id: str
     output: list[OutputData]
     execution_time: float
-
-
-class StreamChunk(BaseModel):
-    type: ChunkType
-    content: Any = None
-    thoughts: str | None = None
-    metadata: dict[str, Any] | None = None
 
 
 class HealthResponse(BaseModel):

@@ -17,7 +17,7 @@ from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.resource_manager import ResourceManager
 
 if TYPE_CHECKING:
-    from lollms_server.api.models import InputData
+    from lollms_server.core.domain import InputData
 
 GenerateResult = str | dict[str, Any] | list[dict[str, Any]]
 

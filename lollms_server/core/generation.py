@@ -15,10 +15,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from lollms_server.api.models import GenerateRequest, InputData, OutputData
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding, GenerateResult
 from lollms_server.core.config import ServerConfig
+from lollms_server.core.domain import GenerationRequest, InputData, OutputData
 from lollms_server.core.errors import BadRequestError, CapabilityError, LollmsError, NotFoundError
 from lollms_server.core.limits import check_name
 from lollms_server.core.model_residency import ModelKey
@@ -161,7 +161,9 @@ class GenerationService:
         self.functions = functions
         self.limits = config.input_limits
 
-    async def prepare(self, request: GenerateRequest, request_id: str, raw_prompt: bool = False) -> PreparedGeneration:
+    async def prepare(
+        self, request: GenerationRequest, request_id: str, raw_prompt: bool = False
+    ) -> PreparedGeneration:
         """Resolve and check everything; ``raw_prompt`` asks for a plain text completion (no chat template)."""
         self.limits.check_items(request.input_data)
         for field_name in ("binding_name", "model_name", "personality", "generation_type"):
@@ -230,7 +232,7 @@ class GenerationService:
         return prepared
 
     def _workflow_context(
-        self, request: GenerateRequest, prepared: PreparedGeneration, personality: AppliedPersonality
+        self, request: GenerationRequest, prepared: PreparedGeneration, personality: AppliedPersonality
     ) -> dict[str, Any]:
         request_info = prepared.request_info
         return {

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lollms_server.api.models import OutputData
+from lollms_server.core.domain import OutputData
 
 logger = logging.getLogger(__name__)
 

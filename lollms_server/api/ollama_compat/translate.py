@@ -1,4 +1,4 @@
-"""Ollama requests as lollms GenerateRequests: messages, images, options, format, model ids."""
+"""Ollama requests as lollms GenerationRequests: messages, images, options, format, model ids."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from lollms_server.api.models import GenerateRequest, InputData
+from lollms_server.api.models import InputData
 from lollms_server.api.ollama_compat.protocol import ChatBody, GenerateBody, OllamaBody, SamplingBody
 from lollms_server.api.wire_fields import Refusal, refuse
+from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.model_ids import parse_model_id
 
@@ -142,10 +143,10 @@ def generate_items(body: GenerateBody) -> list[InputData]:
 
 def generate_request(
     model_id: str, instances: Mapping[str, Any], items: list[InputData], body: SamplingBody
-) -> GenerateRequest:
+) -> GenerationRequest:
     """Our request for a model id: binding and model, or a personality on the default text binding."""
     choice = parse_model_id(model_id, instances)
-    return GenerateRequest(
+    return GenerationRequest(
         input_data=items,
         personality=choice.personality,
         binding_name=choice.binding_name,

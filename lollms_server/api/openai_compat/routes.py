@@ -12,7 +12,7 @@ from lollms_server.api.deps import BindingManagerDep, EmbeddingServiceDep, Gener
 from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import keepalive_seconds, run_to_completion, start_stream
-from lollms_server.api.models import GenerateRequest, InputData
+from lollms_server.api.models import InputData
 from lollms_server.api.openai_compat.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -34,6 +34,7 @@ from lollms_server.api.openapi import EMBEDDING_ERRORS, GENERATION_ERRORS, docum
 from lollms_server.api.streaming import EventStreamResponse, sse_events
 from lollms_server.api.wire_fields import log_ignored, unknown_fields
 from lollms_server.core.binding_manager import BindingManager
+from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BadRequestError, NotFoundError
 from lollms_server.core.generation import GenerationService
 from lollms_server.core.model_ids import list_model_ids, personality_model_ids
@@ -81,7 +82,7 @@ async def retrieve_model(model_id: str, request: Request, bindings: BindingManag
 
 
 async def _answer(
-    request: Request, service: GenerationService, ours: GenerateRequest, wire: SamplingFields, chat: bool
+    request: Request, service: GenerationService, ours: GenerationRequest, wire: SamplingFields, chat: bool
 ) -> Response:
     request_id = request_id_of(request) or ""
     raw_prompt = not chat

@@ -1,4 +1,4 @@
-"""OpenAI requests as our GenerateRequest, our outputs and stream chunks as OpenAI objects."""
+"""OpenAI requests as our GenerationRequest, our outputs and stream chunks as OpenAI objects."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from lollms_server.api.models import GenerateRequest, InputData, OutputData
+from lollms_server.api.models import InputData, OutputData
 from lollms_server.api.openai_compat.protocol import ChatCompletionRequest, ChatMessage, SamplingFields
 from lollms_server.api.streaming import stream_error_message
 from lollms_server.api.wire_fields import refuse
+from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BackendFailedError, BadRequestError
 from lollms_server.core.model_ids import parse_model_id
 
@@ -84,10 +85,10 @@ def refuse_unsupported(request: SamplingFields) -> None:
 
 def generate_request(
     request: SamplingFields, items: list[InputData], instances: Mapping[str, Any], extra: dict[str, Any]
-) -> GenerateRequest:
+) -> GenerationRequest:
     """Our request for an OpenAI one: the model id picks binding, model and maybe personality."""
     choice = parse_model_id(request.model, instances)
-    return GenerateRequest(
+    return GenerationRequest(
         input_data=items,
         binding_name=choice.binding_name,
         model_name=choice.model_name,
@@ -97,7 +98,7 @@ def generate_request(
     )
 
 
-def chat_request(request: ChatCompletionRequest, instances: Mapping[str, Any]) -> GenerateRequest:
+def chat_request(request: ChatCompletionRequest, instances: Mapping[str, Any]) -> GenerationRequest:
     refuse_unsupported(request)  # before the messages, which a request with tools may fill with tool calls
     items = [item for message in request.messages for item in _message_items(message)]
     extra: dict[str, Any] = {}

@@ -1,0 +1,59 @@
+"""The domain's own types (spec section 7, "Data Models"): what goes into a generation, what comes out, the
+stream's chunks, and the request every API translates its wire format into.
+
+They live in the core so that the core depends on nothing of the HTTP edge; ``lollms_server.api.models``
+re-exports them, so the spec's import path (used by scripted workflows) stays valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+InputType = Literal["text", "image", "audio", "video", "document"]
+OutputType = Literal["text", "image", "audio", "video", "json", "error", "info"]
+ChunkType = Literal["chunk", "info", "error", "function_call", "final"]
+
+
+class InputData(BaseModel):
+    """One piece of multimodal input."""
+
+    type: InputType
+    role: str = Field(description="How the item is used: user_prompt, system_context, input_image, ...")
+    data: str = Field(description="Text, base64-encoded binary data, or a URL.")
+    mime_type: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class OutputData(BaseModel):
+    """One piece of generated output."""
+
+    type: OutputType
+    data: Any
+    mime_type: str | None = None
+    thoughts: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class StreamChunk(BaseModel):
+    """One event of a generation stream."""
+
+    type: ChunkType
+    content: Any = None
+    thoughts: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A generation as the core sees it, whichever API it came through."""
+
+    input_data: list[InputData]
+    personality: str | None = None
+    binding_name: str | None = None
+    model_name: str | None = None
+    generation_type: str = "ttt"
+    stream: bool = False
+    parameters: dict[str, Any] = field(default_factory=dict)
