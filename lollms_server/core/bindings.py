@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lollms_server.core.errors import CapabilityError
+from lollms_server.core.events import OutputAccumulator, event_of
 from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.resource_manager import ResourceManager
 
@@ -30,16 +31,10 @@ def token_usage(prompt_tokens: int | None, completion_tokens: int | None) -> dic
 
 async def collect_text(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     """A binding's own stream of chunk dicts gathered into one text output (for its ``generate``)."""
-    text: list[str] = []
-    thoughts: list[str] = []
-    metadata: dict[str, Any] = {}
+    accumulator = OutputAccumulator(split_think=False)  # the pipeline splits <think> blocks itself
     async for chunk in chunks:
-        if chunk["type"] == "chunk":
-            text.append(chunk.get("content") or "")
-            thoughts.append(chunk.get("thoughts") or "")
-        elif chunk["type"] == "final":
-            metadata = chunk.get("metadata") or {}
-    return {"type": "text", "data": "".join(text), "thoughts": "".join(thoughts) or None, "metadata": metadata}
+        accumulator.add(event_of(chunk))
+    return accumulator.text_output()
 
 
 class Binding(ABC):

@@ -20,11 +20,12 @@ from lollms_server.core.bindings import Binding, GenerateResult
 from lollms_server.core.config import ServerConfig
 from lollms_server.core.domain import GenerationRequest, InputData, OutputData
 from lollms_server.core.errors import BadRequestError, CapabilityError, LollmsError, NotFoundError
+from lollms_server.core.events import OutputAccumulator, SideEvent, TextDelta, event_of
 from lollms_server.core.limits import check_name
 from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.parameters import layer_parameters, validate_parameters
 from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
-from lollms_server.core.think import ThinkParser, split_thoughts
+from lollms_server.core.think import split_thoughts
 from lollms_server.core.workflows import WorkflowCall, collect_workflow, stream_workflow, text_generator
 
 logger = logging.getLogger(__name__)
@@ -287,55 +288,35 @@ class GenerationService:
 
     async def stream(self, prepared: PreparedGeneration, slot: ResourceSlot | None) -> AsyncIterator[dict[str, Any]]:
         """StreamChunk-shaped dicts; the last one is ``final`` with every output and the usage."""
-        parser = ThinkParser()
-        text: list[str] = []
-        thoughts: list[str] = []
-        final_content: list[Any] | None = None
-        metadata: dict[str, Any] = {}
+        accumulator = OutputAccumulator()
         try:
             with slot.held() if slot else contextlib.nullcontext():
                 async for item in self._source(prepared):
-                    kind = item.get("type")
-                    if kind == "chunk":
-                        visible, thought = parser.feed(str(item.get("content") or ""))
-                        thought += item.get("thoughts") or ""
-                        if visible or thought:
-                            text.append(visible)
-                            thoughts.append(thought)
-                            yield {"type": "chunk", "content": visible, "thoughts": thought or None}
-                    elif kind == "final":
-                        content = item.get("content")
-                        final_content = content if isinstance(content, list) else None
-                        metadata.update(item.get("metadata") or {})
-                    elif kind in ("info", "error", "function_call"):
+                    event = event_of(item)
+                    delta = accumulator.add(event)
+                    if delta is not None:
+                        yield _chunk(delta)
+                    elif isinstance(event, SideEvent):
                         yield {
-                            "type": kind,
-                            "content": item.get("content"),
+                            "type": event.kind,
+                            "content": event.content,
                             "thoughts": None,
-                            "metadata": item.get("metadata"),
+                            "metadata": event.metadata,
                         }
         finally:
             if slot:
                 slot.release()
-        visible, thought = parser.flush()
-        if visible or thought:
-            text.append(visible)
-            thoughts.append(thought)
-            yield {"type": "chunk", "content": visible, "thoughts": thought or None}
-        if final_content is not None:
-            outputs = normalize_outputs(final_content, prepared.model_name)
-        else:
-            outputs = [
-                OutputData(
-                    type="text",
-                    data="".join(text),
-                    thoughts="".join(thoughts) or None,
-                    metadata={"model": prepared.model_name, **metadata},
-                )
-            ]
+        delta = accumulator.flush()
+        if delta is not None:
+            yield _chunk(delta)
+        outputs = normalize_outputs(accumulator.outputs(text_when_empty=True), prepared.model_name)
         yield {
             "type": "final",
             "content": [output.model_dump() for output in outputs],
             "thoughts": None,
-            "metadata": {"model": prepared.model_name, **metadata},
+            "metadata": {"model": prepared.model_name, **accumulator.metadata},
         }
+
+
+def _chunk(delta: TextDelta) -> dict[str, Any]:
+    return {"type": "chunk", "content": delta.text, "thoughts": delta.thoughts}

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lollms_server.core.domain import OutputData
+from lollms_server.core.events import CHUNK_TYPES, OutputAccumulator, event_of, output_dicts
 
 logger = logging.getLogger(__name__)
-
-CHUNK_TYPES = ("chunk", "info", "error", "function_call", "final")
 
 
 @dataclass
@@ -39,21 +38,6 @@ def error_output(call: WorkflowCall, exc: BaseException) -> dict[str, Any]:
     }
 
 
-def _as_output_dicts(result: Any) -> list[dict[str, Any]]:
-    """A non-stream result (str, dict, list of dicts, or a final chunk) as OutputData-shaped dicts."""
-    if result is None:
-        return []
-    if isinstance(result, str):
-        return [{"type": "text", "data": result}]
-    if isinstance(result, dict):
-        if result.get("type") == "final" and isinstance(result.get("content"), list):
-            return _as_output_dicts(result["content"])
-        return [result]
-    if isinstance(result, list):
-        return [item for entry in result for item in _as_output_dicts(entry)]
-    return [{"type": "json", "data": result}]
-
-
 async def _start(call: WorkflowCall) -> Any:
     result = call.workflow(call.prompt, call.params, call.context)
     return await result if inspect.isawaitable(result) else result
@@ -68,9 +52,9 @@ async def _chunks_of(result: Any) -> AsyncIterator[dict[str, Any]]:
             elif isinstance(item, dict) and item.get("type") in CHUNK_TYPES:
                 yield item
             else:
-                yield {"type": "final", "content": _as_output_dicts(item)}
+                yield {"type": "final", "content": output_dicts(item)}
         return
-    yield {"type": "final", "content": _as_output_dicts(result)}
+    yield {"type": "final", "content": output_dicts(result)}
 
 
 async def stream_workflow(call: WorkflowCall) -> AsyncIterator[dict[str, Any]]:
@@ -85,23 +69,10 @@ async def stream_workflow(call: WorkflowCall) -> AsyncIterator[dict[str, Any]]:
 
 async def collect_workflow(call: WorkflowCall) -> list[dict[str, Any]]:
     """The workflow's complete outputs (a streaming workflow is read to its end)."""
-    text: list[str] = []
-    thoughts: list[str] = []
-    side: list[dict[str, Any]] = []
-    final: list[dict[str, Any]] | None = None
+    accumulator = OutputAccumulator(split_think=False)  # the pipeline splits <think> blocks itself
     async for chunk in stream_workflow(call):
-        kind = chunk.get("type")
-        if kind == "chunk":
-            text.append(str(chunk.get("content") or ""))
-            thoughts.append(chunk.get("thoughts") or "")
-        elif kind == "final":
-            final = (final or []) + _as_output_dicts(chunk.get("content"))
-        elif kind in ("info", "error"):
-            side.append({"type": kind, "data": chunk.get("content"), "metadata": chunk.get("metadata")})
-    outputs = final if final is not None else []
-    if final is None and text:
-        outputs = [{"type": "text", "data": "".join(text), "thoughts": "".join(thoughts) or None}]
-    return outputs + side
+        accumulator.add(event_of(chunk))
+    return accumulator.outputs()
 
 
 def text_generator(binding: Any, request_info: dict[str, Any]) -> Callable[..., Awaitable[str]]:
@@ -114,7 +85,7 @@ def text_generator(binding: Any, request_info: dict[str, Any]) -> Callable[..., 
         # A new prompt: the binding counts (and checks) it itself.
         turn_info = {**request_info, "messages": messages, "prompt_tokens": None}
         result = await binding.generate(prompt, params, turn_info)
-        outputs = [OutputData.model_validate(item) for item in _as_output_dicts(result)]
+        outputs = [OutputData.model_validate(item) for item in output_dicts(result)]
         return "".join(str(output.data) for output in outputs if output.type == "text")
 
     return generate_text
