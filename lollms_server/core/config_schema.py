@@ -219,6 +219,13 @@ MAIN_SCHEMA: dict[str, Any] = {
             "max_embedding_inputs": _setting(
                 "int", "Most texts in one embedding request (OpenAI's limit is 2048).", 2048, min_val=1
             ),
+            "max_image_pixels": _setting(
+                "int", "Most pixels (width x height) of an image a request asks for.", 2048 * 2048, min_val=64
+            ),
+            "max_inference_steps": _setting(
+                "int", "Most denoising steps an image request may ask for.", 150, min_val=1
+            ),
+            "max_images_per_request": _setting("int", "Most images (n) one request may ask for.", 4, min_val=1),
         },
     ),
     "webui": _section(

@@ -23,24 +23,14 @@ from lollms_server.core.errors import BadRequestError, CapabilityError, LollmsEr
 from lollms_server.core.events import OutputAccumulator, SideEvent, TextDelta, event_of
 from lollms_server.core.limits import check_name
 from lollms_server.core.model_residency import ModelKey
-from lollms_server.core.parameters import layer_parameters, validate_parameters
+from lollms_server.core.parameters import layer_parameters
 from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
+from lollms_server.core.tasks import task_of
 from lollms_server.core.think import split_thoughts
 from lollms_server.core.workflows import WorkflowCall, collect_workflow, stream_workflow, text_generator
 
 logger = logging.getLogger(__name__)
 
-# What each generation type produces; a binding must list it among its output modalities.
-OUTPUT_OF_GENERATION_TYPE = {
-    "ttt": "text",
-    "tti": "image",
-    "ttv": "video",
-    "ttm": "audio",
-    "tts": "audio",
-    "stt": "text",
-    "i2i": "image",
-    "audio2audio": "audio",
-}
 CONVERSATION_ROLES = {"system_context": "system", "user_prompt": "user", "assistant_reply": "assistant"}
 
 
@@ -169,10 +159,8 @@ class GenerationService:
         self.limits.check_items(request.input_data)
         for field_name in ("binding_name", "model_name", "personality", "generation_type"):
             check_name(field_name, getattr(request, field_name))
-        output_type = OUTPUT_OF_GENERATION_TYPE.get(request.generation_type)
-        if output_type is None:
-            known = ", ".join(OUTPUT_OF_GENERATION_TYPE)
-            raise BadRequestError(f"unknown generation_type '{request.generation_type}'; use one of {known}")
+        task = task_of(request.generation_type)
+        output_type = task.output
         personality = await self.personalities.resolve(request.personality) if request.personality else None
         binding_name = request.binding_name or self.config.defaults.get(f"{request.generation_type}_binding")
         if not binding_name:
@@ -186,8 +174,7 @@ class GenerationService:
             )
         model_name = await binding.resolve_model(request.model_name)
         conversation = build_conversation(request.input_data, personality.system_prompt if personality else None)
-        if output_type == "text" and request.generation_type == "ttt" and not conversation.prompt:
-            raise BadRequestError("input_data needs at least one text item with role 'user_prompt'")
+        task.check_inputs(conversation.prompt, {item.role for item in conversation.multimodal})
         for item in conversation.multimodal:
             if not binding.model_supports_input(model_name, item.type, item.role):
                 raise BadRequestError(
@@ -195,9 +182,9 @@ class GenerationService:
                     f"with role '{item.role}'"
                 )
         parameters = layer_parameters(
-            {"max_tokens": self.config.defaults["default_max_output_tokens"]},
-            personality.parameters if personality else None,
-            validate_parameters(request.parameters),
+            {"max_tokens": self.config.defaults["default_max_output_tokens"]} if task.default_max_tokens else None,
+            personality.parameters if personality and task.output == "text" else None,
+            task.validate(request.parameters, self.limits),
         )
         if parameters.get("response_format") and not binding.supports_structured_output():
             raise BadRequestError(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lollms_server.core.errors import BadRequestError, PayloadTooLargeError
+from lollms_server.core.image_parameters import ImageCaps
 
 # Binding, model and personality names: long enough for any real name, short enough to never reach a
 # file system call or a log line as a megabyte.
@@ -25,6 +26,13 @@ class InputLimits:
     max_text_chars: int = 1_000_000
     max_binary_bytes: int = 20 * 1024 * 1024
     max_embedding_inputs: int = 2048
+    max_image_pixels: int = 2048 * 2048
+    max_inference_steps: int = 150
+    max_images_per_request: int = 4
+
+    @property
+    def image_caps(self) -> ImageCaps:
+        return ImageCaps(self.max_image_pixels, self.max_inference_steps, self.max_images_per_request, "limits.")
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> InputLimits:

@@ -32,7 +32,10 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def image_config(tmp_path: Path, tiny_model: Path, **instance: Any):  # type: ignore[no-untyped-def]
     config = make_config(
-        tmp_path, bindings_map={"sd": "diffusers_binding"}, defaults={"tti_binding": "sd", "i2i_binding": "sd"}
+        tmp_path,
+        bindings_map={"sd": "diffusers_binding"},
+        defaults={"tti_binding": "sd", "i2i_binding": "sd"},
+        limits={"max_inference_steps": 1000},  # the server's cap; each test sets the instance's own
     )
     folder = config.paths.models_folder / "diffusers_models"
     folder.mkdir(parents=True)
@@ -125,7 +128,7 @@ BAD_REQUESTS = [
     ("i2i", [image_item(png(), mime="audio/wav")], {}, "mime_type"),
     ("i2i", [image_item(png((2048, 1024)))], {}, "max_image_pixels"),
     ("i2i", [image_item(png()), image_item(png((32, 32), "L", 255), "mask_image")], {}, "same size"),
-    ("i2i", [image_item(png((64, 64), "L", 255), "mask_image")], {}, "needs an input_image"),
+    ("i2i", [image_item(png((64, 64), "L", 255), "mask_image")], {}, "role input_image"),
 ]
 
 

@@ -23,7 +23,7 @@ from lollms_server.core.errors import BadRequestError
 
 from .images import INPUT_ROLES, ImageInputs, png_output, read_inputs
 from .models import DiffusersModel, ModelCatalog
-from .parameters import Caps, ImageParameters, check_pixels, parse_parameters
+from .parameters import Caps, ImageRequest, check_pixels, parse_parameters
 from .pipelines import LoadedPipeline, LoadSettings, denoise, load
 from .runner import Done, Step, run_with_progress
 
@@ -51,6 +51,7 @@ class DiffusersBinding(Binding):
             max_image_pixels=int(self.config.get("max_image_pixels") or 1024 * 1024),
             max_inference_steps=int(self.config.get("max_inference_steps") or 100),
             max_images_per_request=int(self.config.get("max_images_per_request") or 4),
+            setting="the instance's ",
         )
 
     @property
@@ -203,11 +204,11 @@ class DiffusersBinding(Binding):
             yield event
 
     @staticmethod
-    def _seeds(parsed: ImageParameters) -> list[int]:
+    def _seeds(parsed: ImageRequest) -> list[int]:
         first = parsed.seed if parsed.seed is not None and parsed.seed >= 0 else secrets.randbelow(2**31)
         return [(first + index) % (MAX_SEED + 1) for index in range(parsed.n)]
 
-    def _size(self, parsed: ImageParameters, inputs: ImageInputs, loaded: LoadedPipeline) -> tuple[int, int]:
+    def _size(self, parsed: ImageRequest, inputs: ImageInputs, loaded: LoadedPipeline) -> tuple[int, int]:
         if inputs.image is not None:
             return inputs.image.size
         size = (parsed.width, parsed.height) if parsed.width and parsed.height else None

@@ -13,7 +13,7 @@ from lollms_server.core.errors import BadRequestError
 
 from .images import ImageInputs
 from .models import DiffusersModel
-from .parameters import ImageParameters
+from .parameters import ImageRequest
 
 SCHEDULERS = {
     "ddim": "DDIMScheduler",
@@ -144,7 +144,7 @@ def fresh_scheduler(loaded: LoadedPipeline, name: str) -> Any:
 def denoise(
     loaded: LoadedPipeline,
     prompt: str,
-    params: ImageParameters,
+    params: ImageRequest,
     inputs: ImageInputs,
     seeds: list[int],
     size: tuple[int, int],

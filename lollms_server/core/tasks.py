@@ -1,0 +1,75 @@
+"""Generation tasks: one registry entry per ``generation_type`` — the modality it outputs, the input it needs,
+and the parameters it takes, validated with limits from the config. Adding a modality is adding a task (and
+bindings), not editing the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lollms_server.core.errors import BadRequestError
+from lollms_server.core.image_parameters import ImageParameters
+from lollms_server.core.limits import InputLimits
+from lollms_server.core.parameters import validate_parameters
+
+
+def validate_image_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
+    """Image parameters checked against their model and the server's caps (``limits``)."""
+    checked = ImageParameters.checked(parameters)
+    limits.image_caps.check(checked)
+    return checked.model_dump(exclude_none=True)
+
+
+def validate_text_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
+    return validate_parameters(parameters)
+
+
+@dataclass(frozen=True)
+class GenerationTask:
+    """One ``generation_type``."""
+
+    name: str
+    output: str  # the modality produced; a binding must list it among its output modalities
+    description: str
+    needs_prompt: bool  # a text item with role user_prompt
+    required_roles: tuple[str, ...]  # other input roles it cannot do without
+    validate: Callable[[Mapping[str, Any] | None, InputLimits], dict[str, Any]]
+    default_max_tokens: bool = False  # text outputs get defaults.default_max_output_tokens
+
+    def check_inputs(self, prompt: str, roles: set[str]) -> None:
+        if self.needs_prompt and not prompt:
+            raise BadRequestError(f"'{self.name}' needs a text item with role 'user_prompt' in input_data")
+        missing = [role for role in self.required_roles if role not in roles]
+        if missing:
+            raise BadRequestError(f"'{self.name}' ({self.description}) needs input_data items with role {missing[0]}")
+
+
+# Tasks whose modality has no binding yet take the text parameters (passed on to the binding as they are).
+TASKS: dict[str, GenerationTask] = {
+    task.name: task
+    for task in (
+        GenerationTask("ttt", "text", "text generation", True, (), validate_text_parameters, default_max_tokens=True),
+        GenerationTask("tti", "image", "text to image", True, (), validate_image_parameters),
+        GenerationTask(
+            "i2i",
+            "image",
+            "image to image, inpainting with a mask_image",
+            False,
+            ("input_image",),
+            validate_image_parameters,
+        ),  # fmt: skip
+        GenerationTask("ttv", "video", "text to video", True, (), validate_text_parameters),
+        GenerationTask("ttm", "audio", "text to music", True, (), validate_text_parameters),
+        GenerationTask("tts", "audio", "text to speech", True, (), validate_text_parameters),
+        GenerationTask("stt", "text", "speech to text", False, ("input_audio",), validate_text_parameters),
+        GenerationTask("audio2audio", "audio", "audio to audio", False, ("input_audio",), validate_text_parameters),
+    )
+}
+
+
+def task_of(name: str) -> GenerationTask:
+    task = TASKS.get(name)
+    if task is None:
+        raise BadRequestError(f"unknown generation_type '{name}'; use one of {', '.join(TASKS)}")
+    return task
