@@ -70,6 +70,29 @@ def _find_binding_class(module: Any, type_name: str) -> type[Binding]:
     )
 
 
+def capability_problems(cls: type[Binding], card: BindingCard) -> list[str]:
+    """Where the class's declared capabilities and its card disagree (or the class declares none)."""
+    problems = []
+    for attribute, method, card_field in (
+        ("input_modalities", "get_supported_input_modalities", "supported_input_modalities"),
+        ("output_modalities", "get_supported_output_modalities", "supported_output_modalities"),
+    ):
+        declared = getattr(cls, attribute)
+        overridden = getattr(cls, method) is not getattr(Binding, method)
+        if declared is None and not overridden:
+            problems.append(f"the class declares no {attribute}: set it, or implement {method}()")
+        elif declared is not None and set(declared) != set(getattr(card, card_field)):
+            problems.append(
+                f"the class's {attribute} {sorted(declared)} disagree with the card's {card_field} "
+                f"{sorted(getattr(card, card_field))}"
+            )
+    if cls.streams is not None and cls.streams != card.supports_streaming:
+        problems.append(f"the class's streams = {cls.streams} disagrees with the card's supports_streaming")
+    if cls.streams and cls.generate_stream is Binding.generate_stream:
+        problems.append("the class says it streams but does not implement generate_stream()")
+    return problems
+
+
 def _load_type(folder: Path, source: str) -> BindingType:
     entry = BindingType(type_name=folder.name, folder=folder, source=source)
     try:
@@ -83,6 +106,9 @@ def _load_type(folder: Path, source: str) -> BindingType:
     try:
         module = import_file(folder / "__init__.py", module_name, package_folder=folder)
         entry.cls = _find_binding_class(module, entry.type_name)
+        problems = capability_problems(entry.cls, entry.card)
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as exc:
         entry.error = "; ".join(exc.problems)
     except Exception as exc:

@@ -41,6 +41,11 @@ class Binding(ABC):
     """Base class of every generation backend."""
 
     binding_type_name: ClassVar[str] = ""
+    # Capabilities as data: a binding that declares them gets the spec's get_supported_*_modalities() for free
+    # and is checked against its card at discovery; one written against the spec overrides those methods.
+    input_modalities: ClassVar[tuple[str, ...] | None] = None
+    output_modalities: ClassVar[tuple[str, ...] | None] = None
+    streams: ClassVar[bool | None] = None  # overrides generate_stream with a real stream
     # Set by the BindingManager: the server's models folder (``paths.models_folder``).
     models_folder: Path | None = None
 
@@ -56,13 +61,13 @@ class Binding(ABC):
     async def list_available_models(self) -> list[dict[str, Any]]:
         """Models this instance can use (local files, models offered by its server...)."""
 
-    @abstractmethod
     def get_supported_input_modalities(self) -> list[str]:
-        """Input data types accepted, e.g. ['text', 'image']."""
+        """Input data types accepted, e.g. ['text', 'image'] (the class's ``input_modalities``)."""
+        return list(self.input_modalities or ())
 
-    @abstractmethod
     def get_supported_output_modalities(self) -> list[str]:
-        """Output data types produced, e.g. ['text']."""
+        """Output data types produced, e.g. ['text'] (the class's ``output_modalities``)."""
+        return list(self.output_modalities or ())
 
     @abstractmethod
     async def load_model(self, model_name: str) -> bool:

@@ -34,6 +34,9 @@ MAX_SEED = 2**63 - 1
 
 class DiffusersBinding(Binding):
     binding_type_name = "diffusers_binding"
+    input_modalities = ("text", "image")
+    output_modalities = ("image",)
+    streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
         super().__init__(config, resource_manager)
@@ -59,12 +62,6 @@ class DiffusersBinding(Binding):
         return self.resource_manager.models
 
     # --- capabilities ------------------------------------------------------------------------------
-    def get_supported_input_modalities(self) -> list[str]:
-        return ["text", "image"]
-
-    def get_supported_output_modalities(self) -> list[str]:
-        return ["image"]
-
     def get_resource_requirements(self) -> dict[str, Any]:
         return {"gpu_required": True}  # local compute: admitted by the resource manager, GPU or not
 

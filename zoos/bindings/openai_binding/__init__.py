@@ -39,6 +39,9 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
 
 class OpenAIBinding(Binding):
     binding_type_name = "openai_binding"
+    input_modalities = ("text", "image")
+    output_modalities = ("text",)
+    streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
         super().__init__(config, resource_manager)
@@ -56,12 +59,6 @@ class OpenAIBinding(Binding):
         self._models: tuple[float, dict[str, dict[str, Any]]] | None = None
 
     # --- capabilities ----------------------------------------------------------------------------------
-    def get_supported_input_modalities(self) -> list[str]:
-        return ["text", "image"]
-
-    def get_supported_output_modalities(self) -> list[str]:
-        return ["text"]
-
     def _takes_images(self, model_name: str | None) -> bool:
         setting = self.config.get("vision", "auto")
         return setting == "always" or (setting == "auto" and bool(model_name and VISION_MODEL.search(model_name)))
