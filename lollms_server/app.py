@@ -13,7 +13,7 @@ import anyio
 from fastapi import FastAPI
 
 from lollms_server import __version__
-from lollms_server.api import endpoints, generate, lollms_helpers, personalities, root, tokens
+from lollms_server.api import artifacts, endpoints, generate, lollms_helpers, personalities, root, tokens
 from lollms_server.api.auth import ApiKeyMiddleware
 from lollms_server.api.body_limit import RequestBodyGuard
 from lollms_server.api.cors import BrowserCORSMiddleware
@@ -23,6 +23,7 @@ from lollms_server.api.json_body import JsonBodyMiddleware
 from lollms_server.api.ollama_compat import routes as ollama_routes
 from lollms_server.api.openai_compat import routes as openai_routes
 from lollms_server.api.openapi import customize_openapi
+from lollms_server.core.artifacts import ArtifactStore
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig, load_main_config
 from lollms_server.core.embeddings import EmbeddingService
@@ -69,8 +70,11 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.state.binding_manager = binding_manager
         app.state.personality_manager = personality_manager
         app.state.function_manager = function_manager
+        artifact_store = build_artifact_store(config)
+        await artifact_store.sweep()  # what expired while the server was down
+        app.state.artifact_store = artifact_store
         app.state.generation_service = GenerationService(
-            config, binding_manager, resource_manager, personality_manager, function_manager
+            config, binding_manager, resource_manager, personality_manager, function_manager, artifact_store
         )
         app.state.embedding_service = EmbeddingService(config, binding_manager)
         # Everything built so far lives as long as the server: keep it out of the garbage collector's
@@ -84,6 +88,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             app.state.binding_manager = None
             app.state.personality_manager = None
             app.state.function_manager = None
+            app.state.artifact_store = None
             await binding_manager.stop()
             await resource_manager.models.unload()
             await resource_manager.models.drain()
@@ -101,12 +106,13 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.binding_manager = None
     app.state.generation_service = None
     app.state.embedding_service = None
+    app.state.artifact_store = None
     install_error_handlers(app)
     install_fallbacks(app)
     customize_openapi(app)
     app.include_router(root.router)  # GET /: where the docs are, until the web UI is served there
     app.include_router(endpoints.public_router)
-    for module in (endpoints, tokens, personalities):
+    for module in (endpoints, tokens, personalities, artifacts):
         app.include_router(module.router)
     app.include_router(openai_routes.router)
     app.include_router(lollms_helpers.public_router)
@@ -125,6 +131,17 @@ def create_app(config: ServerConfig) -> FastAPI:
         expose_headers=[REQUEST_ID_HEADER],
     )
     return app
+
+
+def build_artifact_store(config: ServerConfig) -> ArtifactStore:
+    """The artifact store of the ``artifacts`` section; a relative folder is under the main config's folder."""
+    section = config.section("artifacts")
+    folder = Path(os.path.expanduser(section["folder"]))
+    return ArtifactStore(
+        folder if folder.is_absolute() else config.paths.config_dir / folder,
+        max_bytes=int(section["max_total_bytes"]),
+        ttl_seconds=float(section["ttl_seconds"]),
+    )
 
 
 def create_app_from_env() -> FastAPI:

@@ -228,6 +228,23 @@ MAIN_SCHEMA: dict[str, Any] = {
             "max_images_per_request": _setting("int", "Most images (n) one request may ask for.", 4, min_val=1),
         },
     ),
+    "artifacts": _section(
+        "Binary outputs stored on disk and served at /api/v1/artifacts/{id} (parameters.output_format: url).",
+        {
+            "folder": _setting(
+                "str", "Folder of stored artifacts, relative to the folder of the main config file.", "artifacts"
+            ),
+            "max_total_bytes": _setting(
+                "int",
+                "Most bytes all stored artifacts may take; the oldest are deleted first to make room.",
+                1024 * 1024 * 1024,
+                min_val=1024,
+            ),
+            "ttl_seconds": _setting(
+                "int", "Seconds an artifact is served after it was stored; then it is deleted.", 3600, min_val=1
+            ),
+        },
+    ),
     "webui": _section(
         "Built-in web interface.",
         {"enable_ui": _setting("bool", "Serve the web UI at the server root.", False)},

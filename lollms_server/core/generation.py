@@ -7,19 +7,29 @@ yields StreamChunk-shaped dicts ending with a ``final`` chunk.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import anyio
 from pydantic import ValidationError
 
+from lollms_server.core.artifacts import ArtifactStore
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding, GenerateResult
 from lollms_server.core.config import ServerConfig
 from lollms_server.core.domain import GenerationRequest, InputData, OutputData
-from lollms_server.core.errors import BadRequestError, CapabilityError, LollmsError, NotFoundError
+from lollms_server.core.errors import (
+    BadRequestError,
+    CapabilityError,
+    LollmsError,
+    NotFoundError,
+    UnavailableError,
+)
 from lollms_server.core.events import OutputAccumulator, SideEvent, TextDelta, event_of
 from lollms_server.core.limits import check_name
 from lollms_server.core.model_residency import ModelKey
@@ -32,6 +42,9 @@ from lollms_server.core.workflows import WorkflowCall, collect_workflow, stream_
 logger = logging.getLogger(__name__)
 
 CONVERSATION_ROLES = {"system_context": "system", "user_prompt": "user", "assistant_reply": "assistant"}
+# parameters.output_format, valid for every task: binary outputs inline (base64) or stored (a URL path).
+OUTPUT_FORMATS = ("base64", "url")
+BINARY_OUTPUT_TYPES = ("image", "audio", "video")
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,7 @@ class PreparedGeneration:
     raw_prompt: bool = False
     prompt_tokens: int | None = None
     model_key: ModelKey | None = None
+    output_format: str = "base64"
 
     @property
     def request_info(self) -> dict[str, Any]:
@@ -144,12 +158,14 @@ class GenerationService:
         resources: ResourceManager,
         personalities: PersonalityResolver | None = None,
         functions: Any = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.config = config
         self.bindings = bindings
         self.resources = resources
         self.personalities: PersonalityResolver = personalities or NoPersonalities()
         self.functions = functions
+        self.artifacts = artifacts
         self.limits = config.input_limits
 
     async def prepare(
@@ -160,6 +176,7 @@ class GenerationService:
         for field_name in ("binding_name", "model_name", "personality", "generation_type"):
             check_name(field_name, getattr(request, field_name))
         task = task_of(request.generation_type)
+        request_parameters, output_format = self._split_output_format(request.parameters)
         output_type = task.output
         personality = await self.personalities.resolve(request.personality) if request.personality else None
         binding_name = request.binding_name or self.config.defaults.get(f"{request.generation_type}_binding")
@@ -184,7 +201,7 @@ class GenerationService:
         parameters = layer_parameters(
             {"max_tokens": self.config.defaults["default_max_output_tokens"]} if task.default_max_tokens else None,
             personality.parameters if personality and task.output == "text" else None,
-            task.validate(request.parameters, self.limits),
+            task.validate(request_parameters, self.limits),
         )
         if parameters.get("response_format") and not binding.supports_structured_output():
             raise BadRequestError(
@@ -203,6 +220,7 @@ class GenerationService:
             # A workflow decides what runs: the bindings it calls take their own compute slots.
             uses_compute_slot=workflow is None and bool(binding.get_resource_requirements().get("gpu_required")),
             raw_prompt=raw_prompt,
+            output_format=output_format,
         )
         if workflow is None:
             prepared.prompt_tokens = await binding.count_prompt_tokens(
@@ -218,6 +236,40 @@ class GenerationService:
                 context=self._workflow_context(request, prepared, personality),
             )
         return prepared
+
+    def _split_output_format(self, parameters: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
+        """The task's parameters without ``output_format``, and the output format (checked)."""
+        rest = dict(parameters or {})
+        output_format = rest.pop("output_format", None) or "base64"
+        if output_format not in OUTPUT_FORMATS:
+            raise BadRequestError(
+                f"parameters.output_format = {output_format!r}: allowed: {' or '.join(map(repr, OUTPUT_FORMATS))}"
+            )
+        if output_format == "url" and self.artifacts is None:
+            raise UnavailableError("output_format 'url' needs the artifact store, which is not running")
+        return rest, output_format
+
+    async def deliver(self, prepared: PreparedGeneration, outputs: list[OutputData]) -> list[OutputData]:
+        """Outputs as the request asked: with ``output_format: url`` each base64 image, audio or video goes to
+        the artifact store and its ``data`` becomes the path it is served at."""
+        if prepared.output_format != "url" or self.artifacts is None:
+            return outputs
+        for output in outputs:
+            if output.type not in BINARY_OUTPUT_TYPES or not isinstance(output.data, str):
+                continue
+            data = await anyio.to_thread.run_sync(decode_base64, output.data)
+            if data is None:  # already a URL, or not base64: passed on as the binding gave it
+                continue
+            artifact = await self.artifacts.put(data, output.mime_type)
+            output.data = artifact.path
+            output.mime_type = artifact.mime_type
+            output.metadata = {
+                **(output.metadata or {}),
+                "artifact_id": artifact.id,
+                "size": artifact.size,
+                "expires_at": int(artifact.expires_at),
+            }
+        return outputs
 
     def _workflow_context(
         self, request: GenerationRequest, prepared: PreparedGeneration, personality: AppliedPersonality
@@ -248,7 +300,8 @@ class GenerationService:
 
     async def run(self, prepared: PreparedGeneration) -> list[OutputData]:
         if prepared.workflow_call is not None:
-            return normalize_outputs(await collect_workflow(prepared.workflow_call), prepared.model_name)
+            outputs = normalize_outputs(await collect_workflow(prepared.workflow_call), prepared.model_name)
+            return await self.deliver(prepared, outputs)
         slot = await self.admit(prepared)
         try:
             with slot.held() if slot else contextlib.nullcontext():
@@ -261,7 +314,7 @@ class GenerationService:
         finally:
             if slot:
                 slot.release()
-        return normalize_outputs(result, prepared.model_name)
+        return await self.deliver(prepared, normalize_outputs(result, prepared.model_name))
 
     def _source(self, prepared: PreparedGeneration) -> AsyncIterator[dict[str, Any]]:
         if prepared.workflow_call is not None:
@@ -296,13 +349,27 @@ class GenerationService:
         delta = accumulator.flush()
         if delta is not None:
             yield _chunk(delta)
-        outputs = normalize_outputs(accumulator.outputs(text_when_empty=True), prepared.model_name)
+        outputs = await self.deliver(
+            prepared, normalize_outputs(accumulator.outputs(text_when_empty=True), prepared.model_name)
+        )
         yield {
             "type": "final",
             "content": [output.model_dump() for output in outputs],
             "thoughts": None,
             "metadata": {"model": prepared.model_name, **accumulator.metadata},
         }
+
+
+def decode_base64(data: str) -> bytes | None:
+    """The bytes of base64 text or of a base64 ``data:`` URL; None for anything else."""
+    if data.startswith("data:"):
+        header, _, data = data.partition(",")
+        if not header.endswith(";base64"):
+            return None
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _chunk(delta: TextDelta) -> dict[str, Any]:

@@ -1,0 +1,215 @@
+"""The artifact store: binary outputs kept on disk for a while and handed out by an unguessable id.
+
+Each artifact is two files in the store's folder: ``<id>.data`` (the bytes, written last, so its presence means
+the artifact is complete; its modification time is set to the moment it was stored) and ``<id>.json`` (its
+mime type). Both are written through ``atomic_files`` and are private (0600). The store keeps no index in
+memory, so several worker processes may share one folder. Every ``put`` sweeps: expired artifacts are
+deleted, then the oldest ones until the new one fits under the size cap. Contents are never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from lollms_server.core.atomic_files import atomic_path, atomic_write_bytes
+from lollms_server.core.errors import NotFoundError, PayloadTooLargeError
+
+logger = logging.getLogger(__name__)
+
+# Where the API serves an artifact: the core hands out this path, the API edge serves it.
+ARTIFACT_PATH_PREFIX = "/api/v1/artifacts/"
+ID_BYTES = 24  # 192 random bits
+ID_LENGTH = 32  # len(secrets.token_urlsafe(ID_BYTES))
+_ID = re.compile(rf"[A-Za-z0-9_-]{{{ID_LENGTH}}}")
+_MIME_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+_DATA, _META = ".data", ".json"
+# What atomic_files leaves behind when a process dies mid-write: ".<id>.<hex>.writing.<data|json>".
+_LEFTOVER = re.compile(rf"\.[A-Za-z0-9_-]{{{ID_LENGTH}}}\.[0-9a-f]{{8}}\.writing\.(data|json)")
+DEFAULT_MIME_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One stored artifact; ``expires_at`` is a Unix time."""
+
+    id: str
+    mime_type: str
+    size: int
+    expires_at: float
+
+    @property
+    def path(self) -> str:
+        """The URL path the API serves it at."""
+        return f"{ARTIFACT_PATH_PREFIX}{self.id}"
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """An artifact found by ``get``: its file and what to serve it as."""
+
+    artifact: Artifact
+    file: Path
+
+
+def is_artifact_id(value: str) -> bool:
+    """Whether ``value`` has the exact shape of an id we hand out (nothing else ever reaches the disk)."""
+    return bool(_ID.fullmatch(value))
+
+
+class ArtifactStore:
+    """Binary outputs under ``folder``, at most ``max_bytes`` in all, each kept ``ttl_seconds``."""
+
+    def __init__(
+        self, folder: Path, max_bytes: int, ttl_seconds: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.folder = Path(folder)
+        self.max_bytes = int(max_bytes)
+        self.ttl_seconds = float(ttl_seconds)
+        self.clock = clock
+        self._lock = threading.Lock()  # one sweep-and-write at a time in this process
+
+    async def put(self, data: bytes, mime_type: str | None) -> Artifact:
+        """Store ``data``; PayloadTooLargeError when it alone is over the size cap."""
+        return await anyio.to_thread.run_sync(self.put_sync, data, mime_type)
+
+    async def get(self, artifact_id: str) -> StoredArtifact:
+        """The artifact ``artifact_id``; NotFoundError when it is unknown, malformed or expired."""
+        return await anyio.to_thread.run_sync(self.get_sync, artifact_id)
+
+    async def sweep(self) -> int:
+        """Delete expired artifacts and leftovers; the number of artifacts deleted."""
+        return await anyio.to_thread.run_sync(self.sweep_sync)
+
+    def put_sync(self, data: bytes, mime_type: str | None) -> Artifact:
+        size = len(data)
+        if size > self.max_bytes:
+            raise PayloadTooLargeError(
+                f"an output of {size:,} bytes is over the artifact store's cap (artifacts.max_total_bytes = "
+                f"{self.max_bytes:,}); ask for output_format 'base64' or raise the cap"
+            )
+        mime = checked_mime_type(mime_type)
+        with self._lock:
+            self._make_folder()
+            self._make_room(size)
+            artifact_id = secrets.token_urlsafe(ID_BYTES)
+            now = self.clock()
+            meta = json.dumps({"mime_type": mime}).encode("utf-8")
+            atomic_write_bytes(self._file(artifact_id, _META), meta, private=True, exclusive=True)
+            # Dated before it gets its real name, so a sweep never sees it undated.
+            with atomic_path(self._file(artifact_id, _DATA), private=True, exclusive=True) as temporary:
+                temporary.write_bytes(data)
+                os.utime(temporary, (now, now))
+        logger.debug("stored an artifact of %d bytes (%s)", size, mime)
+        return Artifact(artifact_id, mime, size, now + self.ttl_seconds)
+
+    def get_sync(self, artifact_id: str) -> StoredArtifact:
+        if not is_artifact_id(artifact_id):
+            raise NotFoundError("artifact not found")
+        data_file = self._file(artifact_id, _DATA)
+        try:
+            info = data_file.stat()
+            meta = json.loads(self._file(artifact_id, _META).read_bytes())
+        except (OSError, ValueError):
+            raise NotFoundError("artifact not found (unknown or expired)") from None
+        expires_at = info.st_mtime + self.ttl_seconds
+        if expires_at <= self.clock():
+            self._delete(artifact_id)
+            raise NotFoundError("artifact not found (unknown or expired)")
+        mime = meta.get("mime_type") if isinstance(meta, dict) else None
+        artifact = Artifact(artifact_id, checked_mime_type(mime), info.st_size, expires_at)
+        return StoredArtifact(artifact, data_file)
+
+    def sweep_sync(self) -> int:
+        with self._lock:
+            return self._sweep_expired()[1]
+
+    def total_bytes(self) -> int:
+        """Bytes held by unexpired artifacts."""
+        with self._lock:
+            return sum(size for _, size, _ in self._sweep_expired()[0])
+
+    def _make_folder(self) -> None:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _file(self, artifact_id: str, suffix: str) -> Path:
+        return self.folder / f"{artifact_id}{suffix}"
+
+    def _live(self) -> list[tuple[str, int, float]]:
+        """(id, size, stored at) of every complete artifact; removes stale leftovers on the way."""
+        found: list[tuple[str, int, float]] = []
+        metas: dict[str, float] = {}
+        try:
+            entries = list(os.scandir(self.folder))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            name = entry.name
+            try:
+                if name.endswith(_DATA) and is_artifact_id(name[: -len(_DATA)]):
+                    info = entry.stat(follow_symlinks=False)
+                    found.append((name[: -len(_DATA)], info.st_size, info.st_mtime))
+                elif name.endswith(_META) and is_artifact_id(name[: -len(_META)]):
+                    metas[name[: -len(_META)]] = entry.stat(follow_symlinks=False).st_mtime
+                elif _LEFTOVER.fullmatch(name) and self._stale(entry.stat(follow_symlinks=False).st_mtime):
+                    os.unlink(entry.path)
+            except FileNotFoundError:  # deleted meanwhile by another worker
+                continue
+        complete = {artifact_id for artifact_id, _, _ in found}
+        for artifact_id, written_at in metas.items():
+            # A description without its data: a write that died (another process may be writing it now).
+            if artifact_id not in complete and self._stale(written_at):
+                self._delete(artifact_id)
+        return found
+
+    def _stale(self, written_at: float) -> bool:
+        return written_at + self.ttl_seconds <= self.clock()
+
+    def _sweep_expired(self) -> tuple[list[tuple[str, int, float]], int]:
+        """Delete expired artifacts; the live ones, oldest first, and how many were deleted."""
+        live = []
+        deleted = 0
+        for artifact_id, size, stored_at in sorted(self._live(), key=lambda item: item[2]):
+            if self._stale(stored_at):
+                self._delete(artifact_id)
+                deleted += 1
+            else:
+                live.append((artifact_id, size, stored_at))
+        return live, deleted
+
+    def _make_room(self, size: int) -> None:
+        live, _ = self._sweep_expired()
+        total = sum(item[1] for item in live)
+        evicted = 0
+        for artifact_id, item_size, _ in live:
+            if total + size <= self.max_bytes:
+                break
+            self._delete(artifact_id)
+            total -= item_size
+            evicted += 1
+        if evicted:
+            logger.info("artifact store full: evicted the %d oldest artifact(s)", evicted)
+
+    def _delete(self, artifact_id: str) -> None:
+        for suffix in (_DATA, _META):
+            with contextlib.suppress(FileNotFoundError):
+                self._file(artifact_id, suffix).unlink()
+
+
+def checked_mime_type(mime_type: str | None) -> str:
+    """A well-formed, lower-case ``type/subtype``; anything else is served as application/octet-stream."""
+    if not mime_type:
+        return DEFAULT_MIME_TYPE
+    value = mime_type.split(";", 1)[0].strip().lower()
+    return value if _MIME_TYPE.fullmatch(value) else DEFAULT_MIME_TYPE

@@ -1,0 +1,155 @@
+"""The artifact store: unguessable ids, no way out of its folder, private files, the size cap, expiry."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from lollms_server.core.artifacts import ARTIFACT_PATH_PREFIX, ID_LENGTH, ArtifactStore, checked_mime_type
+from lollms_server.core.errors import NotFoundError, PayloadTooLargeError
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def store_in(tmp_path: Path, max_bytes: int = 10_000, ttl: float = 60.0) -> tuple[ArtifactStore, Clock]:
+    clock = Clock()
+    return ArtifactStore(tmp_path / "artifacts", max_bytes=max_bytes, ttl_seconds=ttl, clock=clock), clock
+
+
+async def test_put_then_get_returns_the_bytes_and_mime_type(tmp_path: Path) -> None:
+    store, clock = store_in(tmp_path)
+    artifact = await store.put(b"\x89PNG-bytes", "image/png")
+    assert len(artifact.id) == ID_LENGTH and artifact.path == f"{ARTIFACT_PATH_PREFIX}{artifact.id}"
+    assert (artifact.mime_type, artifact.size, artifact.expires_at) == ("image/png", 10, clock.now + 60)
+    found = await store.get(artifact.id)
+    assert found.file.read_bytes() == b"\x89PNG-bytes"
+    assert found.artifact == artifact
+
+
+async def test_ids_are_distinct_and_files_private(tmp_path: Path) -> None:
+    store, _ = store_in(tmp_path)
+    ids = {(await store.put(b"x", "image/png")).id for _ in range(20)}
+    assert len(ids) == 20
+    for path in store.folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(store.folder.stat().st_mode) == 0o700
+    assert not [path for path in store.folder.iterdir() if "writing" in path.name]
+
+
+@pytest.mark.parametrize(
+    "artifact_id",
+    [
+        "../secret",
+        "..%2Fsecret",
+        "/etc/passwd",
+        "a" * (ID_LENGTH - 1),
+        "a" * (ID_LENGTH + 1),
+        "a" * (ID_LENGTH - 3) + "/..",
+        "a" * (ID_LENGTH - 5) + ".json",
+        "",
+    ],
+)
+async def test_malformed_ids_never_reach_the_disk(tmp_path: Path, artifact_id: str) -> None:
+    store, _ = store_in(tmp_path)
+    (tmp_path / "secret.data").write_bytes(b"not yours")
+    (tmp_path / "secret.json").write_text('{"mime_type": "text/plain"}')
+    with pytest.raises(NotFoundError):
+        await store.get(artifact_id)
+
+
+async def test_an_id_of_the_right_shape_that_was_never_stored_is_not_found(tmp_path: Path) -> None:
+    store, _ = store_in(tmp_path)
+    await store.put(b"x", "image/png")
+    with pytest.raises(NotFoundError):
+        await store.get("A" * ID_LENGTH)
+
+
+async def test_expired_artifacts_are_not_served_and_are_deleted(tmp_path: Path) -> None:
+    store, clock = store_in(tmp_path, ttl=60)
+    artifact = await store.put(b"old", "audio/wav")
+    clock.now += 59
+    assert (await store.get(artifact.id)).file.read_bytes() == b"old"
+    clock.now += 1
+    with pytest.raises(NotFoundError):
+        await store.get(artifact.id)
+    assert list(store.folder.iterdir()) == []
+
+
+async def test_a_sweep_deletes_what_expired_and_keeps_the_rest(tmp_path: Path) -> None:
+    store, clock = store_in(tmp_path, ttl=60)
+    old = [await store.put(b"old", "image/png") for _ in range(3)]
+    clock.now += 30
+    young = await store.put(b"young", "image/png")
+    clock.now += 30
+    assert await store.sweep() == 3
+    assert sorted(path.name for path in store.folder.iterdir()) == [f"{young.id}.data", f"{young.id}.json"]
+    for artifact in old:
+        with pytest.raises(NotFoundError):
+            await store.get(artifact.id)
+    assert store.total_bytes() == len(b"young")
+
+
+async def test_the_cap_evicts_the_oldest_first(tmp_path: Path) -> None:
+    store, clock = store_in(tmp_path, max_bytes=3000)
+    first = await store.put(b"1" * 1000, "image/png")
+    clock.now += 1
+    second = await store.put(b"2" * 1000, "image/png")
+    clock.now += 1
+    third = await store.put(b"3" * 1000, "image/png")
+    clock.now += 1
+    fourth = await store.put(b"4" * 1500, "image/png")
+    with pytest.raises(NotFoundError):
+        await store.get(first.id)
+    with pytest.raises(NotFoundError):
+        await store.get(second.id)
+    assert (await store.get(third.id)).file.read_bytes() == b"3" * 1000
+    assert (await store.get(fourth.id)).file.read_bytes() == b"4" * 1500
+    assert store.total_bytes() == 2500 <= store.max_bytes
+
+
+async def test_one_artifact_over_the_cap_is_refused(tmp_path: Path) -> None:
+    store, _ = store_in(tmp_path, max_bytes=1024)
+    kept = await store.put(b"k" * 1000, "image/png")
+    with pytest.raises(PayloadTooLargeError, match="max_total_bytes"):
+        await store.put(b"x" * 1025, "image/png")
+    assert (await store.get(kept.id)).file.read_bytes() == b"k" * 1000
+
+
+async def test_leftovers_of_interrupted_writes_are_swept_once_stale(tmp_path: Path) -> None:
+    store, clock = store_in(tmp_path, ttl=60)
+    kept = await store.put(b"kept", "image/png")
+    orphan = "B" * ID_LENGTH
+    leftover = store.folder / f".{'C' * ID_LENGTH}.0123abcd.writing.data"
+    foreign = store.folder / "notes.txt"
+    for path in (store.folder / f"{orphan}.json", leftover, foreign):
+        path.write_bytes(b"{}")
+        os.utime(path, (clock.now, clock.now))
+    await store.sweep()
+    assert (store.folder / f"{orphan}.json").exists() and leftover.exists()  # may still be being written
+    clock.now += 30
+    await store.put(b"new", "image/png")  # every put sweeps too
+    clock.now += 30
+    await store.sweep()
+    assert not (store.folder / f"{orphan}.json").exists() and not leftover.exists()
+    assert foreign.exists()  # never touches a file it did not write
+    with pytest.raises(NotFoundError):
+        await store.get(kept.id)
+
+
+def test_mime_types_are_normalised_or_replaced() -> None:
+    assert checked_mime_type("Image/PNG; charset=x") == "image/png"
+    assert checked_mime_type("image/svg+xml") == "image/svg+xml"
+    assert checked_mime_type(None) == "application/octet-stream"
+    assert checked_mime_type("text/html\r\nX-Evil: 1") == "application/octet-stream"
+    assert checked_mime_type("nonsense") == "application/octet-stream"
