@@ -47,6 +47,16 @@ def documented_errors(model: type[BaseModel], *statuses: int) -> dict[int | str,
     return {status: {"model": model, "description": STATUS_DESCRIPTIONS[status]} for status in (401, 403, *statuses)}
 
 
+def multipart_body(
+    fields: type[BaseModel], files: dict[str, dict[str, Any]], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``openapi_extra`` documenting a multipart/form-data body: ``files`` (binary parts) and ``fields``."""
+    schema = fields.model_json_schema(mode="validation")
+    properties = {**files, **{name: value for name, value in schema.get("properties", {}).items() if name not in files}}
+    body = {"type": "object", "properties": properties, "required": list(required)}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}}}
+
+
 def error_model_for(path: str) -> type[BaseModel]:
     """The error body a path answers with (the same choice as ``errors.error_body``)."""
     if path.startswith(OPENAI_PREFIXES):

@@ -141,3 +141,84 @@ class OpenAIErrorResponse(BaseModel):
     """The error body of the OpenAI-compatible API (the openai SDKs raise it as their usual exceptions)."""
 
     error: OpenAIError
+
+
+_PNG_ONLY = "this server answers with PNG images only (output_format: 'png')"
+_OURS = "lollms extension: passed to the image binding as it is."
+
+
+class ImageFields(_Open):
+    """Fields shared by /v1/images/generations (JSON) and /v1/images/edits (multipart form fields)."""
+
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (
+        Refusal("stream", bool, "streamed image generation is not supported by this server (stream: false)"),
+        Refusal("partial_images", bool, "partial_images (streamed previews) are not supported by this server"),
+        Refusal(
+            "quality",
+            lambda value: value not in (None, "auto", "standard"),
+            f"quality {_NOT_YET} (send 'auto' or leave it out)",
+        ),
+        Refusal(
+            "background", lambda value: value not in (None, "auto", "opaque"), f"background 'transparent' {_NOT_YET}"
+        ),
+        Refusal("output_format", lambda value: value not in (None, "png"), _PNG_ONLY),
+        Refusal("output_compression", lambda value: value not in (None, 100), f"output_compression: {_PNG_ONLY}"),
+        Refusal("complexity", given, f"complexity {_NOT_YET}"),
+        Refusal("frame_count", given, f"frame_count (GIF output): {_PNG_ONLY}"),
+        Refusal("frame_duration_ms", given, f"frame_duration_ms (GIF output): {_PNG_ONLY}"),
+        Refusal("svg", given, f"svg output: {_PNG_ONLY}"),
+    )
+
+    prompt: str = Field(description="What to draw (the user_prompt of a tti or i2i generation).")
+    model: str | None = Field(
+        default=None,
+        description="'<instance>/<model>' or '<instance>' (its default model); none: defaults.tti_binding "
+        "(generations) or defaults.i2i_binding (edits). An unknown id is a 404.",
+    )
+    n: int | None = Field(default=None, ge=1, description="Number of images (up to limits.max_images_per_request).")
+    size: str | None = Field(default=None, description="'WIDTHxHEIGHT' (multiples of 8) or 'auto' (the binding's).")
+    response_format: str | None = Field(
+        default=None,
+        description="'b64_json' (the default here) or 'url' (400 while this server has no artifact store).",
+    )
+    user: str | None = Field(default=None, description=_NO_EFFECT)
+    safety_identifier: str | None = Field(default=None, description=_NO_EFFECT)
+    moderation: str | None = Field(default=None, description="Accepted; this server applies no content filter.")
+    stream: bool | None = Field(default=None, description="Only false (400 otherwise).")
+    partial_images: int | None = Field(default=None, description="Only 0 (400 otherwise).")
+    quality: str | None = Field(default=None, description="Only 'auto' or 'standard' (400 otherwise).")
+    background: str | None = Field(default=None, description="Only 'auto' or 'opaque' (400 otherwise).")
+    output_format: str | None = Field(default=None, description="Only 'png' (400 otherwise).")
+    output_compression: int | None = Field(default=None, description="Only 100 (400 otherwise): PNG is lossless.")
+    complexity: str | None = Field(default=None, description="Refused with 400 (not supported yet).")
+    frame_count: int | None = Field(default=None, description="Refused with 400 (PNG only).")
+    frame_duration_ms: int | None = Field(default=None, description="Refused with 400 (PNG only).")
+    svg: Any = Field(default=None, description="Refused with 400 (PNG only).")
+    negative_prompt: str | None = Field(default=None, description=_OURS)
+    num_inference_steps: int | None = Field(default=None, ge=1, description=_OURS)
+    guidance_scale: float | None = Field(default=None, description=_OURS)
+    seed: int | None = Field(default=None, description=_OURS)
+    scheduler: str | None = Field(default=None, description=_OURS)
+
+
+class ImageGenerationRequest(ImageFields):
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (
+        *ImageFields.REFUSED,
+        Refusal("style", given, f"style {_NOT_YET}"),
+    )
+
+    style: str | None = Field(default=None, description="Refused with 400 (not supported yet).")
+
+
+class ImageEditFields(ImageFields):
+    """The form fields of an edit besides its files (``image`` or ``image[]``, ``mask``)."""
+
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (
+        *ImageFields.REFUSED,
+        Refusal("input_fidelity", given, f"input_fidelity {_NOT_YET} (use strength)"),
+        Refusal("markup", given, f"markup {_NOT_YET}"),
+    )
+
+    input_fidelity: str | None = Field(default=None, description="Refused with 400 (use strength).")
+    markup: str | None = Field(default=None, description="Refused with 400 (not supported yet).")
+    strength: float | None = Field(default=None, description=f"How much the image changes. {_OURS}")

@@ -1,4 +1,5 @@
-"""Routes of the OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings."""
+"""Routes of the OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings, and
+the images API (image_routes: /v1/images/generations, /v1/images/edits)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import keepalive_seconds, run_to_completion, start_stream
 from lollms_server.api.models import InputData
+from lollms_server.api.openai_compat import image_routes
 from lollms_server.api.openai_compat.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -42,6 +44,7 @@ from lollms_server.core.model_ids import list_model_ids, personality_model_ids
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 DONE = b"data: [DONE]\n\n"
 _NOT_OPENAI = "not part of the OpenAI API this server implements"
+router.include_router(image_routes.router)
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
