@@ -120,6 +120,23 @@ async def inpainting(http: httpx.AsyncClient, source: bytes, mask: bytes) -> str
     return str(response.json()["output"][0]["data"])
 
 
+async def test_url_answers_are_stored_artifacts_served_with_the_key(
+    client: openai.AsyncOpenAI, http: httpx.AsyncClient
+) -> None:
+    stored = await client.images.generate(prompt="a red cat", response_format="url", extra_body=FAST)
+    inline = await client.images.generate(prompt="a red cat", extra_body=FAST)
+    edited = await client.images.edit(
+        image=("cat.png", png_bytes((64, 64)), "image/png"), prompt="x", response_format="url", extra_body=FAST
+    )
+    url = stored.data[0].url
+    assert url is not None and url.startswith("http://test/api/v1/artifacts/") and stored.data[0].b64_json is None
+    fetched = await http.get(url, headers={"X-API-Key": TEST_API_KEY})
+    assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
+    assert fetched.content == base64.b64decode(inline.data[0].b64_json or "")  # same seed, same PNG
+    assert (await http.get(url)).status_code in (401, 403)
+    assert (edited.data[0].url or "").startswith("http://test/api/v1/artifacts/")
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -128,7 +145,7 @@ async def inpainting(http: httpx.AsyncClient, source: bytes, mask: bytes) -> str
         ({"background": "transparent"}, "background 'transparent'"),
         ({"output_format": "jpeg"}, "PNG images only"),
         ({"output_compression": 50}, "output_compression"),
-        ({"response_format": "url"}, "response_format 'url' is not available yet"),
+        ({"response_format": "jpeg"}, "response_format must be 'b64_json' or 'url'"),
         ({"size": "100x100"}, "image_size"),
         ({"n": 9}, "max_images_per_request"),
     ],

@@ -15,8 +15,19 @@ from lollms_server.api.deps import BindingManagerDep, GenerationServiceDep
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import run_to_completion
 from lollms_server.api.models import InputData
-from lollms_server.api.openai_compat.images import image_request, images_response, repaint_mask, upload_item
-from lollms_server.api.openai_compat.protocol import ImageEditFields, ImageGenerationRequest, OpenAIErrorResponse
+from lollms_server.api.openai_compat.images import (
+    image_request,
+    images_response,
+    repaint_mask,
+    response_format_of,
+    upload_item,
+)
+from lollms_server.api.openai_compat.protocol import (
+    ImageEditFields,
+    ImageFields,
+    ImageGenerationRequest,
+    OpenAIErrorResponse,
+)
 from lollms_server.api.openapi import GENERATION_ERRORS, documented_errors, multipart_body
 from lollms_server.api.wire_fields import log_ignored, unknown_fields
 from lollms_server.core.domain import GenerationRequest
@@ -44,9 +55,11 @@ def _log_unknown(request: Request, fields: BaseModel) -> None:
     log_ignored("OpenAI", request_id_of(request) or "", unknown_fields(fields), _NOT_OPENAI)
 
 
-async def _answer(request: Request, service: GenerationService, ours: GenerationRequest) -> JSONResponse:
+async def _answer(
+    request: Request, service: GenerationService, ours: GenerationRequest, fields: ImageFields
+) -> JSONResponse:
     _, outputs = await run_to_completion(request, service, ours, request_id_of(request) or "")
-    return JSONResponse(images_response(outputs))
+    return JSONResponse(images_response(outputs, response_format_of(fields), str(request.base_url)))
 
 
 @router.post("/images/generations", summary="Images from a prompt (text-to-image)", responses=_errors())
@@ -55,7 +68,7 @@ async def image_generations(
 ) -> JSONResponse:
     _log_unknown(request, body)
     items = [InputData(type="text", role="user_prompt", data=body.prompt)]
-    return await _answer(request, service, image_request(body, items, bindings.instances, "tti"))
+    return await _answer(request, service, image_request(body, items, bindings.instances, "tti"), body)
 
 
 def _edit_fields(form: FormData) -> ImageEditFields:
@@ -106,4 +119,4 @@ async def image_edits(request: Request, service: GenerationServiceDep, bindings:
             upload_item(raw_mask, mask.content_type, "mask_image", limits)  # its size, before it is decoded
             data = await anyio.to_thread.run_sync(repaint_mask, raw_mask, limits.image_caps)
             items.append(InputData(type="image", role="mask_image", data=data, mime_type="image/png"))
-    return await _answer(request, service, image_request(fields, items, bindings.instances, "i2i"))
+    return await _answer(request, service, image_request(fields, items, bindings.instances, "i2i"), fields)

@@ -24,7 +24,6 @@ from lollms_server.core.model_ids import ModelChoice, parse_model_id
 # Fields passed to the image task's parameters as they are (OpenAI's n, and our extensions).
 _PASSED = ("n", "negative_prompt", "num_inference_steps", "guidance_scale", "seed", "scheduler", "strength")
 RESPONSE_FORMATS = ("b64_json", "url")
-URL_NOT_AVAILABLE = "response_format 'url' is not available yet on this server; use 'b64_json'"
 
 
 def response_format_of(fields: ImageFields) -> str:
@@ -32,13 +31,13 @@ def response_format_of(fields: ImageFields) -> str:
     chosen = fields.response_format or "b64_json"
     if chosen not in RESPONSE_FORMATS:
         raise BadRequestError(f"response_format must be 'b64_json' or 'url', not {chosen!r}")
-    if chosen == "url":
-        raise BadRequestError(URL_NOT_AVAILABLE)
     return chosen
 
 
 def image_parameters(fields: ImageFields) -> dict[str, Any]:
     parameters = {name: getattr(fields, name, None) for name in _PASSED}
+    if response_format_of(fields) == "url":  # the core stores the images and answers with their paths
+        parameters["output_format"] = "url"
     if fields.size and fields.size != "auto":
         parameters["image_size"] = fields.size
     return {name: value for name, value in parameters.items() if value is not None}
@@ -49,7 +48,6 @@ def image_request(
 ) -> GenerationRequest:
     """Our request for an OpenAI image one; refuses (400) the fields this server cannot honour."""
     refuse(fields, fields.REFUSED)
-    response_format_of(fields)
     choice = parse_model_id(fields.model, instances) if fields.model else ModelChoice(None, None)
     return GenerationRequest(
         input_data=items,
@@ -61,13 +59,18 @@ def image_request(
     )
 
 
-def images_response(outputs: list[OutputData]) -> dict[str, Any]:
-    """OpenAI's ImagesResponse for our outputs; a run without any image is a backend failure."""
+def images_response(outputs: list[OutputData], response_format: str, base_url: str) -> dict[str, Any]:
+    """OpenAI's ImagesResponse for our outputs (stored ones as absolute URLs under ``base_url``); a run without
+    any image is a backend failure."""
     images = [output for output in outputs if output.type == "image"]
     if not images:
         errors = [str(output.data) for output in outputs if output.type == "error"]
         raise BackendFailedError("; ".join(errors) or "the binding answered without an image")
-    return {"created": int(time.time()), "data": [{"b64_json": str(image.data)} for image in images]}
+    if response_format == "url":
+        data = [{"url": base_url.rstrip("/") + str(image.data)} for image in images]
+    else:
+        data = [{"b64_json": str(image.data)} for image in images]
+    return {"created": int(time.time()), "data": data}
 
 
 def upload_item(raw: bytes, content_type: str | None, role: str, limits: InputLimits) -> InputData:

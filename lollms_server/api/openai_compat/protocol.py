@@ -179,7 +179,7 @@ class ImageFields(_Open):
     size: str | None = Field(default=None, description="'WIDTHxHEIGHT' (multiples of 8) or 'auto' (the binding's).")
     response_format: str | None = Field(
         default=None,
-        description="'b64_json' (the default here) or 'url' (400 while this server has no artifact store).",
+        description="'b64_json' (the default here) or 'url' (stored; fetch it with the API key before it expires).",
     )
     user: str | None = Field(default=None, description=_NO_EFFECT)
     safety_identifier: str | None = Field(default=None, description=_NO_EFFECT)
