@@ -33,11 +33,12 @@ from lollms_server.core.errors import (
 from lollms_server.core.events import OutputAccumulator, SideEvent, TextDelta, event_of
 from lollms_server.core.limits import check_name
 from lollms_server.core.model_residency import ModelKey
+from lollms_server.core.nested import nested_generators
 from lollms_server.core.parameters import layer_parameters
 from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
 from lollms_server.core.tasks import task_of
 from lollms_server.core.think import split_thoughts
-from lollms_server.core.workflows import WorkflowCall, collect_workflow, stream_workflow, text_generator
+from lollms_server.core.workflows import WorkflowCall, collect_workflow, stream_workflow
 
 logger = logging.getLogger(__name__)
 
@@ -287,8 +288,12 @@ class GenerationService:
             "personality": personality.personality,
             "request_info": request_info,
             "stream": request.stream,
-            "generate_text": text_generator(prepared.binding, request_info),
+            **nested_generators(self._run_nested, prepared.request_id, prepared.binding_name, prepared.model_name),
         }
+
+    async def _run_nested(self, request: GenerationRequest, request_id: str) -> list[OutputData]:
+        """A workflow's own generation: prepared, admitted and run like any request."""
+        return await self.run(await self.prepare(request, request_id))
 
     async def admit(self, prepared: PreparedGeneration) -> ResourceSlot | None:
         """A compute slot for bindings that need one (QueueTimeoutError when the queue is too slow)."""

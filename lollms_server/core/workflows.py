@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lollms_server.core.domain import OutputData
 from lollms_server.core.events import CHUNK_TYPES, OutputAccumulator, event_of, output_dicts
 
 logger = logging.getLogger(__name__)
@@ -73,19 +72,3 @@ async def collect_workflow(call: WorkflowCall) -> list[dict[str, Any]]:
     async for chunk in stream_workflow(call):
         accumulator.add(event_of(chunk))
     return accumulator.outputs()
-
-
-def text_generator(binding: Any, request_info: dict[str, Any]) -> Callable[..., Awaitable[str]]:
-    """``await generate_text(prompt, system_prompt=None, **params)`` for workflows: one fresh turn."""
-
-    async def generate_text(prompt: str, system_prompt: str | None = None, **params: Any) -> str:
-        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
-            {"role": "user", "content": prompt}
-        ]
-        # A new prompt: the binding counts (and checks) it itself.
-        turn_info = {**request_info, "messages": messages, "prompt_tokens": None}
-        result = await binding.generate(prompt, params, turn_info)
-        outputs = [OutputData.model_validate(item) for item in output_dicts(result)]
-        return "".join(str(output.data) for output in outputs if output.type == "text")
-
-    return generate_text
