@@ -17,6 +17,11 @@
 # per token in ``usageMetadata``, cut to ``maxOutputTokens`` words with ``MAX_TOKENS``, cut before the first stop
 # sequence, and a ``thought`` part first when the model name contains "thinking" and ``includeThoughts`` is asked.
 #
+# Image models (names with "image") asked for ``responseModalities`` with IMAGE answer with the text and one
+# ``inlineData`` part: a real PNG (pillow) of ``IMAGE_SIDE`` pixels on its longer side, shaped by
+# ``imageConfig.aspectRatio``, its colour taken from the prompt; streamed, the image comes in its own event.
+# Imagen's ``:predict`` is not served: google-genai 3.x sends generate_images only to Vertex AI.
+#
 # Failure switches (``fail``): an HTTP status for every call of the chosen operations, a delay before answering,
 # a stream that sends some chunks and then an error event, or a 200 answer of the wrong kind (an HTML page as a
 # web server where base_url points wrong would send, or an event stream to a plain call). Every call is
@@ -27,6 +32,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import io
 import json
 import re
 from collections.abc import AsyncIterator
@@ -51,6 +59,7 @@ STATUS_NAMES = {
 }
 GENERATION = ("generate", "stream")
 THOUGHT_TOKENS = 3
+IMAGE_SIDE = 32
 
 
 def model_entry(name: str, context: int, output: int, thinking: bool, methods: list[str] | None = None) -> dict:
@@ -76,7 +85,22 @@ def default_models() -> list[dict[str, Any]]:
         model_entry("gemini-2.0-flash-thinking-exp", 32768, 8192, thinking=True),
         model_entry("text-embedding-004", 2048, 1, thinking=False, methods=["embedContent"]),
         model_entry("gemma-3-27b-it", 131072, 8192, thinking=False),
+        model_entry("gemini-2.5-flash-image", 32768, 32768, thinking=False),
+        model_entry("imagen-4.0-generate-001", 480, 8192, thinking=False, methods=["predict"]),
     ]
+
+
+def png(prompt: str, aspect_ratio: str | None) -> bytes:
+    """A small PNG whose colour comes from ``prompt`` and whose shape from ``aspect_ratio`` ("16:9")."""
+    from PIL import Image  # only the image tests need pillow
+
+    across, _, down = (aspect_ratio or "1:1").partition(":")
+    scale = IMAGE_SIDE / max(int(across), int(down))
+    size = (max(1, round(int(across) * scale)), max(1, round(int(down) * scale)))
+    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+    buffer = io.BytesIO()
+    Image.new("RGB", size, tuple(digest[:3])).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def error_body(status: int, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -236,6 +260,10 @@ class FakeGemini:
         thinks = "thinking" in model and proto_field(proto_field(config, "thinkingConfig") or {}, "includeThoughts")
         if thinks:
             parts.insert(0, {"text": f"Pondering {len(text.split())} words.", "thought": True})
+        if "image" in model and "IMAGE" in (proto_field(config, "responseModalities") or []):
+            ratio = proto_field(proto_field(config, "imageConfig") or {}, "aspectRatio")
+            data = base64.b64encode(png(text, ratio)).decode("ascii")
+            parts.append({"inlineData": {"mimeType": "image/png", "data": data}})
         system = proto_field(body, "systemInstruction") or {}
         prompt = sum(len(part.get("text", "").split()) for turn in contents for part in turn["parts"])
         prompt += sum(len(part.get("text", "").split()) for part in system.get("parts", []))
@@ -250,7 +278,7 @@ class FakeGemini:
         candidate = reply["candidates"][0]
         pieces: list[dict[str, Any]] = []
         for part in candidate["content"]["parts"]:
-            if part.get("thought"):
+            if part.get("thought") or "text" not in part:
                 pieces.append(part)
             else:
                 pieces += [{"text": word} for word in re.findall(r"\S+\s*", part["text"])]

@@ -15,6 +15,7 @@ from lollms_server.core.errors import BadRequestError, LollmsError, NotFoundErro
 from lollms_server.core.remote import RetryPolicy
 
 from .catalog import ModelCatalog, accepts_images, bare_name, describe, thinks
+from .images import imagen_refusal, is_imagen
 
 if TYPE_CHECKING:
     from .backend import GeminiBackend
@@ -39,7 +40,7 @@ def resolve_api_key(configured: str | None) -> str | None:
 class GeminiBinding(Binding):
     binding_type_name = "gemini_binding"
     input_modalities = ("text", "image")
-    output_modalities = ("text",)
+    output_modalities = ("text", "image")
     streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
@@ -66,8 +67,8 @@ class GeminiBinding(Binding):
         return role in CONVERSATION_ROLES if data_type == "text" else data_type == "image"
 
     def model_supports_input(self, model_name: str | None, data_type: str, role: str) -> bool:
-        if data_type == "image":
-            return accepts_images(bare_name(model_name or self.default_model_name or ""))
+        if data_type == "image":  # Gemini has no mask: an inpainting request is refused, not half-done
+            return role != "mask_image" and accepts_images(bare_name(model_name or self.default_model_name or ""))
         return self.supports_input_role(data_type, role)
 
     async def health_check(self) -> tuple[bool, str]:
@@ -100,6 +101,8 @@ class GeminiBinding(Binding):
             raise BadRequestError(f"binding '{self.binding_instance_name}': no model named and no default_model")
         if not MODEL_NAME.match(name):
             raise NotFoundError(f"model '{name}' not found: not a Gemini model name")
+        if is_imagen(name):
+            raise imagen_refusal(self.binding_instance_name, name)
         if name.startswith("tunedModels/"):  # the models list holds base models only
             return name
         models = await self._known_models()
@@ -136,7 +139,7 @@ class GeminiBinding(Binding):
         model = bare_name(request_info.get("model_name") or self.model_name or self.default_model_name or "")
         messages = request_info.get("messages") or [{"role": "user", "content": prompt}]
         thoughts = self.include_thoughts and thinks(model, self.catalog.get(model))
-        return model, self.backend.request(messages, multimodal, params, thoughts)
+        return model, self.backend.request(model, messages, multimodal, params, thoughts)
 
     async def generate(
         self,
@@ -144,7 +147,7 @@ class GeminiBinding(Binding):
         params: dict[str, Any],
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> list[dict[str, Any]]:
         model, request = self._prepare(prompt, params, request_info, multimodal_data)
         return await self.backend.generate(model, request)
 

@@ -16,6 +16,7 @@ from lollms_server.core.errors import BackendAuthError
 from lollms_server.core.remote import RetryPolicy, call_with_retries, stream_with_retries
 
 from .failures import classifier
+from .images import answer_parts, image_config, image_outputs
 from .messages import (
     GeminiRequest,
     build_config,
@@ -94,14 +95,20 @@ class GeminiBackend:
 
     # --- generation --------------------------------------------------------------------------------
     def request(
-        self, messages: list[dict[str, str]], multimodal: list[Any] | None, params: dict[str, Any], thoughts: bool
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        multimodal: list[Any] | None,
+        params: dict[str, Any],
+        thoughts: bool,
     ) -> GeminiRequest:
         """The Gemini request of a conversation; BadRequestError when something in it cannot be sent."""
+        image = image_config(self._binding, model, params)
         system, contents = build_contents(messages, multimodal)
-        return GeminiRequest(contents, build_config(system, params, self.safety_settings, thoughts))
+        return GeminiRequest(contents, build_config(system, params, self.safety_settings, thoughts, image))
 
-    async def generate(self, model: str, request: GeminiRequest) -> dict[str, Any]:
-        """The complete answer as our text output dict."""
+    async def generate(self, model: str, request: GeminiRequest) -> list[dict[str, Any]]:
+        """The complete answer as our outputs: the text (unless only images came), then any images."""
 
         async def call() -> types.GenerateContentResponse:
             models = await self._models()
@@ -110,26 +117,51 @@ class GeminiBackend:
         response = await call_with_retries(call, self.policy, self.classify)
         text, thoughts = text_and_thoughts(response)
         metadata = _metadata(model, response.usage_metadata, finish_reason(response))
-        return {"type": "text", "data": text, "thoughts": thoughts or None, "metadata": metadata}
+        answer = {"type": "text", "data": text, "thoughts": thoughts or None, "metadata": metadata}
+        images = image_outputs(answer_parts(response), model)
+        return [answer, *images] if text or thoughts or not images else images
 
     async def stream(self, model: str, request: GeminiRequest) -> AsyncGenerator[dict[str, Any], None]:
-        """Our chunk dicts as the backend sends them, then the final one with usage and finish reason."""
+        """Our chunk dicts as the backend sends them, then the final one with usage and finish reason (and, when
+        image parts came, every output: the text and the images)."""
+        usage, finish = None, None
+        text_parts: list[str] = []
+        thought_parts: list[str] = []
+        images: list[dict[str, Any]] = []
+        async with contextlib.aclosing(self._responses(model, request)) as responses:
+            async for response in responses:
+                text, thoughts = text_and_thoughts(response)
+                if text or thoughts:
+                    text_parts.append(text)
+                    thought_parts.append(thoughts)
+                    yield {"type": "chunk", "content": text, "thoughts": thoughts or None}
+                for image in image_outputs(answer_parts(response), model):
+                    image["metadata"]["index"] = len(images)
+                    images.append(image)
+                usage = response.usage_metadata or usage  # running totals: the last one counts
+                finish = finish_reason(response) or finish
+        metadata = _metadata(model, usage, finish)
+        if not images:
+            yield {"type": "final", "content": None, "metadata": metadata}
+            return
+        text, thoughts = "".join(text_parts), "".join(thought_parts)
+        answer = {"type": "text", "data": text, "thoughts": thoughts or None, "metadata": metadata}
+        yield {"type": "final", "content": [answer, *images] if text or thoughts else images, "metadata": metadata}
+
+    async def _responses(
+        self, model: str, request: GeminiRequest
+    ) -> AsyncGenerator[types.GenerateContentResponse, None]:
+        """The stream's responses, with our retries and errors."""
 
         async def open_stream() -> AsyncIterator[types.GenerateContentResponse]:
             models = await self._models()
             return await models.generate_content_stream(model=model, contents=request.contents, config=request.config)
 
-        usage, finish = None, None
         # Closed with us, stream_with_retries lets go of the SDK stream at once.
         responses = stream_with_retries(open_stream, self.policy, self.classify)
         async with contextlib.aclosing(responses):
             async for response in responses:
-                text, thoughts = text_and_thoughts(response)
-                if text or thoughts:
-                    yield {"type": "chunk", "content": text, "thoughts": thoughts or None}
-                usage = response.usage_metadata or usage  # running totals: the last one counts
-                finish = finish_reason(response) or finish
-        yield {"type": "final", "content": None, "metadata": _metadata(model, usage, finish)}
+                yield response
 
     # --- models ------------------------------------------------------------------------------------
     def _quick_policy(self) -> RetryPolicy:

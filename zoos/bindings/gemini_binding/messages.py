@@ -115,8 +115,10 @@ def build_config(
     params: dict[str, Any],
     safety: list[types.SafetySetting],
     thoughts: bool,
+    image: types.ImageConfig | None = None,
 ) -> types.GenerateContentConfig:
-    """The GenerateContentConfig of a request; BadRequestError when a parameter has an unusable value."""
+    """The GenerateContentConfig of a request (``image``: the model answers with images too); BadRequestError
+    when a parameter has an unusable value."""
     options = {field: params[key] for key, field in PARAMETERS.items() if params.get(key) is not None}
     if options.get("seed", 0) < 0:  # -1 means "random" in our vocabulary: let the backend choose
         del options["seed"]
@@ -128,6 +130,8 @@ def build_config(
             # The SDK's extra round trips stay off: no tools are sent, and a retry is our RetryPolicy's call.
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
             automatic_continuation=False,
+            response_modalities=["TEXT", "IMAGE"] if image is not None else None,
+            image_config=image if image is not None and image.aspect_ratio else None,
             **options,
         )
     except ValidationError as exc:
