@@ -113,6 +113,7 @@ class PreparedGeneration:
     raw_prompt: bool = False
     prompt_tokens: int | None = None
     model_key: ModelKey | None = None
+    generation_type: str = "ttt"
     output_format: str = "base64"
 
     @property
@@ -126,6 +127,7 @@ class PreparedGeneration:
             "system_prompt": self.conversation.system_prompt,
             "raw_prompt": self.raw_prompt,
             "prompt_tokens": self.prompt_tokens,
+            "generation_type": self.generation_type,
         }
 
 
@@ -222,6 +224,7 @@ class GenerationService:
             uses_compute_slot=workflow is None and bool(binding.get_resource_requirements().get("gpu_required")),
             raw_prompt=raw_prompt,
             output_format=output_format,
+            generation_type=task.name,
         )
         if workflow is None:
             prepared.prompt_tokens = await binding.count_prompt_tokens(

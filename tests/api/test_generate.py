@@ -190,3 +190,10 @@ async def test_unavailable_binding_is_503(tmp_path: Path) -> None:
     async with running_client(create_app(config)) as client:
         response = await client.post("/api/v1/generate", json={"input_data": [prompt("x")], "binding_name": "broken"})
     assert response.status_code == 503 and "unknown binding type" in response.json()["detail"]
+
+
+async def test_the_binding_is_told_the_generation_type(tmp_path: Path) -> None:
+    async with running_client(create_app(scripted_config(tmp_path))) as client:
+        response = await client.post("/api/v1/generate", json={"input_data": [prompt("hi")], "generation_type": "ttt"})
+    assert response.status_code == 200
+    assert scripted_calls()[-1]["request_info"]["generation_type"] == "ttt"
