@@ -2,23 +2,30 @@
 
 Covers: GET /v1/models; POST /v1/chat/completions, non-streaming and streaming (SSE `data:` chunks ending
 with `data: [DONE]`, a usage chunk when stream_options.include_usage), `<think>` content and separate
-`reasoning_content` deltas; failures on demand (HTTP errors with OpenAI's error body and Retry-After,
-delays longer than the client's timeout, a stream cut after its first chunk). It records every request.
+`reasoning_content` deltas; POST /v1/images/generations (JSON) and /v1/images/edits (multipart: image, mask,
+prompt, n, size, response_format, quality...) answering real PNGs of the asked size, checking a mask as OpenAI
+does (a PNG with an alpha channel, the image's size) and recording its transparent area; failures on demand
+(HTTP errors with OpenAI's error body and Retry-After, delays longer than the client's timeout, a stream cut
+after its first chunk). It records every request.
 
 Hostile answers: error messages echo the key the request presented in every form (`key_echoes.echoes`);
-with `api_key` set, other keys get 401 on every route; `wrong_answer` makes chat answer 200 with an HTML page
-("html") or with an event stream even to a call that did not ask for one ("sse"); any other path answers 200
-with an HTML page, as a web server does where a wrong base_url points.
+with `api_key` set, other keys get 401 on every route; `wrong_answer` makes chat and images answer 200 with an
+HTML page ("html"), chat with an event stream even to a call that did not ask for one ("sse"); any other path
+answers 200 with an HTML page, as a web server does where a wrong base_url points.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -37,6 +44,7 @@ class FakeOpenAI:
     reasoning: str | None = None
     api_key: str | None = None
     wrong_answer: str | None = None
+    image_model_ids: tuple[str, ...] = ()  # listed by /v1/models after the chat models
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def app(self) -> Starlette:
@@ -44,6 +52,8 @@ class FakeOpenAI:
             routes=[
                 Route("/v1/models", self.models),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/images/generations", self.generations, methods=["POST"]),
+                Route("/v1/images/edits", self.edits, methods=["POST"]),
                 Route("/{path:path}", self.page, methods=["GET", "POST"]),
             ]
         )
@@ -73,6 +83,7 @@ class FakeOpenAI:
                 "data": [
                     {"id": "fake-vision-vl", "object": "model", "owned_by": "tests", "context_length": 32768},
                     {"id": "fake-text", "object": "model", "owned_by": "tests"},
+                    *({"id": name, "object": "model", "owned_by": "tests"} for name in self.image_model_ids),
                 ],
             }
         )
@@ -137,3 +148,55 @@ class FakeOpenAI:
             }
             yield f"data: {json.dumps(usage)}\n\n".encode()
         yield b"data: [DONE]\n\n"
+
+    # --- images ----------------------------------------------------------------------------------------
+    def _image_failure(self, request: Request) -> Response | None:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        if self.fail_status:
+            return self._failure(request, self.fail_status)
+        if self.wrong_answer == "html":
+            return HTMLResponse(PAGE)
+        return None
+
+    def _images(self, fields: dict[str, Any], size: tuple[int, int]) -> Response:
+        if fields.get("size"):
+            width, height = (int(part) for part in str(fields["size"]).split("x"))
+            size = (width, height)
+        data = []
+        for index in range(int(fields.get("n") or 1)):
+            buffer = io.BytesIO()
+            Image.new("RGB", size, (40 * index % 256, 90, 200)).save(buffer, format="PNG")
+            image = {"b64_json": base64.b64encode(buffer.getvalue()).decode()}
+            if fields.get("model") == "dall-e-3":
+                image["revised_prompt"] = f"A detailed rendering of {fields['prompt']}"
+            data.append(image)
+        return JSONResponse({"created": 0, "data": data, "size": "{}x{}".format(*size)})
+
+    async def generations(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append({"route": "generations", **body})
+        if (failure := self._image_failure(request)) is not None:
+            return failure
+        return self._images(body, (64, 64))
+
+    async def edits(self, request: Request) -> Response:
+        async with request.form() as form:  # closes the uploads' temporary files
+            fields = {key: value for key, value in form.items() if not isinstance(value, UploadFile)}
+            uploads = {key: await value.read() for key, value in form.items() if isinstance(value, UploadFile)}
+            types = {key: value.content_type for key, value in form.items() if isinstance(value, UploadFile)}
+        record: dict[str, Any] = {"route": "edits", **fields}
+        self.requests.append(record)
+        if (failure := self._image_failure(request)) is not None:
+            return failure
+        if "image" not in uploads:
+            return self._failure(request, 400)
+        image = Image.open(io.BytesIO(uploads["image"]))
+        record["image"] = {"size": image.size, "format": image.format, "content_type": types["image"]}
+        if "mask" in uploads:
+            mask = Image.open(io.BytesIO(uploads["mask"]))
+            if mask.format != "PNG" or "A" not in mask.getbands() or mask.size != image.size:
+                return self._failure(request, 400)  # OpenAI: a PNG with an alpha channel, the image's size
+            transparent = mask.getchannel("A").point(lambda alpha: 255 if alpha == 0 else 0)
+            record["mask"] = {"size": mask.size, "transparent_box": transparent.getbbox()}
+        return self._images(fields, image.size)

@@ -1,4 +1,10 @@
-"""openai_binding: OpenAI and OpenAI-compatible chat servers through the official async SDK."""
+"""openai_binding: OpenAI and OpenAI-compatible servers through the official async SDK — chat, and images.
+
+Which API serves a request is decided by its model alone: a model listed in the instance's ``image_models``
+goes to the images API (``images.generate``, or ``images.edit`` when the request carries an input image),
+any other model to chat completions. The pipeline only sends tti/i2i requests to bindings that output images
+and never tells a binding the task, so the model is the one unambiguous signal (as on OpenAI itself, where
+image models do not chat and chat models do not answer the images API)."""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from lollms_server.core.remote import (
     stream_with_retries,
 )
 
+from .images import DEFAULT_IMAGE_MODELS, INPUT_ROLES, edit_files, image_arguments, image_outputs
 from .messages import VISION_MODEL, chat_messages, request_options
 
 MODEL_LIST_TTL = 60.0
@@ -40,7 +47,7 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
 class OpenAIBinding(Binding):
     binding_type_name = "openai_binding"
     input_modalities = ("text", "image")
-    output_modalities = ("text",)
+    output_modalities = ("text", "image")
     streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
@@ -57,6 +64,7 @@ class OpenAIBinding(Binding):
             max_retries=0,  # our RetryPolicy retries, and never after the first streamed byte
         )
         self._models: tuple[float, dict[str, dict[str, Any]]] | None = None
+        self.image_models = frozenset(config.get("image_models", DEFAULT_IMAGE_MODELS))
 
     # --- capabilities ----------------------------------------------------------------------------------
     def _takes_images(self, model_name: str | None) -> bool:
@@ -66,7 +74,13 @@ class OpenAIBinding(Binding):
     def supports_structured_output(self) -> bool:
         return True  # passed on as the backend's own response_format
 
+    def _draws(self, model_name: str | None) -> bool:
+        """Whether the model is served by the images API (it is one of ``image_models``)."""
+        return model_name in self.image_models
+
     def model_supports_input(self, model_name: str | None, data_type: str, role: str) -> bool:
+        if self._draws(model_name):
+            return data_type == "text" or (data_type == "image" and role in INPUT_ROLES)
         return data_type == "text" or (data_type == "image" and self._takes_images(model_name))
 
     # --- errors ----------------------------------------------------------------------------------------
@@ -121,6 +135,7 @@ class OpenAIBinding(Binding):
             "supports_vision": self._takes_images(name),
             "supports_audio": False,
             "details": {
+                "model_type": "tti" if self._draws(name) else "ttt",
                 "owned_by": raw.get("owned_by"),
                 "created": raw.get("created"),
                 "context_size_source": "server" if reported else "configured",
@@ -151,7 +166,7 @@ class OpenAIBinding(Binding):
         described = self._describe(name, models[name])
         return {
             "model_name": name,
-            "model_type": "ttt",
+            "model_type": described["details"]["model_type"],
             "context_size": described["context_size"],
             "max_output_tokens": None,
             "supports_vision": described["supports_vision"],
@@ -189,13 +204,37 @@ class OpenAIBinding(Binding):
             **request_options(params, self.official),
         }
 
+    async def _images(self, model: str, prompt: str, params: dict[str, Any], inputs: list[Any]) -> list[dict[str, Any]]:
+        """Images from the images API: an edit when the request carries images, a generation otherwise."""
+        files = edit_files(inputs) if inputs else None
+        arguments = image_arguments(model, prompt, params, self.config, self.binding_instance_name, files is not None)
+
+        async def create() -> Any:
+            if files is not None:
+                return self._parsed(await self.client.images.with_raw_response.edit(**arguments, **files))
+            return self._parsed(await self.client.images.with_raw_response.generate(**arguments))
+
+        response = await call_with_retries(create, self.policy, self._classify)
+        outputs = image_outputs(response, model)
+        if outputs is None:
+            raise backend_failure(
+                self.binding_instance_name,
+                "the backend answered without a base64 image (b64_json was asked for)",
+                f"{len(response.data or [])} images, none with b64_json",
+                self._secrets,
+            )
+        return outputs
+
     async def generate(
         self,
         prompt: str,
         params: dict[str, Any],
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        model = request_info.get("model_name") or self.default_model_name
+        if self._draws(model):
+            return await self._images(str(model), prompt, params, multimodal_data or [])
         arguments = self._create_arguments(prompt, params, request_info, multimodal_data)
 
         async def create() -> Any:
@@ -227,6 +266,11 @@ class OpenAIBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
+        model = request_info.get("model_name") or self.default_model_name
+        if self._draws(model):  # the images API does not stream here: the images come in the final event
+            images = await self._images(str(model), prompt, params, multimodal_data or [])
+            yield {"type": "final", "content": images, "metadata": {"model": model}}
+            return
         arguments = self._create_arguments(prompt, params, request_info, multimodal_data)
 
         async def open_stream() -> AsyncIterator[Any]:
