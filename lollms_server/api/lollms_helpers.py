@@ -14,7 +14,6 @@ from lollms_server.core import tokens
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding
 from lollms_server.core.config import ServerConfig
-from lollms_server.core.errors import BadRequestError
 from lollms_server.core.model_ids import parse_model_id
 
 public_router = APIRouter(tags=["lollms_client"])
@@ -40,10 +39,7 @@ async def _binding(model: str | None, bindings: BindingManager, config: ServerCo
         choice = parse_model_id(model, bindings.instances)
         if choice.binding_name is not None:
             return await bindings.get_binding(choice.binding_name), choice.model_name
-    name = config.defaults.get("ttt_binding")
-    if not name:
-        raise BadRequestError("no model given and no defaults.ttt_binding configured")
-    return await bindings.get_binding(name), None
+    return await bindings.get_binding(config.binding_for("ttt")), None
 
 
 @public_router.get("/version", summary="Server version (public)")

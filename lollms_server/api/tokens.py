@@ -16,17 +16,13 @@ from lollms_server.core import tokens
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding
 from lollms_server.core.config import ServerConfig
-from lollms_server.core.errors import BadRequestError
 
 router = protected_router()
 _ERRORS = error_responses(400, 404, 422, 501, 503)
 
 
 async def _binding(manager: BindingManager, config: ServerConfig, name: str | None) -> Binding:
-    name = name or config.defaults.get("ttt_binding")
-    if not name:
-        raise BadRequestError("no binding_name in the request and no defaults.ttt_binding configured")
-    return await manager.get_binding(name)
+    return await manager.get_binding(config.binding_for("ttt", name))
 
 
 @router.post("/tokenize", response_model=TokenizeResponse, responses=_ERRORS, summary="Text to token ids")

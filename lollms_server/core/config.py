@@ -26,7 +26,7 @@ from lollms_server.core.config_files import (
 from lollms_server.core.config_paths import CONFIG_EXTENSIONS, check_config_file, check_config_folder
 from lollms_server.core.config_schema import GENERATION_TYPES, MAIN_SCHEMA, MAIN_SCHEMA_VERSION
 from lollms_server.core.config_validation import DynamicSectionCheck, validate_values, without_secrets
-from lollms_server.core.errors import ConfigError
+from lollms_server.core.errors import BadRequestError, ConfigError
 from lollms_server.core.limits import InputLimits
 from lollms_server.core.secrets import resolve_encryption_key
 
@@ -219,6 +219,14 @@ class ServerConfig:
     def log_level(self) -> int:
         numeric = self.values["logging"]["level"]
         return int(numeric) if numeric is not None else int(logging.getLevelName(self.values["logging"]["log_level"]))
+
+    def binding_for(self, task: str, requested: str | None = None) -> str:
+        """The binding instance that serves ``task`` (a generation type, or ``embedding``) for a request: the
+        one it names, else ``defaults.<task>_binding``. The one place this is decided."""
+        name = requested or self.values["defaults"].get(f"{task}_binding")
+        if not name:
+            raise BadRequestError(f"no binding named in the request and no defaults.{task}_binding configured")
+        return str(name)
 
     @property
     def input_limits(self) -> InputLimits:

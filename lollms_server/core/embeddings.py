@@ -30,15 +30,14 @@ class EmbeddingService:
         model's context instead of refusing them with 400)."""
         self.limits.check_embedding_inputs(texts)
         check_name("model", model_id)
-        binding_name: str | None = self.config.defaults.get("embedding_binding")
+        requested: str | None = None
         model: str | None = None
         if model_id:
             choice = parse_model_id(model_id, self.bindings.instances)
             if choice.binding_name is None:
                 raise BadRequestError("personalities do not compute embeddings; name an embedding model")
-            binding_name, model = choice.binding_name, choice.model_name
-        if not binding_name:
-            raise BadRequestError("no model given and no defaults.embedding_binding configured")
+            requested, model = choice.binding_name, choice.model_name
+        binding_name = self.config.binding_for("embedding", requested)
         binding = await self.bindings.get_binding(binding_name)
         resolved = await binding.resolve_model(model)
         result = await binding.embed(texts, resolved, **options)

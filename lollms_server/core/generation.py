@@ -182,11 +182,7 @@ class GenerationService:
         request_parameters, output_format = self._split_output_format(request.parameters)
         output_type = task.output
         personality = await self.personalities.resolve(request.personality) if request.personality else None
-        binding_name = request.binding_name or self.config.defaults.get(f"{request.generation_type}_binding")
-        if not binding_name:
-            raise BadRequestError(
-                f"no binding_name in the request and no defaults.{request.generation_type}_binding configured"
-            )
+        binding_name = self.config.binding_for(task.name, request.binding_name)
         binding = await self.bindings.get_binding(binding_name)
         if output_type not in binding.get_supported_output_modalities():
             raise CapabilityError(

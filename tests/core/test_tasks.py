@@ -47,3 +47,15 @@ def test_tasks_say_which_inputs_they_need() -> None:
     with pytest.raises(BadRequestError, match="user_prompt"):
         task_of("tti").check_inputs("", set())
     assert task_of("ttt").default_max_tokens and not task_of("tti").default_max_tokens
+
+
+def test_one_place_decides_which_binding_serves_a_task(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import make_config
+
+    config = make_config(tmp_path, bindings_map={"a": "x_binding", "e": "y_binding"}, defaults={"ttt_binding": "a"})
+    assert config.binding_for("ttt") == "a"
+    assert config.binding_for("ttt", "e") == "e"  # the request's choice wins
+    with pytest.raises(BadRequestError, match="defaults.tti_binding"):
+        config.binding_for("tti")
+    with pytest.raises(BadRequestError, match="defaults.embedding_binding"):
+        config.binding_for("embedding")
