@@ -71,19 +71,24 @@ async def test_stream_disconnect_stops_generation_and_frees_the_slot(tmp_path: P
         assert after.status_code == 200
 
 
+# A raw prompt this model continues greedily for its whole max_tokens (it never stops by itself).
+COUNTING = {"model": "llama", "prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 1500, "temperature": 0}
+
+
 async def test_non_streaming_disconnect_stops_generation_and_frees_the_slot(tmp_path: Path) -> None:
     app = create_app(llama_config(tmp_path))
     async with serving(app) as url, httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=300) as client:
-        prompt = await prompt_tokens(client)
+        counted = await client.post("/v1/completions", json={**COUNTING, "max_tokens": 1})
+        prompt = int(counted.json()["usage"]["prompt_tokens"])
         with pytest.raises(httpx.ReadTimeout):
-            await client.post("/api/v1/generate", json={"input_data": [LONG], "parameters": LONG_PARAMS}, timeout=0.8)
+            await client.post("/v1/completions", json=COUNTING, timeout=0.8)
         active, locked = await settled(app)
         assert (active, locked) == (0, False)
         llm = loaded_llm(app).llm
         generated = llm.n_tokens - prompt
         await asyncio.sleep(0.3)
-        assert llm.n_tokens - prompt == generated
-        assert generated < 300  # about 0.8 s of tokens, far from max_tokens=1500
+        assert llm.n_tokens - prompt == generated  # nothing runs any more
+        assert generated < 1000  # stopped about when the client left, far from max_tokens=1500
 
 
 # Greedy continuations this model gives to raw prompts: robust to the tiny numeric differences that
