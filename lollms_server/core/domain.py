@@ -7,14 +7,30 @@ re-exports them, so the spec's import path (used by scripted workflows) stays va
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from lollms_server.core.errors import BadRequestError
+
 InputType = Literal["text", "image", "audio", "video", "document"]
 OutputType = Literal["text", "image", "audio", "video", "json", "error", "info"]
 ChunkType = Literal["chunk", "info", "error", "function_call", "final"]
+
+
+def decode_base64(data: str) -> bytes | None:
+    """The bytes of base64 text or of a base64 ``data:`` URL; None for anything else."""
+    if data.startswith("data:"):
+        header, _, data = data.partition(",")
+        if not header.endswith(";base64"):
+            return None
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 class InputData(BaseModel):
@@ -25,6 +41,15 @@ class InputData(BaseModel):
     data: str = Field(description="Text, base64-encoded binary data, or a URL.")
     mime_type: str | None = None
     metadata: dict[str, Any] | None = None
+
+    def binary(self) -> bytes:
+        """The bytes of a binary item (base64, or a base64 ``data:`` URL); BadRequestError for a URL or bad data."""
+        if self.data.startswith(("http://", "https://")):
+            raise BadRequestError(f"{self.role}: URLs are not fetched; send the data as base64")
+        raw = decode_base64(self.data)
+        if raw is None:
+            raise BadRequestError(f"{self.role} is not valid base64 (nor a base64 data: URL)")
+        return raw
 
 
 class OutputData(BaseModel):

@@ -7,8 +7,6 @@ yields StreamChunk-shaped dicts ending with a ``final`` chunk.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -22,7 +20,7 @@ from lollms_server.core.artifacts import ArtifactStore
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding, GenerateResult
 from lollms_server.core.config import ServerConfig
-from lollms_server.core.domain import GenerationRequest, InputData, OutputData
+from lollms_server.core.domain import GenerationRequest, InputData, OutputData, decode_base64
 from lollms_server.core.errors import (
     BadRequestError,
     CapabilityError,
@@ -362,18 +360,6 @@ class GenerationService:
             "thoughts": None,
             "metadata": {"model": prepared.model_name, **accumulator.metadata},
         }
-
-
-def decode_base64(data: str) -> bytes | None:
-    """The bytes of base64 text or of a base64 ``data:`` URL; None for anything else."""
-    if data.startswith("data:"):
-        header, _, data = data.partition(",")
-        if not header.endswith(";base64"):
-            return None
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        return None
 
 
 def _chunk(delta: TextDelta) -> dict[str, Any]:

@@ -316,7 +316,7 @@ async def _run_with_detached_grandchild(marker: str, sleep: float, timeout: floa
 async def test_a_detached_grandchild_dies_at_the_timeout() -> None:
     # With the old runner (a process group killed at the timeout) this grandchild, in a session of its own,
     # went on touching its file for ever.
-    result = await _run_with_detached_grandchild(unique("timeout-grandchild"), sleep=60, timeout=2.0)
+    result = await _run_with_detached_grandchild(unique("timeout-grandchild"), sleep=60, timeout=5.0)
     assert result.timed_out and result.stdout == "detached\n"
 
 

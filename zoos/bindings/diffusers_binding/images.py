@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -27,26 +26,12 @@ class ImageInputs:
         return "inpainting" if self.mask is not None else "image_to_image"
 
 
-def _bytes_of(item: Any, where: str) -> bytes:
-    data = item.data
-    if data.startswith(("http://", "https://")):
-        raise BadRequestError(f"{where}: image URLs are not fetched by diffusers_binding; send base64 data")
-    if data.startswith("data:"):
-        header, _, data = data.partition(",")
-        if ";base64" not in header:
-            raise BadRequestError(f"{where}: a data: URL must be base64-encoded")
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequestError(f"{where} is not valid base64") from None
-
-
 def _open(item: Any, where: str, caps: Caps) -> Any:
     from PIL import Image, UnidentifiedImageError
 
     if item.mime_type and not item.mime_type.startswith("image/"):
         raise BadRequestError(f"{where} has mime_type '{item.mime_type}'; an image is needed")
-    raw = _bytes_of(item, where)
+    raw = item.binary()
     try:
         image = Image.open(io.BytesIO(raw))
     except Image.DecompressionBombError:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 from typing import Any
 
@@ -42,20 +40,6 @@ def image_arguments(
     return arguments
 
 
-def _bytes_of(item: Any) -> bytes:
-    data = item.data
-    if data.startswith(("http://", "https://")):
-        raise BadRequestError(f"{item.role}: image URLs are not fetched by openai_binding; send base64 data")
-    if data.startswith("data:"):
-        header, _, data = data.partition(",")
-        if ";base64" not in header:
-            raise BadRequestError(f"{item.role}: a data: URL must be base64-encoded")
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequestError(f"{item.role} is not valid base64") from None
-
-
 def openai_mask(raw: bytes) -> bytes:
     """Our mask (white = repaint) as OpenAI's: a PNG whose transparent pixels mark the area to edit."""
     try:
@@ -89,9 +73,9 @@ def edit_files(items: list[Any]) -> dict[str, Any]:
         raise BadRequestError("a mask_image needs an input_image to edit")
     image = found["input_image"]
     mime = image.mime_type or "image/png"
-    files: dict[str, Any] = {"image": (f"image.{mime.split('/')[-1]}", _bytes_of(image), mime)}
+    files: dict[str, Any] = {"image": (f"image.{mime.split('/')[-1]}", image.binary(), mime)}
     if "mask_image" in found:
-        files["mask"] = ("mask.png", openai_mask(_bytes_of(found["mask_image"])), "image/png")
+        files["mask"] = ("mask.png", openai_mask(found["mask_image"].binary()), "image/png")
     return files
 
 
