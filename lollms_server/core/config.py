@@ -29,6 +29,7 @@ from lollms_server.core.config_validation import DynamicSectionCheck, validate_v
 from lollms_server.core.errors import BadRequestError, ConfigError
 from lollms_server.core.limits import InputLimits
 from lollms_server.core.secrets import resolve_encryption_key
+from lollms_server.core.url_inputs import UrlInputPolicy
 
 __all__ = [
     "MAIN_SCHEMA",
@@ -139,6 +140,11 @@ MAIN_DYNAMIC_CHECKS: dict[str, DynamicSectionCheck] = {
 }
 
 
+# A host name, or "*." and a domain: never a bare "*", a scheme, a port or a path.
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_ALLOWED_DOMAIN = re.compile(rf"^(\*\.)?({_LABEL}\.)*{_LABEL}$", re.IGNORECASE)
+
+
 def _cross_checks(values: Mapping[str, Any]) -> list[str]:
     """Rules that involve more than one setting or the content of a list."""
     problems = []
@@ -161,6 +167,12 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
             "server.allowed_origins contains 'null': every sandboxed iframe and file:// page shares that "
             "origin; list real origins instead"
         )
+    for index, domain in enumerate(values["url_inputs"]["allowed_domains"]):
+        if not isinstance(domain, str) or not _ALLOWED_DOMAIN.match(domain):
+            problems.append(
+                f"url_inputs.allowed_domains[{index}] = {domain!r}: write a host name ('images.example.com') "
+                "or its subdomains ('*.example.com'), without scheme, port or path"
+            )
     return problems
 
 
@@ -232,6 +244,11 @@ class ServerConfig:
     def input_limits(self) -> InputLimits:
         """The ``limits`` section: bounds on what clients send."""
         return InputLimits.from_config(self.values["limits"])
+
+    @property
+    def url_input_policy(self) -> UrlInputPolicy:
+        """The ``url_inputs`` section: which URLs a request's inputs may name."""
+        return UrlInputPolicy.from_config(self.values["url_inputs"], self.input_limits.max_binary_bytes)
 
     def redacted(self) -> dict[str, Any]:
         """The configuration without any setting the schema marks secret."""

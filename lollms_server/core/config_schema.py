@@ -228,6 +228,23 @@ MAIN_SCHEMA: dict[str, Any] = {
             "max_images_per_request": _setting("int", "Most images (n) one request may ask for.", 4, min_val=1),
         },
     ),
+    "url_inputs": _section(
+        "Image, audio, video and document inputs given as http(s) URLs. data: URLs are always accepted; other URLs "
+        "are fetched only from the listed domains, and never from loopback, private, link-local or metadata addresses.",
+        {
+            "allowed_domains": _setting(
+                "list",
+                "Domains whose URLs the server fetches: 'example.com' (that host) or '*.example.com' (its subdomains). "
+                "Empty: no URL is fetched.",
+                [],
+            ),
+            "timeout_seconds": _setting(
+                "float", "Most seconds one URL may take, DNS and redirects included.", 10.0, min_val=0.1, max_val=300
+            ),
+            "max_redirects": _setting("int", "Most redirects followed for one URL.", 3, min_val=0, max_val=10),
+            "max_urls_per_request": _setting("int", "Most URLs in one request.", 8, min_val=1, max_val=100),
+        },
+    ),
     "artifacts": _section(
         "Binary outputs stored on disk and served at /api/v1/artifacts/{id} (parameters.output_format: url).",
         {

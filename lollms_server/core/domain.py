@@ -44,8 +44,8 @@ class InputData(BaseModel):
 
     def binary(self) -> bytes:
         """The bytes of a binary item (base64, or a base64 ``data:`` URL); BadRequestError for a URL or bad data."""
-        if self.data.startswith(("http://", "https://")):
-            raise BadRequestError(f"{self.role}: URLs are not fetched; send the data as base64")
+        if self.data[:8].lower().startswith(("http://", "https://")):  # the pipeline fetches what it may
+            raise BadRequestError(f"{self.role}: this URL was not fetched; send the data as base64")
         raw = decode_base64(self.data)
         if raw is None:
             raise BadRequestError(f"{self.role} is not valid base64 (nor a base64 data: URL)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import anyio
@@ -36,6 +36,7 @@ from lollms_server.core.parameters import layer_parameters
 from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
 from lollms_server.core.tasks import task_of
 from lollms_server.core.think import split_thoughts
+from lollms_server.core.url_inputs import UrlInputs
 from lollms_server.core.workflows import WorkflowCall, collect_workflow, stream_workflow
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ class GenerationService:
         self.functions = functions
         self.artifacts = artifacts
         self.limits = config.input_limits
+        self.url_inputs = UrlInputs(config.url_input_policy)
 
     async def prepare(
         self, request: GenerationRequest, request_id: str, raw_prompt: bool = False
@@ -195,6 +197,9 @@ class GenerationService:
                     f"binding '{binding_name}' with model '{model_name}' does not accept {item.type} input "
                     f"with role '{item.role}'"
                 )
+        if conversation.multimodal:  # URLs become data once the request is known to be servable
+            request = replace(request, input_data=await self.url_inputs.resolve(request.input_data))
+            conversation = build_conversation(request.input_data, personality.system_prompt if personality else None)
         parameters = layer_parameters(
             {"max_tokens": self.config.defaults["default_max_output_tokens"]} if task.default_max_tokens else None,
             personality.parameters if personality and task.output == "text" else None,

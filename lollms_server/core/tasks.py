@@ -38,7 +38,8 @@ class GenerationTask:
     default_max_tokens: bool = False  # text outputs get defaults.default_max_output_tokens
 
     def check_inputs(self, prompt: str, roles: set[str]) -> None:
-        if self.needs_prompt and not prompt:
+        # A text answer may be about an image alone (an OpenAI message can be just an image part).
+        if self.needs_prompt and not prompt and not (self.output == "text" and roles):
             raise BadRequestError(f"'{self.name}' needs a text item with role 'user_prompt' in input_data")
         missing = [role for role in self.required_roles if role not in roles]
         if missing:

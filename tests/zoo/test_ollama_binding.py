@@ -163,7 +163,7 @@ async def test_images_only_for_vision_models(tmp_path: Path) -> None:
         assert "does not accept image input" in refused.json()["detail"]
     assert audio.status_code == 400 and "audio" in audio.json()["detail"]
     assert broken.status_code == 400 and "base64" in broken.json()["detail"]
-    assert url.status_code == 400 and "not URLs" in url.json()["detail"]
+    assert url.status_code == 400 and "url_inputs.allowed_domains" in url.json()["detail"]
     assert len(fake.received()) == 2
 
 

@@ -36,11 +36,8 @@ _SAMPLING = (
 
 
 def _image(url: str) -> InputData:
-    if url.startswith("data:"):
-        header, _, data = url.partition(",")
-        mime = header[len("data:") :].split(";")[0] or "image/png"
-        return InputData(type="image", role="input_image", data=data, mime_type=mime)
-    return InputData(type="image", role="input_image", data=url, metadata={"url": True})
+    """An image part: a data: or http(s) URL, which the core decodes or fetches (as the server allows)."""
+    return InputData(type="image", role="input_image", data=url)
 
 
 def _message_items(message: ChatMessage) -> list[InputData]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Any, Literal
 
@@ -31,7 +29,6 @@ PASSTHROUGH_OPTIONS = (
     "mirostat_eta",
     "num_keep",
 )
-_DATA_URL = re.compile(r"^data:[^;,]*;base64,", re.IGNORECASE)
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
@@ -39,14 +36,8 @@ def image_bytes(item: Any) -> bytes:
     """The decoded image of an input item; BadRequestError for other types, URLs or bad base64."""
     if item.type != "image":
         raise BadRequestError(f"ollama_binding takes text and images; got {item.type} input with role '{item.role}'")
-    data = _DATA_URL.sub("", item.data.strip(), count=1)
-    if data.startswith(("http://", "https://")):
-        raise BadRequestError("ollama_binding needs images as base64 data, not URLs")
-    try:
-        # Bytes, not the string: the SDK reads a string naming an existing file from the server's disk.
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequestError(f"image input with role '{item.role}' is not valid base64") from None
+    # Bytes, not the string: the SDK reads a string naming an existing file from the server's disk.
+    return item.binary()
 
 
 def chat_messages(request_info: dict[str, Any], prompt: str, multimodal_data: list[Any] | None) -> list[dict[str, Any]]:

@@ -16,11 +16,8 @@ COMPATIBLE_EXTRAS = ("top_k", "repeat_penalty", "repeat_last_n", "min_p")
 def image_part(item: Any) -> dict[str, Any]:
     if item.type != "image":
         raise BadRequestError(f"openai_binding takes text and images; got {item.type} input with role '{item.role}'")
-    url = (
-        item.data
-        if item.data.startswith(("http://", "https://", "data:"))
-        else (f"data:{item.mime_type or 'image/png'};base64,{item.data}")
-    )
+    # The core hands bindings base64 (URLs fetched, data: URLs decoded, as the server allows).
+    url = f"data:{item.mime_type or 'image/png'};base64,{item.data}"
     return {"type": "image_url", "image_url": {"url": url}}
 
 
