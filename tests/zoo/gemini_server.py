@@ -20,7 +20,10 @@
 # Image models (names with "image") asked for ``responseModalities`` with IMAGE answer with the text and one
 # ``inlineData`` part: a real PNG (pillow) of ``IMAGE_SIDE`` pixels on its longer side, shaped by
 # ``imageConfig.aspectRatio``, its colour taken from the prompt; streamed, the image comes in its own event.
-# Imagen's ``:predict`` is not served: google-genai 3.x sends generate_images only to Vertex AI.
+# - ``POST /v1beta/models/{imagen}:predict`` (Imagen on the Gemini API): ``instances[0].prompt`` and
+#   ``parameters.sampleCount`` / ``aspectRatio`` give ``predictions`` of ``{bytesBase64Encoded, mimeType}``, real PNGs
+#   as above (the colour from the prompt and the image's index); a prompt containing "forbidden" is filtered
+#   (``{"raiFilteredReason": ...}`` instead of an image), as Google does.
 #
 # Failure switches (``fail``): an HTTP status for every call of the chosen operations, a delay before answering,
 # a stream that sends some chunks and then an error event, or a 200 answer of the wrong kind (an HTML page as a
@@ -57,7 +60,7 @@ STATUS_NAMES = {
     500: "INTERNAL",
     503: "UNAVAILABLE",
 }
-GENERATION = ("generate", "stream")
+GENERATION = ("generate", "stream", "predict")
 THOUGHT_TOKENS = 3
 IMAGE_SIDE = 32
 
@@ -114,7 +117,7 @@ def error_body(status: int, message: str, details: list[dict[str, Any]] | None =
 class Call:
     """One request as the fake received it."""
 
-    operation: str  # generate, stream, list or get
+    operation: str  # generate, stream, predict, list or get
     model: str | None
     body: dict[str, Any]
     query: dict[str, str]
@@ -192,6 +195,8 @@ class FakeGemini:
             return JSONResponse(error_body(404, f"models/{model} is not found for API version v1beta"), 404)
         if operation == "get":
             return JSONResponse(entry)
+        if operation == "predict":
+            return JSONResponse(self._predictions(body))
         reply = self._reply(model or "", body)
         if operation == "generate":
             return JSONResponse(reply)
@@ -211,6 +216,8 @@ class FakeGemini:
             return "generate", model
         if method == "POST" and verb == "streamGenerateContent" and alt == "sse":
             return "stream", model
+        if method == "POST" and verb == "predict":
+            return "predict", model
         return None, None
 
     def _refusal(self, presented: str | None) -> Response | None:
@@ -273,6 +280,21 @@ class FakeGemini:
             usage["thoughtsTokenCount"] = THOUGHT_TOKENS
         candidate = {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
+
+    @staticmethod
+    def _predictions(body: dict[str, Any]) -> dict[str, Any]:
+        prompt = str(body["instances"][0]["prompt"])
+        parameters = body.get("parameters") or {}
+        if "forbidden" in prompt:
+            return {"predictions": [{"raiFilteredReason": "The prompt was blocked by the safety filter."}]}
+        ratio = parameters.get("aspectRatio")
+        images = [png(f"{prompt} #{index}", ratio) for index in range(int(parameters.get("sampleCount") or 1))]
+        return {
+            "predictions": [
+                {"bytesBase64Encoded": base64.b64encode(image).decode("ascii"), "mimeType": "image/png"}
+                for image in images
+            ]
+        }
 
     async def _events(self, reply: dict[str, Any]) -> AsyncIterator[bytes]:
         candidate = reply["candidates"][0]

@@ -195,14 +195,16 @@ async def test_model_listing_info_and_unknown_models(tmp_path: Path) -> None:
         unknown_info = await client.get("/api/v1/get_model_info/gemini", params={"model_name": "gemini-9"})
         unknown = await generate(client, [prompt("hi")], model_name="gemini-9")
     by_name = {model["name"]: model for model in listed}
-    # Neither the embedder nor Imagen (predict only) serves generateContent.
+    # The embedder does not generate; Imagen does, through predict.
     assert list(by_name) == [
         "gemini-2.5-flash",
         "gemini-2.0-flash",
         THINKER,
         "gemma-3-27b-it",
         "gemini-2.5-flash-image",
+        "imagen-4.0-generate-001",
     ]
+    assert by_name["imagen-4.0-generate-001"]["model_type"] == "tti"
     assert pages == [None, "2", "4", "6"]  # two models per page: the binding followed nextPageToken
     assert by_name["gemini-2.5-flash"]["context_size"] == 1048576 and by_name["gemini-2.5-flash"]["supports_vision"]
     assert by_name["gemma-3-27b-it"]["supports_vision"] is False
@@ -246,7 +248,10 @@ async def test_backend_failures_map_to_statuses_and_recover(tmp_path: Path, capl
         assert "injected failure" not in answer.text and leaks(answer.text, API_KEY) == []
     assert any("Binding 'gemini'" in line and "injected failure (key ***" in line for line in remote_warnings(caplog))
     assert leaks(caplog.text, API_KEY) == []
-    listed = "gemini-2.0-flash, gemini-2.0-flash-thinking-exp, gemini-2.5-flash, gemini-2.5-flash-image, gemma-3-27b-it"
+    listed = (
+        "gemini-2.0-flash, gemini-2.0-flash-thinking-exp, gemini-2.5-flash, gemini-2.5-flash-image, gemma-3-27b-it, "
+        "imagen-4.0-generate-001"
+    )
     assert unknown.status_code == 404 and unknown.json()["detail"].endswith(f"(models it lists: {listed})")
     assert limited.status_code == 429 and limited_calls == 3
     assert failed.status_code == 502 and failed.json()["code"] == "backend_error" and failed_calls == 3

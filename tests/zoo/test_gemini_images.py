@@ -92,8 +92,9 @@ async def test_image_to_image_sends_the_image_inline(tmp_path: Path) -> None:
         (IMAGE_MODEL, {"n": 2}, "cannot honour n"),
         (IMAGE_MODEL, {"num_inference_steps": 20, "scheduler": "ddim"}, "num_inference_steps, scheduler"),
         (IMAGE_MODEL, {"width": 1000, "height": 200}, "aspect ratio 5:1"),
-        ("gemini-2.5-flash", {"width": 512, "height": 512}, "does not generate images (parameters width, height)"),
-        ("imagen-4.0-generate-001", {"n": 2}, "only through Vertex AI"),
+        ("gemini-2.5-flash", {"width": 512, "height": 512}, "does not generate images"),
+        ("imagen-4.0-generate-001", {"seed": 3, "negative_prompt": "fog"}, "cannot honour negative_prompt, seed"),
+        ("imagen-4.0-generate-001", {"width": 1000, "height": 200}, "Imagen make 1:1, 3:4"),
     ],
 )
 async def test_what_the_backend_cannot_honour_is_refused(
@@ -103,4 +104,38 @@ async def test_what_the_backend_cannot_honour_is_refused(
         response = await generate(client, [prompt("a cat")], parameters=parameters, **{**TTI, "model_name": model})
     assert response.status_code == 400, response.text
     assert named in response.json()["detail"]
-    assert fake.count("generate") == 0 and fake.count("stream") == 0
+    assert fake.count("generate") == 0 and fake.count("stream") == 0 and fake.count("predict") == 0
+
+
+IMAGEN = "imagen-4.0-generate-001"
+
+
+async def test_imagen_makes_images_through_predict(tmp_path: Path) -> None:
+    parameters = {"n": 2, "image_size": "1024x576"}
+    async with gemini_client(tmp_path) as (client, fake):
+        response = await generate(client, [prompt("a red fox")], parameters=parameters, **{**TTI, "model_name": IMAGEN})
+        call = fake.last("predict")
+        streamed = await generate(client, [prompt("a red fox")], stream=True, **{**TTI, "model_name": IMAGEN})
+    assert response.status_code == 200, response.text
+    images = response.json()["output"]
+    assert [base64.b64decode(image["data"]) for image in images] == [png(f"a red fox #{i}", "16:9") for i in (0, 1)]
+    assert [image["metadata"] for image in images] == [{"model": IMAGEN, "index": 0}, {"model": IMAGEN, "index": 1}]
+    assert call.with_key and call.body == {
+        "instances": [{"prompt": "a red fox"}],
+        "parameters": {"sampleCount": 2, "aspectRatio": "16:9"},
+    }
+    final = parse_sse(streamed.text)[-1]
+    assert final["type"] == "final" and base64.b64decode(final["content"][0]["data"]) == png("a red fox #0", None)
+
+
+async def test_imagen_and_text_models_refuse_what_they_cannot_make(tmp_path: Path) -> None:
+    async with gemini_client(tmp_path) as (client, fake):
+        text_from_imagen = await generate(client, [prompt("hello")], model_name=IMAGEN)
+        image_from_text_model = await generate(client, [prompt("a cat")], **{**TTI, "model_name": "gemini-2.5-flash"})
+        filtered = await generate(client, [prompt("something forbidden")], **{**TTI, "model_name": IMAGEN})
+    assert text_from_imagen.status_code == 400 and "generation_type 'tti'" in text_from_imagen.json()["detail"]
+    assert image_from_text_model.status_code == 400
+    assert "does not generate images" in image_from_text_model.json()["detail"]
+    assert filtered.status_code == 400 and "Imagen made no image" in filtered.json()["detail"]
+    assert "safety filter blocked the prompt" in filtered.json()["detail"]
+    assert fake.count("predict") == 1 and fake.count("generate") == 0

@@ -14,8 +14,7 @@ from lollms_server.core.bindings import Binding
 from lollms_server.core.errors import BadRequestError, LollmsError, NotFoundError
 from lollms_server.core.remote import RetryPolicy
 
-from .catalog import ModelCatalog, accepts_images, bare_name, describe, thinks
-from .images import imagen_refusal, is_imagen
+from .catalog import EXAMPLE_MODEL, ModelCatalog, accepts_images, bare_name, describe, is_imagen, outputs_images, thinks
 
 if TYPE_CHECKING:
     from .backend import GeminiBackend
@@ -27,6 +26,7 @@ API_KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # in the SDK's order o
 CONVERSATION_ROLES = ("user_prompt", "assistant_reply", "system_context")
 MODEL_NAME = re.compile(r"^(tunedModels/)?[A-Za-z0-9._-]+$")
 MAX_NAMES_IN_ERRORS = 25
+IMAGE_TASKS = ("tti", "i2i")  # generation types whose answer must hold an image
 
 
 def resolve_api_key(configured: str | None) -> str | None:
@@ -101,8 +101,6 @@ class GeminiBinding(Binding):
             raise BadRequestError(f"binding '{self.binding_instance_name}': no model named and no default_model")
         if not MODEL_NAME.match(name):
             raise NotFoundError(f"model '{name}' not found: not a Gemini model name")
-        if is_imagen(name):
-            raise imagen_refusal(self.binding_instance_name, name)
         if name.startswith("tunedModels/"):  # the models list holds base models only
             return name
         models = await self._known_models()
@@ -121,7 +119,7 @@ class GeminiBinding(Binding):
     async def get_model_info(self, model_name: str | None = None) -> dict[str, Any]:
         name = bare_name(model_name or self.model_name or self.default_model_name or "")
         info = describe(await self.backend.get_model(name))
-        return {"model_name": info.pop("name"), "model_type": "ttt", "supports_streaming": True, **info}
+        return {"model_name": info.pop("name"), "supports_streaming": not is_imagen(name), **info}
 
     async def load_model(self, model_name: str) -> bool:
         self.model_name = await self.resolve_model(model_name)
@@ -139,6 +137,11 @@ class GeminiBinding(Binding):
         model = bare_name(request_info.get("model_name") or self.model_name or self.default_model_name or "")
         messages = request_info.get("messages") or [{"role": "user", "content": prompt}]
         thoughts = self.include_thoughts and thinks(model, self.catalog.get(model))
+        if request_info.get("generation_type") in IMAGE_TASKS and not outputs_images(model):
+            raise BadRequestError(
+                f"binding '{self.binding_instance_name}': model '{model}' does not generate images; use a Gemini "
+                f"image model such as {EXAMPLE_MODEL} or an Imagen model"
+            )
         return model, self.backend.request(model, messages, multimodal, params, thoughts)
 
     async def generate(
@@ -148,6 +151,9 @@ class GeminiBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> list[dict[str, Any]]:
+        imagen = self._imagen_request(prompt, params, request_info)
+        if imagen is not None:
+            return await self.backend.predict_images(*imagen)
         model, request = self._prepare(prompt, params, request_info, multimodal_data)
         return await self.backend.generate(model, request)
 
@@ -158,8 +164,25 @@ class GeminiBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
+        imagen = self._imagen_request(prompt, params, request_info)
+        if imagen is not None:  # Imagen does not stream: its images come in the final chunk
+            outputs = await self.backend.predict_images(*imagen)
+            yield {"type": "final", "content": outputs, "metadata": {"model": imagen[0]}}
+            return
         model, request = self._prepare(prompt, params, request_info, multimodal_data)
         # Closed explicitly when our consumer stops early, so the HTTP stream to Google closes at once.
         async with contextlib.aclosing(self.backend.stream(model, request)) as chunks:
             async for chunk in chunks:
                 yield chunk
+
+    def _imagen_request(
+        self, prompt: str, params: dict[str, Any], request_info: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """(model, :predict body) when the request goes to an Imagen model, else None."""
+        model = bare_name(request_info.get("model_name") or self.model_name or self.default_model_name or "")
+        if not is_imagen(model):
+            return None
+        from .images import imagen_body  # google-genai's types: imported once a request needs them
+
+        generation_type = str(request_info.get("generation_type") or "ttt")
+        return model, imagen_body(self.binding_instance_name, model, prompt, params, generation_type)

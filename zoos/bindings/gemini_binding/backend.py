@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any
 
@@ -16,7 +17,7 @@ from lollms_server.core.errors import BackendAuthError
 from lollms_server.core.remote import RetryPolicy, call_with_retries, stream_with_retries
 
 from .failures import classifier
-from .images import answer_parts, image_config, image_outputs
+from .images import answer_parts, image_config, image_outputs, imagen_outputs
 from .messages import (
     GeminiRequest,
     build_config,
@@ -162,6 +163,20 @@ class GeminiBackend:
         async with contextlib.aclosing(responses):
             async for response in responses:
                 yield response
+
+    async def predict_images(self, model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """Imagen's ``models/<model>:predict`` on the Gemini API, as our image outputs."""
+
+        async def call() -> dict[str, Any]:
+            await self._models()
+            assert self._client is not None
+            # google-genai's generate_images goes only to Vertex AI; its API client (auth header, base_url,
+            # timeout) sends the Gemini API's documented :predict request for us.
+            response = await self._client.aio._api_client.async_request("post", f"models/{model}:predict", body)
+            answer = json.loads(response.body or "{}")
+            return answer if isinstance(answer, dict) else {}
+
+        return imagen_outputs(self._binding, await call_with_retries(call, self.policy, self.classify), model)
 
     # --- models ------------------------------------------------------------------------------------
     def _quick_policy(self) -> RetryPolicy:

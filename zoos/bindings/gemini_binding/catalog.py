@@ -33,9 +33,23 @@ def thinks(name: str, model: Any | None) -> bool:
     return "thinking" in name or (version is not None and float(version.group(1)) >= 2.5)
 
 
+EXAMPLE_MODEL = "gemini-2.5-flash-image"  # named in errors about image output
+
+
+def outputs_images(name: str) -> bool:
+    """Gemini models answering with image parts go by name: gemini-*-image* (gemini-2.5-flash-image...)."""
+    return name.startswith("gemini") and "image" in name
+
+
+def is_imagen(name: str) -> bool:
+    return name.startswith("imagen")
+
+
 def generates_content(model: Any) -> bool:
-    """Whether a listed model serves generateContent (the list also holds embedding and other models)."""
-    return model.supported_actions is None or "generateContent" in model.supported_actions
+    """Whether a listed model generates: generateContent, or Imagen's predict (the list also holds embedding and
+    other models)."""
+    actions = model.supported_actions
+    return actions is None or "generateContent" in actions or "predict" in actions
 
 
 def describe(model: Any) -> dict[str, Any]:
@@ -46,6 +60,7 @@ def describe(model: Any) -> dict[str, Any]:
         "family": "gemini" if name.startswith("gemini") else name.split("-")[0],
         "context_size": model.input_token_limit,
         "max_output_tokens": model.output_token_limit,
+        "model_type": "tti" if is_imagen(name) else "ttt",
         "supports_vision": accepts_images(name),
         "supports_audio": False,
         "details": {
@@ -63,7 +78,7 @@ def describe(model: Any) -> dict[str, Any]:
 
 
 class ModelCatalog:
-    """The generateContent models of the backend by bare name, fresh for CACHE_SECONDS."""
+    """The generating models of the backend by bare name, fresh for CACHE_SECONDS."""
 
     def __init__(self) -> None:
         self.models: dict[str, Any] = {}

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import base64
+import logging
 from math import gcd
 from typing import Any
 
 from google.genai import types
 
-from lollms_server.core.errors import BadRequestError
+from lollms_server.core.errors import BackendFailedError, BadRequestError
+
+from .catalog import EXAMPLE_MODEL, outputs_images
+
+logger = logging.getLogger(__name__)
 
 # Image parameters of the core (core/image_parameters.py) that only image requests carry.
 # What Gemini's generateContent cannot honour for an image model (no negative prompt, sampler or denoising knobs).
@@ -16,34 +21,74 @@ REFUSED = ("negative_prompt", "num_inference_steps", "guidance_scale", "strength
 IMAGE_ONLY = ("width", "height", "n", *REFUSED)
 # The ratios of ImageConfig.aspect_ratio; the resolution itself is the model's own.
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-EXAMPLE_MODEL = "gemini-2.5-flash-image"
 
 
-def outputs_images(name: str) -> bool:
-    """Gemini models answering with image parts go by name: gemini-*-image* (gemini-2.5-flash-image...)."""
-    return name.startswith("gemini") and "image" in name
+# Imagen on the Gemini API (models/<imagen>:predict): a prompt, 1 to 4 images, five aspect ratios. No seed,
+# negative prompt or editing there (those are Vertex AI's), so they are refused rather than dropped.
+IMAGEN_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9")
+IMAGEN_REFUSED = (*REFUSED, "seed")
+IMAGEN_MAX_IMAGES = 4
 
 
-def is_imagen(name: str) -> bool:
-    return name.startswith("imagen")
+def imagen_body(binding: str, model: str, prompt: str, params: dict[str, Any], generation_type: str) -> dict[str, Any]:
+    """The ``:predict`` body of an Imagen request; BadRequestError naming what Imagen cannot honour."""
+    if generation_type != "tti":
+        raise BadRequestError(
+            f"binding '{binding}': model '{model}' is an Imagen model: it makes images from a prompt "
+            f"(generation_type 'tti'), not '{generation_type}'"
+        )
+    refused = [key for key in IMAGEN_REFUSED if params.get(key) is not None]
+    if refused:
+        raise BadRequestError(
+            f"binding '{binding}': Imagen on the Gemini API cannot honour {', '.join(refused)} "
+            "(it takes a prompt, n up to 4, and an aspect ratio through width/height or image_size)"
+        )
+    count = int(params.get("n") or 1)
+    if count > IMAGEN_MAX_IMAGES:
+        raise BadRequestError(f"binding '{binding}': Imagen makes at most {IMAGEN_MAX_IMAGES} images per request")
+    parameters: dict[str, Any] = {"sampleCount": count}
+    width, height = params.get("width"), params.get("height")
+    if width and height:
+        parameters["aspectRatio"] = aspect_ratio(width, height, IMAGEN_RATIOS, "Imagen")
+    return {"instances": [{"prompt": prompt}], "parameters": parameters}
 
 
-def imagen_refusal(binding: str, name: str) -> BadRequestError:
-    # google-genai 3.x sends generate_images (Imagen's :predict) only to Vertex AI: in Gemini API mode it raises.
-    return BadRequestError(
-        f"binding '{binding}': model '{name}' is an Imagen model, which google-genai serves only through Vertex AI, "
-        f"not the Gemini API; use a Gemini image model such as {EXAMPLE_MODEL}"
-    )
+def imagen_outputs(binding: str, answer: dict[str, Any], model: str) -> list[dict[str, Any]]:
+    """The predictions of an Imagen answer as our image outputs; an error when none came back."""
+    outputs = []
+    filtered = []
+    for prediction in answer.get("predictions") or []:
+        data = prediction.get("bytesBase64Encoded") if isinstance(prediction, dict) else None
+        if not data:
+            if isinstance(prediction, dict) and prediction.get("raiFilteredReason"):
+                filtered.append(str(prediction["raiFilteredReason"])[:300])
+            continue
+        outputs.append(
+            {
+                "type": "image",
+                "data": data,
+                "mime_type": prediction.get("mimeType") or "image/png",
+                "metadata": {"model": model, "index": len(outputs)},
+            }
+        )
+    if filtered and not outputs:  # Google's safety filter blocked the prompt: the client can change it
+        logger.info("%s: Imagen filtered the prompt: %s", binding, filtered[0])  # backend text: to the log only
+        raise BadRequestError(f"binding '{binding}': Imagen made no image: its safety filter blocked the prompt")
+    if not outputs:
+        raise BackendFailedError(f"binding '{binding}': Imagen answered without an image")
+    return outputs
 
 
-def aspect_ratio(width: int, height: int) -> str:
-    """``width``x``height`` as one of ASPECT_RATIOS; BadRequestError when it is none of them."""
+def aspect_ratio(
+    width: int, height: int, ratios: tuple[str, ...] = ASPECT_RATIOS, models: str = "Gemini image models"
+) -> str:
+    """``width``x``height`` as one of ``ratios``; BadRequestError when it is none of them."""
     divisor = gcd(width, height)
     ratio = f"{width // divisor}:{height // divisor}"
-    if ratio not in ASPECT_RATIOS:
+    if ratio not in ratios:
         raise BadRequestError(
-            f"gemini_binding: size {width}x{height} has aspect ratio {ratio}; Gemini image models make "
-            f"{', '.join(ASPECT_RATIOS)} (the resolution is the model's own)"
+            f"gemini_binding: size {width}x{height} has aspect ratio {ratio}; {models} make "
+            f"{', '.join(ratios)} (the resolution is the model's own)"
         )
     return ratio
 
