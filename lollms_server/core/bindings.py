@@ -142,6 +142,11 @@ class Binding(ABC):
         here); lets the admission queue serve requests for an already loaded model first."""
         return None
 
+    def default_model_for(self, task: str) -> str | None:
+        """The model a ``task`` request that names none should use, when it is not the instance default (an
+        image model for ``tti`` on a binding whose default model chats); None: ``resolve_model`` decides."""
+        return None
+
     async def resolve_model(self, model_name: str | None) -> str | None:
         """The model a request will use: the one named, else the instance default. NotFoundError if unknown.
 

@@ -188,7 +188,7 @@ class GenerationService:
             raise CapabilityError(
                 f"binding '{binding_name}' cannot produce {output_type} ('{request.generation_type}' generation)"
             )
-        model_name = await binding.resolve_model(request.model_name)
+        model_name = await binding.resolve_model(request.model_name or binding.default_model_for(task.name))
         conversation = build_conversation(request.input_data, personality.system_prompt if personality else None)
         task.check_inputs(conversation.prompt, {item.role for item in conversation.multimodal})
         for item in conversation.multimodal:

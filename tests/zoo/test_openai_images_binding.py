@@ -150,3 +150,31 @@ async def test_an_html_answer_is_502_naming_it(tmp_path: Path) -> None:
             answer = await client.post("/api/v1/generate", json={"input_data": [LIGHTHOUSE], "generation_type": "tti"})
     assert answer.status_code == 502 and answer.json()["code"] == "backend_error"
     assert "text/html, not JSON" in answer.json()["detail"]
+
+
+async def test_the_task_and_the_model_must_agree(tmp_path: Path) -> None:
+    """A chat default gives tti its default_image_model; a task the model cannot do is a 400 before any call."""
+    fake = FakeOpenAI(image_model_ids=IMAGE_MODELS)
+    tti = {"input_data": [LIGHTHOUSE], "generation_type": "tti"}
+    async with serving(fake.app()) as url:
+        with_default = images_config(
+            tmp_path / "a", f"{url}/v1", default_model="fake-text", default_image_model="dall-e-3"
+        )
+        async with running_client(create_app(with_default)) as client:
+            drawn = await client.post("/api/v1/generate", json=tti)
+            chatted = await client.post("/api/v1/generate", json={"input_data": [LIGHTHOUSE]})
+            text_from_image_model = await client.post(
+                "/api/v1/generate", json={"input_data": [LIGHTHOUSE], "model_name": "dall-e-3"}
+            )
+            image_from_chat_model = await client.post("/api/v1/generate", json={**tti, "model_name": "fake-text"})
+        without_default = images_config(tmp_path / "b", f"{url}/v1", default_model="fake-text")
+        async with running_client(create_app(without_default)) as client:
+            undrawn = await client.post("/api/v1/generate", json=tti)
+    assert drawn.status_code == 200 and drawn.json()["output"][0]["metadata"]["model"] == "dall-e-3"
+    assert chatted.status_code == 200 and chatted.json()["output"][0]["data"] == "Hello from the fake."
+    assert text_from_image_model.status_code == 400
+    assert "makes images: use generation_type 'tti'" in text_from_image_model.json()["detail"]
+    for refused in (image_from_chat_model, undrawn):
+        assert refused.status_code == 400 and "does not make images" in refused.json()["detail"]
+        assert "default_image_model" in refused.json()["detail"]
+    assert [request.get("route", "chat") for request in fake.requests] == ["generations", "chat"]

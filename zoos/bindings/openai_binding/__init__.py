@@ -1,10 +1,11 @@
 """openai_binding: OpenAI and OpenAI-compatible servers through the official async SDK — chat, and images.
 
-Which API serves a request is decided by its model alone: a model listed in the instance's ``image_models``
-goes to the images API (``images.generate``, or ``images.edit`` when the request carries an input image),
-any other model to chat completions. The pipeline only sends tti/i2i requests to bindings that output images
-and never tells a binding the task, so the model is the one unambiguous signal (as on OpenAI itself, where
-image models do not chat and chat models do not answer the images API)."""
+Which API serves a request is decided by its model: a model listed in the instance's ``image_models`` goes to
+the images API (``images.generate``, or ``images.edit`` when the request carries an input image), any other
+model to chat completions (as on OpenAI itself, where image models do not chat and chat models do not answer
+the images API). The request's task must agree: a tti/i2i request to a chat model, or a text request to an
+image model, is a 400; a tti/i2i request that names no model gets ``default_image_model`` when the instance's
+``default_model`` chats."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import openai
 
 from lollms_server.core.bindings import Binding, token_usage
-from lollms_server.core.errors import LollmsError, NotFoundError
+from lollms_server.core.errors import BadRequestError, LollmsError, NotFoundError
 from lollms_server.core.remote import (
     RetryPolicy,
     backend_failure,
@@ -27,7 +28,7 @@ from lollms_server.core.remote import (
     stream_with_retries,
 )
 
-from .images import DEFAULT_IMAGE_MODELS, INPUT_ROLES, edit_files, image_arguments, image_outputs
+from .images import DEFAULT_IMAGE_MODELS, IMAGE_TASKS, INPUT_ROLES, edit_files, image_arguments, image_outputs
 from .messages import VISION_MODEL, chat_messages, request_options
 
 MODEL_LIST_TTL = 60.0
@@ -65,6 +66,7 @@ class OpenAIBinding(Binding):
         )
         self._models: tuple[float, dict[str, dict[str, Any]]] | None = None
         self.image_models = frozenset(config.get("image_models", DEFAULT_IMAGE_MODELS))
+        self.default_image_model: str | None = config.get("default_image_model") or None
 
     # --- capabilities ----------------------------------------------------------------------------------
     def _takes_images(self, model_name: str | None) -> bool:
@@ -77,6 +79,27 @@ class OpenAIBinding(Binding):
     def _draws(self, model_name: str | None) -> bool:
         """Whether the model is served by the images API (it is one of ``image_models``)."""
         return model_name in self.image_models
+
+    def default_model_for(self, task: str) -> str | None:
+        if task in IMAGE_TASKS and not self._draws(self.default_model_name):
+            return self.default_image_model
+        return None
+
+    def _api_for(self, model: str | None, request_info: dict[str, Any]) -> bool:
+        """Whether ``model`` goes to the images API; BadRequestError when the request's task disagrees."""
+        draws = self._draws(model)
+        task = request_info.get("generation_type")  # absent for callers outside the pipeline: the model decides
+        if task in IMAGE_TASKS and not draws:
+            raise BadRequestError(
+                f"binding '{self.binding_instance_name}': model '{model}' does not make images; name one of "
+                f"{', '.join(sorted(self.image_models))} with model_name, or set the instance's default_image_model"
+            )
+        if task is not None and task not in IMAGE_TASKS and draws:
+            raise BadRequestError(
+                f"binding '{self.binding_instance_name}': model '{model}' makes images: "
+                f"use generation_type 'tti' (or 'i2i' with an input_image), not '{task}'"
+            )
+        return draws
 
     def model_supports_input(self, model_name: str | None, data_type: str, role: str) -> bool:
         if self._draws(model_name):
@@ -233,7 +256,7 @@ class OpenAIBinding(Binding):
         multimodal_data: list[Any] | None = None,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         model = request_info.get("model_name") or self.default_model_name
-        if self._draws(model):
+        if self._api_for(model, request_info):
             return await self._images(str(model), prompt, params, multimodal_data or [])
         arguments = self._create_arguments(prompt, params, request_info, multimodal_data)
 
@@ -267,7 +290,9 @@ class OpenAIBinding(Binding):
         multimodal_data: list[Any] | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
         model = request_info.get("model_name") or self.default_model_name
-        if self._draws(model):  # the images API does not stream here: the images come in the final event
+        if self._api_for(
+            model, request_info
+        ):  # the images API does not stream here: the images come in the final event
             images = await self._images(str(model), prompt, params, multimodal_data or [])
             yield {"type": "final", "content": images, "metadata": {"model": model}}
             return

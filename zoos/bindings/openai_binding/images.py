@@ -11,6 +11,7 @@ DEFAULT_IMAGE_MODELS = ("dall-e-2", "dall-e-3", "gpt-image-1")
 # Image parameters the images API has no field for: refused rather than silently dropped.
 UNSUPPORTED = ("num_inference_steps", "guidance_scale", "scheduler", "strength", "seed", "negative_prompt")
 INPUT_ROLES = ("input_image", "mask_image")
+IMAGE_TASKS = ("tti", "i2i")  # generation types the images API serves
 # Instance settings passed on as the images API field of the same name when set.
 SETTING_FIELDS = {"image_quality": "quality", "image_style": "style", "image_background": "background"}
 
