@@ -21,6 +21,7 @@ from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import keepalive_seconds, run_to_completion, start_stream
 from lollms_server.api.models import GenerateRequest, GenerateResponse
 from lollms_server.api.streaming import EventStreamResponse, sse_events
+from lollms_server.core.events import stream_chunk
 
 GENERATE_PATH = f"{PROTECTED_PREFIX}/generate"
 
@@ -40,7 +41,9 @@ async def generate(request: Request) -> Response:
     request_id = request_id_of(request) or ""
     if body.stream:
         stream = await start_stream(request, service, body, request_id)
-        events = sse_events(stream.pump, keepalive_seconds=keepalive_seconds(service), request_id=request_id)
+        events = sse_events(
+            stream.pump, keepalive_seconds=keepalive_seconds(service), request_id=request_id, to_wire=stream_chunk
+        )
         return EventStreamResponse(events, on_close=stream.close)
     prepared, outputs = await run_to_completion(request, service, body, request_id)
     response = GenerateResponse(

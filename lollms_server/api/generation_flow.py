@@ -11,6 +11,7 @@ from starlette.requests import Request
 from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.pump import ChunkPump
 from lollms_server.core.domain import GenerationRequest, OutputData
+from lollms_server.core.events import GenerationEvent
 from lollms_server.core.generation import GenerationService, PreparedGeneration
 from lollms_server.core.resource_manager import ResourceSlot
 
@@ -52,10 +53,10 @@ async def start_stream(
     body: GenerationRequest,
     request_id: str,
     raw_prompt: bool = False,
-    transform: Callable[[AsyncIterator[dict[str, Any]]], AsyncIterator[dict[str, Any]]] | None = None,
+    transform: Callable[[AsyncIterator[GenerationEvent]], AsyncIterator[Any]] | None = None,
 ) -> StartedStream:
     """Prepare, take the compute slot and start the stream before the first byte, so that failures up to its
-    first event keep their status codes. ``transform`` (a wire format's conversion of our chunks) runs in the
+    first event keep their status codes. ``transform`` (a wire format's conversion of our events) runs in the
     stream's task. The caller must ``close()`` it when the response ends."""
 
     async def prepare() -> tuple[PreparedGeneration, ResourceSlot | None]:

@@ -29,19 +29,19 @@ class ChunkPump:
     """Pumps ``chunks`` into ``queue`` (ending with an ``End``) from a task; ``events()`` reads them back,
     ``close()`` stops it all."""
 
-    def __init__(self, chunks: AsyncIterator[dict[str, Any]], name: str) -> None:
-        self.queue: asyncio.Queue[dict[str, Any] | End] = asyncio.Queue(_QUEUE_SIZE)
+    def __init__(self, chunks: AsyncIterator[Any], name: str) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(_QUEUE_SIZE)
         self._started = asyncio.Event()
-        self._first: dict[str, Any] | End | None = None
+        self._first: Any = None
         self._task = asyncio.create_task(self._run(chunks), name=name)
 
-    async def _put(self, item: dict[str, Any] | End) -> None:
+    async def _put(self, item: Any) -> None:
         if self._first is None:
             self._first = item
             self._started.set()
         await self.queue.put(item)
 
-    async def _run(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+    async def _run(self, chunks: AsyncIterator[Any]) -> None:
         end = End()
         try:
             async for chunk in chunks:
@@ -57,7 +57,7 @@ class ChunkPump:
         if isinstance(self._first, End) and self._first.error is not None:
             raise self._first.error
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self) -> AsyncIterator[Any]:
         """The stream's chunks; its failure is raised after the chunks that came before it."""
         while True:
             item = await self.queue.get()

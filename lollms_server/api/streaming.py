@@ -47,10 +47,12 @@ async def sse_events(
     request_id: str | None,
     error_event: Callable[[BaseException, str | None], dict[str, Any]] = error_chunk,
     done_marker: bytes = b"",
+    to_wire: Callable[[Any], dict[str, Any]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Encode a pump's chunks as SSE, reading its queue directly. A keep-alive comment goes out whenever
-    nothing came for ``keepalive_seconds``; a failure becomes ``error_event`` and ends the stream;
-    ``done_marker`` closes a stream that finished. Chunks already waiting are sent in one write."""
+    """Encode a pump's events as SSE, reading its queue directly (``to_wire`` turns each into its wire dict; by
+    default they already are). A keep-alive comment goes out whenever nothing came for ``keepalive_seconds``; a
+    failure becomes ``error_event`` and ends the stream; ``done_marker`` closes a stream that finished. Events
+    already waiting are sent in one write."""
     queue = pump.queue
     while True:
         try:
@@ -71,7 +73,7 @@ async def sse_events(
                 body.append(encode_event(error_event(entry.error, request_id)) if entry.error else done_marker)
                 yield b"".join(body)
                 return
-            body.append(encode_event(entry))
+            body.append(encode_event(to_wire(entry) if to_wire else entry))
         yield b"".join(body)
 
 

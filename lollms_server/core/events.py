@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lollms_server.core.domain import OutputData
 from lollms_server.core.think import ThinkParser
 
 CHUNK_TYPES = ("chunk", "info", "error", "function_call", "final")
@@ -18,7 +19,9 @@ CHUNK_TYPES = ("chunk", "info", "error", "function_call", "final")
 KEPT_SIDE_EVENTS = ("info", "error")
 
 
-@dataclass(frozen=True)
+# The per-token events are plain slotted dataclasses: a frozen one costs four times as much to build, on the
+# hottest path of the server (two per streamed token). Treat them as immutable all the same.
+@dataclass(slots=True)
 class TextDelta:
     """A piece of generated text (``thoughts``: reasoning that came apart from it)."""
 
@@ -26,7 +29,7 @@ class TextDelta:
     thoughts: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SideEvent:
     """An ``info``, ``error`` or ``function_call`` event: passed on as it is, kept as an output."""
 
@@ -44,6 +47,32 @@ class FinalEvent:
 
 
 StreamEvent = TextDelta | SideEvent | FinalEvent
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The last event of a generation stream as the pipeline gives it: every output, and the metadata."""
+
+    outputs: list[OutputData]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# What GenerationService.stream yields, for every API edge to translate into its wire format.
+GenerationEvent = TextDelta | SideEvent | Completed
+
+
+def stream_chunk(event: GenerationEvent) -> dict[str, Any]:
+    """The spec's StreamChunk (as a dict) of a pipeline event: what /api/v1/generate streams."""
+    if isinstance(event, TextDelta):
+        return {"type": "chunk", "content": event.text, "thoughts": event.thoughts}
+    if isinstance(event, SideEvent):
+        return {"type": event.kind, "content": event.content, "thoughts": None, "metadata": event.metadata}
+    return {
+        "type": "final",
+        "content": [output.model_dump() for output in event.outputs],
+        "thoughts": None,
+        "metadata": event.metadata,
+    }
 
 
 def output_dicts(result: Any) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from lollms_server.core.errors import (
     NotFoundError,
     UnavailableError,
 )
-from lollms_server.core.events import OutputAccumulator, SideEvent, TextDelta, event_of
+from lollms_server.core.events import Completed, GenerationEvent, OutputAccumulator, SideEvent, event_of
 from lollms_server.core.limits import check_name
 from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.nested import nested_generators
@@ -333,8 +333,9 @@ class GenerationService:
             prepared.conversation.multimodal or None,
         )
 
-    async def stream(self, prepared: PreparedGeneration, slot: ResourceSlot | None) -> AsyncIterator[dict[str, Any]]:
-        """StreamChunk-shaped dicts; the last one is ``final`` with every output and the usage."""
+    async def stream(self, prepared: PreparedGeneration, slot: ResourceSlot | None) -> AsyncIterator[GenerationEvent]:
+        """Typed events: text deltas (thoughts split out) and side events as they come, then ``Completed`` with
+        every output and the usage."""
         accumulator = OutputAccumulator()
         try:
             with slot.held() if slot else contextlib.nullcontext():
@@ -342,30 +343,16 @@ class GenerationService:
                     event = event_of(item)
                     delta = accumulator.add(event)
                     if delta is not None:
-                        yield _chunk(delta)
+                        yield delta
                     elif isinstance(event, SideEvent):
-                        yield {
-                            "type": event.kind,
-                            "content": event.content,
-                            "thoughts": None,
-                            "metadata": event.metadata,
-                        }
+                        yield event
         finally:
             if slot:
                 slot.release()
         delta = accumulator.flush()
         if delta is not None:
-            yield _chunk(delta)
+            yield delta
         outputs = await self.deliver(
             prepared, normalize_outputs(accumulator.outputs(text_when_empty=True), prepared.model_name)
         )
-        yield {
-            "type": "final",
-            "content": [output.model_dump() for output in outputs],
-            "thoughts": None,
-            "metadata": {"model": prepared.model_name, **accumulator.metadata},
-        }
-
-
-def _chunk(delta: TextDelta) -> dict[str, Any]:
-    return {"type": "chunk", "content": delta.text, "thoughts": delta.thoughts}
+        yield Completed(outputs, {"model": prepared.model_name, **accumulator.metadata})

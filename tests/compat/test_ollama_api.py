@@ -7,7 +7,6 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import ollama
@@ -21,6 +20,7 @@ from lollms_server.api.ollama_compat.reply import Reply
 from lollms_server.api.ollama_compat.translate import image_mime, parameters_of
 from lollms_server.app import create_app
 from lollms_server.core.errors import BackendFailedError
+from lollms_server.core.events import TextDelta
 from tests.helpers import TEST_API_KEY, make_config, wait_until, write_instance
 from tests.server import serving
 
@@ -224,8 +224,8 @@ async def test_a_client_that_leaves_stops_the_generation_and_frees_the_slot(serv
 
 
 async def test_a_failure_inside_the_stream_is_a_last_error_line() -> None:
-    async def failing() -> AsyncIterator[dict[str, Any]]:
-        yield {"type": "chunk", "content": "Hel"}
+    async def failing() -> AsyncIterator[TextDelta]:
+        yield TextDelta("Hel")
         raise BackendFailedError("the backend went away")
 
     lines = [json.loads(line) async for line in ndjson_lines(failing(), Reply("m", chat=True), "rid")]

@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from lollms_server.api.ollama_compat.reply import Reply
 from lollms_server.api.streaming import EventStreamResponse, stream_error_message
+from lollms_server.core.events import Completed, GenerationEvent, SideEvent, TextDelta
 
 
 class NdjsonResponse(EventStreamResponse):
@@ -33,30 +34,28 @@ def encode_line(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
-async def ndjson_lines(chunks: AsyncIterator[dict[str, Any]], reply: Reply, request_id: str) -> AsyncIterator[bytes]:
+async def ndjson_lines(events: AsyncIterator[GenerationEvent], reply: Reply, request_id: str) -> AsyncIterator[bytes]:
     """Pieces, then the done object; a failure becomes a last {"error": ...} line (the SDK raises it).
 
     No keep-alive lines: clients parse every line as JSON. A client that leaves cancels the iteration,
-    which stops the generation inside ``chunks``.
+    which stops the generation inside ``events``.
     """
     streamed = False
     try:
-        async for chunk in chunks:
-            kind = chunk.get("type")
-            if kind == "chunk":
+        async for event in events:
+            if isinstance(event, TextDelta):
                 streamed = True
-                yield encode_line(reply.streamed(str(chunk.get("content") or ""), chunk.get("thoughts")))
-            elif kind == "error":
-                yield encode_line({"error": str(chunk.get("content") or "generation failed")})
+                yield encode_line(reply.streamed(event.text, event.thoughts))
+            elif isinstance(event, SideEvent) and event.kind == "error":
+                yield encode_line({"error": str(event.content or "generation failed")})
                 return
-            elif kind == "final":
-                metadata = chunk.get("metadata") or {}
+            elif isinstance(event, Completed):
                 # A workflow that returned its answer whole streamed nothing: the done object carries it.
-                done = reply.done(metadata) if streamed else reply.complete(chunk.get("content") or [], metadata)
+                done = reply.done(event.metadata) if streamed else reply.complete(event.outputs, event.metadata)
                 yield encode_line(done)
     except Exception as exc:
         yield encode_line({"error": stream_error_message(exc, request_id)})
     finally:
-        close = getattr(chunks, "aclose", None)
+        close = getattr(events, "aclose", None)
         if close is not None:  # an early return leaves the generation suspended: stop it now
             await close()

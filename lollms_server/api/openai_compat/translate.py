@@ -14,6 +14,7 @@ from lollms_server.api.streaming import stream_error_message
 from lollms_server.api.wire_fields import refuse
 from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BackendFailedError, BadRequestError
+from lollms_server.core.events import Completed, GenerationEvent, SideEvent, TextDelta
 from lollms_server.core.model_ids import parse_model_id
 
 ROLE_OF_MESSAGE = {
@@ -160,9 +161,9 @@ def text_completion(request_id: str, model: str, outputs: list[OutputData]) -> d
 
 
 async def chat_chunks(
-    chunks: AsyncIterator[dict[str, Any]], request_id: str, model: str, include_usage: bool, chat: bool = True
+    events: AsyncIterator[GenerationEvent], request_id: str, model: str, include_usage: bool, chat: bool = True
 ) -> AsyncIterator[dict[str, Any]]:
-    """Our stream as OpenAI chunk objects (chat.completion.chunk or text_completion)."""
+    """Our stream's events as OpenAI chunk objects (chat.completion.chunk or text_completion)."""
     base = {
         "id": f"{'chatcmpl' if chat else 'cmpl'}-{request_id}",
         "created": int(time.time()),
@@ -175,23 +176,21 @@ async def chat_chunks(
         return {**base, "choices": [{"index": 0, **body, "finish_reason": finish}]}
 
     announced = not chat  # the role chunk goes out with the first event, so an early failure has none before it
-    async for chunk in chunks:
+    async for event in events:
         if not announced:
             yield choice({"role": "assistant", "content": ""})
             announced = True
-        kind = chunk.get("type")
-        if kind == "chunk":
-            delta: dict[str, Any] = {"content": chunk.get("content") or ""}
-            if chunk.get("thoughts"):
-                delta["reasoning_content"] = chunk["thoughts"]
+        if isinstance(event, TextDelta):
+            delta: dict[str, Any] = {"content": event.text}
+            if event.thoughts:
+                delta["reasoning_content"] = event.thoughts
             yield choice(delta)
-        elif kind == "error":
-            raise BackendFailedError(str(chunk.get("content")))
-        elif kind == "final":
-            metadata = chunk.get("metadata") or {}
-            yield choice({}, metadata.get("finish_reason", "stop"))
+        elif isinstance(event, SideEvent) and event.kind == "error":
+            raise BackendFailedError(str(event.content))
+        elif isinstance(event, Completed):
+            yield choice({}, event.metadata.get("finish_reason", "stop"))
             if include_usage:
-                yield {**base, "choices": [], "usage": usage_of(metadata)}
+                yield {**base, "choices": [], "usage": usage_of(event.metadata)}
 
 
 def openai_error_event(exc: BaseException, request_id: str | None) -> dict[str, Any]:
