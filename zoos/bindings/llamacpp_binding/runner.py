@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import anyio
-
-_DONE = object()
+from lollms_server.core.thread_stream import Emit, stream_from_thread
 
 
 def chat_pieces(llm: Any, messages: list[dict[str, Any]], options: dict[str, Any]) -> Callable[[], Iterator[Any]]:
@@ -41,47 +38,26 @@ async def stream_pieces(
     generation speed (bench/README.md). When the consumer stops (client gone, error), the thread stops
     after its current token and this generator waits for it: the model never serves two threads at once.
     """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    stop = threading.Event()
 
-    def hand_over(item: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closing: nobody is listening any more
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    def work() -> None:
+    def work(emit: Emit, stop: threading.Event) -> None:
         pending: list[tuple[str, str | None]] = []
         last = 0.0
+        completion = start()
         try:
-            completion = start()
-            try:
-                for chunk in completion:
-                    if stop.is_set():
-                        break
-                    pending.append(piece_of(chunk))
-                    now = time.monotonic()
-                    if now - last >= hand_over_every:
-                        hand_over(pending)
-                        pending, last = [], now
-            finally:
-                completion.close()
-            if pending:
-                hand_over(pending)
-            hand_over(_DONE)
-        except BaseException as exc:  # delivered to the consumer, raised there
-            hand_over(exc)
+            for chunk in completion:
+                if stop.is_set():
+                    break
+                pending.append(piece_of(chunk))
+                now = time.monotonic()
+                if now - last >= hand_over_every:
+                    emit(pending)
+                    pending, last = [], now
+        finally:
+            completion.close()
+        if pending:
+            emit(pending)
 
-    worker = loop.run_in_executor(None, work)
-    try:
-        while True:
-            item = await queue.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            for piece in item:
+    async with contextlib.aclosing(stream_from_thread(work)) as batches:
+        async for batch in batches:
+            for piece in batch:
                 yield piece
-    finally:
-        stop.set()
-        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await worker
