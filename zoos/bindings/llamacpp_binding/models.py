@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
@@ -85,6 +86,10 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
+RECENT_SECONDS = 2.0  # how long a resolved name is trusted without looking at the file again
+MAX_RECENT = 64
+
+
 class ModelCatalog:
     """The models of one instance: resolves request names, lists what is offered (never showing paths)."""
 
@@ -96,11 +101,27 @@ class ModelCatalog:
         # Each folder as written and as resolved, so a path may be given either way.
         written = [Path(os.path.normpath(os.path.expanduser(folder))) for folder in allowed_folders or []]
         self.allowed_folders = [*written, *(folder.resolve() for folder in written)]
+        self._recent: dict[str | None, tuple[float, ModelFile]] = {}
 
     # --- resolving ---------------------------------------------------------------------------------------
     def resolve(self, name: str | None) -> ModelFile:
         """The model ``name`` selects (None: the configured default). BadRequestError for a name no request may
-        use, NotFoundError (listing what exists) for a name that is not there."""
+        use, NotFoundError (listing what exists) for a name that is not there.
+
+        A request resolves its model several times (the model check, token counting, residency, generation):
+        the first resolution, made in a worker thread, is remembered for RECENT_SECONDS so the later ones,
+        made on the event loop, touch no file."""
+        now = time.monotonic()
+        recent = self._recent.get(name)
+        if recent is not None and now - recent[0] < RECENT_SECONDS:
+            return recent[1]
+        model = self._resolve(name)
+        if len(self._recent) >= MAX_RECENT:  # names come from clients: bounded
+            self._recent.clear()
+        self._recent[name] = (now, model)
+        return model
+
+    def _resolve(self, name: str | None) -> ModelFile:
         if not name:
             return self._configured_default()
         check_name("model name", name)
