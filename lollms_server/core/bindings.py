@@ -29,12 +29,13 @@ def token_usage(prompt_tokens: int | None, completion_tokens: int | None) -> dic
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": total}
 
 
-async def collect_text(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
-    """A binding's own stream of chunk dicts gathered into one text output (for its ``generate``)."""
+async def collect_outputs(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A binding's own stream of chunk dicts gathered into its outputs (for its ``generate``): the text (even
+    when empty), then what else came (tool calls, info and error events)."""
     accumulator = OutputAccumulator(split_think=False)  # the pipeline splits <think> blocks itself
     async for chunk in chunks:
         accumulator.add(event_of(chunk))
-    return accumulator.text_output()
+    return accumulator.outputs(text_when_empty=True)
 
 
 class Binding(ABC):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from lollms_server.core.errors import BadRequestError
 
 InputType = Literal["text", "image", "audio", "video", "document"]
-OutputType = Literal["text", "image", "audio", "video", "json", "error", "info"]
+OutputType = Literal["text", "image", "audio", "video", "json", "error", "info", "function_call"]
 ChunkType = Literal["chunk", "info", "error", "function_call", "final"]
 
 

@@ -13,10 +13,11 @@ from typing import Any
 
 from lollms_server.core.domain import OutputData
 from lollms_server.core.think import ThinkParser
+from lollms_server.core.tools import FUNCTION_CALL, TOOL_CALLS_FINISH
 
 CHUNK_TYPES = ("chunk", "info", "error", "function_call", "final")
-# Side events that are also outputs of the answer (a function call is only an event, until tool calling).
-KEPT_SIDE_EVENTS = ("info", "error")
+# Side events that are also outputs of the answer.
+KEPT_SIDE_EVENTS = ("info", "error", FUNCTION_CALL)
 
 
 # The per-token events are plain slotted dataclasses: a frozen one costs four times as much to build, on the
@@ -128,6 +129,8 @@ class OutputAccumulator:
             self.metadata.update(event.metadata)
         elif event.kind in KEPT_SIDE_EVENTS:
             self._side.append({"type": event.kind, "data": event.content, "metadata": event.metadata})
+        if any(output["type"] == FUNCTION_CALL for output in (*self._side, *(self._final or []))):
+            self.metadata["finish_reason"] = TOOL_CALLS_FINISH  # whatever else the binding said
         return None
 
     def flush(self) -> TextDelta | None:

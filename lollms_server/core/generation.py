@@ -36,12 +36,18 @@ from lollms_server.core.parameters import layer_parameters
 from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
 from lollms_server.core.tasks import task_of
 from lollms_server.core.think import split_thoughts
+from lollms_server.core.tools import TOOL_RESULT_ROLE, calls_of_metadata, openai_tool_calls
 from lollms_server.core.url_inputs import UrlInputs
 from lollms_server.core.workflows import WorkflowCall, collect_workflow, stream_workflow
 
 logger = logging.getLogger(__name__)
 
-CONVERSATION_ROLES = {"system_context": "system", "user_prompt": "user", "assistant_reply": "assistant"}
+CONVERSATION_ROLES = {
+    "system_context": "system",
+    "user_prompt": "user",
+    "assistant_reply": "assistant",
+    TOOL_RESULT_ROLE: "tool",
+}
 # parameters.output_format, valid for every task: binary outputs inline (base64) or stored (a URL path).
 OUTPUT_FORMATS = ("base64", "url")
 BINARY_OUTPUT_TYPES = ("image", "audio", "video")
@@ -72,22 +78,43 @@ class NoPersonalities:
 @dataclass
 class Conversation:
     system_prompt: str | None
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     prompt: str
     multimodal: list[InputData]
 
 
+def _turn(role: str, item: InputData) -> dict[str, Any]:
+    """One message of the conversation, in OpenAI's shape (what bindings get in ``request_info["messages"]``)."""
+    turn: dict[str, Any] = {"role": role, "content": item.data}
+    try:
+        if role == "assistant" and (calls := calls_of_metadata(item.metadata)):
+            turn["tool_calls"] = openai_tool_calls(calls)
+    except ValueError as exc:
+        raise BadRequestError(f"assistant_reply: {exc}") from None
+    if role == "tool":
+        call_id = (item.metadata or {}).get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise BadRequestError(
+                f"a {TOOL_RESULT_ROLE} item needs metadata.tool_call_id (the id of the call it answers)"
+            )
+        turn["tool_call_id"] = call_id
+        if isinstance((item.metadata or {}).get("name"), str):
+            turn["name"] = item.metadata["name"]  # type: ignore[index]
+    return turn
+
+
 def build_conversation(items: list[InputData], personality_system: str | None) -> Conversation:
-    """Input items in order: system texts join the system message, prompts and replies form the turns."""
+    """Input items in order: system texts join the system message; prompts, replies (with their tool calls) and
+    tool results form the turns."""
     system_parts = [personality_system] if personality_system else []
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
     multimodal: list[InputData] = []
     for item in items:
         role = CONVERSATION_ROLES.get(item.role) if item.type == "text" else None
         if role == "system":
             system_parts.append(item.data)
         elif role is not None:
-            turns.append({"role": role, "content": item.data})
+            turns.append(_turn(role, item))
         else:
             multimodal.append(item)
     system_prompt = "\n\n".join(part for part in system_parts if part) or None

@@ -6,9 +6,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lollms_server.core.errors import BadRequestError
+from lollms_server.core.tools import MAX_TOOLS, ToolChoice, ToolSpec, check_tool_choice
 
 # Each stop sequence is checked after every generated token: their number and length are bounded (OpenAI
 # allows 4). A JSON schema becomes a sampling grammar: its size is bounded too.
@@ -31,6 +32,14 @@ class GenerationParameters(BaseModel):
     seed: int | None = None
     stop: list[str] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
     response_format: dict[str, Any] | None = None
+    tools: list[ToolSpec] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+
+    @model_validator(mode="after")
+    def _choice_among_tools(self) -> GenerationParameters:
+        check_tool_choice(self.tools, self.tool_choice)
+        return self
 
     @field_validator("stop", mode="before")
     @classmethod

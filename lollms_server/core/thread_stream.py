@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import anyio
@@ -24,7 +24,7 @@ class _End:
         self.error = error
 
 
-async def stream_from_thread(work: Work) -> AsyncIterator[Any]:
+async def stream_from_thread(work: Work) -> AsyncGenerator[Any, None]:
     """Run ``work(emit, stop)`` in a worker thread and yield every item it ``emit``s, in order; an exception it
     raises is raised here after the items emitted before it.
 

@@ -15,7 +15,7 @@ from lollms_server.api.wire_fields import Refusal, given, more_than_one
 
 _NO_EFFECT = "Accepted; it does not change the answer."
 _NOT_YET = "is not supported by this server yet"
-_TOOLS = "tools (function calling) are not supported by this server"
+_LEGACY_FUNCTIONS = "the legacy functions field is not supported: send tools (and tool_choice) instead"
 
 
 class _Open(BaseModel):
@@ -23,12 +23,14 @@ class _Open(BaseModel):
 
 
 class ChatMessage(_Open):
-    REFUSED: ClassVar[tuple[Refusal, ...]] = (Refusal("tool_calls", bool, f"tool calls in messages: {_TOOLS}"),)
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (Refusal("function_call", given, _LEGACY_FUNCTIONS),)
 
     role: str
     content: str | list[dict[str, Any]] | None = None
     name: str | None = Field(default=None, description="Accepted; the model does not see participant names.")
-    tool_calls: list[dict[str, Any]] | None = Field(default=None, description="Refused with 400 (no tool calling yet).")
+    tool_calls: list[dict[str, Any]] | None = Field(default=None, description="An assistant message's tool calls.")
+    tool_call_id: str | None = Field(default=None, description="The call a role 'tool' message answers.")
+    function_call: dict[str, Any] | None = Field(default=None, description="Refused with 400 (legacy; use tools).")
 
 
 class SamplingFields(_Open):
@@ -67,8 +69,8 @@ class ChatCompletionRequest(SamplingFields):
         *SamplingFields.REFUSED,
         Refusal("logprobs", bool, f"logprobs {_NOT_YET}"),
         Refusal("top_logprobs", bool, f"top_logprobs {_NOT_YET}"),
-        Refusal("tools", bool, _TOOLS),
-        Refusal("functions", bool, _TOOLS),
+        Refusal("functions", bool, _LEGACY_FUNCTIONS),
+        Refusal("function_call", given, _LEGACY_FUNCTIONS),
         Refusal("audio", given, "audio output is not supported by this server"),
         Refusal(
             "modalities",
@@ -84,11 +86,15 @@ class ChatCompletionRequest(SamplingFields):
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = Field(default=None, description="Refused with 400 when true (not supported yet).")
     top_logprobs: int | None = Field(default=None, description="Refused with 400 when above 0 (not supported yet).")
-    tools: list[dict[str, Any]] | None = Field(default=None, description="Refused with 400 (no tool calling yet).")
-    functions: list[dict[str, Any]] | None = Field(default=None, description="Refused with 400 (no tool calling yet).")
-    tool_choice: str | dict[str, Any] | None = Field(default=None, description="Accepted; no effect without tools.")
-    function_call: str | dict[str, Any] | None = Field(default=None, description="Accepted; no effect without tools.")
-    parallel_tool_calls: bool | None = Field(default=None, description="Accepted; no effect without tools.")
+    tools: list[dict[str, Any]] | None = Field(default=None, description="Function tools the model may call.")
+    functions: list[dict[str, Any]] | None = Field(default=None, description="Refused with 400 (legacy; use tools).")
+    tool_choice: str | dict[str, Any] | None = Field(
+        default=None, description="none, auto (default with tools), required, or a named function."
+    )
+    function_call: str | dict[str, Any] | None = Field(default=None, description="Refused with 400 (legacy).")
+    parallel_tool_calls: bool | None = Field(
+        default=None, description="Whether the model may call several tools in one turn (the binding decides)."
+    )
     audio: dict[str, Any] | None = Field(default=None, description="Refused with 400 (text output only).")
     modalities: list[str] | None = Field(default=None, description="Only ['text'] (400 otherwise).")
     reasoning_effort: str | None = Field(

@@ -16,12 +16,14 @@ from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BackendFailedError, BadRequestError
 from lollms_server.core.events import Completed, GenerationEvent, SideEvent, TextDelta
 from lollms_server.core.model_ids import parse_model_id
+from lollms_server.core.tools import FUNCTION_CALL, TOOL_CALLS_FINISH, TOOL_RESULT_ROLE, openai_tool_calls, tool_call
 
 ROLE_OF_MESSAGE = {
     "system": "system_context",
     "developer": "system_context",
     "user": "user_prompt",
     "assistant": "assistant_reply",
+    "tool": TOOL_RESULT_ROLE,
 }
 _SAMPLING = (
     "temperature",
@@ -44,10 +46,11 @@ def _image(url: str) -> InputData:
 def _message_items(message: ChatMessage) -> list[InputData]:
     role = ROLE_OF_MESSAGE.get(message.role)
     if role is None:
-        raise BadRequestError(f"messages with role '{message.role}' are not supported (tool calls are not served)")
+        raise BadRequestError(f"messages with role '{message.role}' are not supported")
     refuse(message, message.REFUSED)
+    metadata = _tool_metadata(message)
     if message.content is None or isinstance(message.content, str):
-        return [InputData(type="text", role=role, data=message.content or "")]
+        return [InputData(type="text", role=role, data=message.content or "", metadata=metadata)]
     texts, images = [], []
     for part in message.content:
         if part.get("type") == "text":
@@ -56,7 +59,24 @@ def _message_items(message: ChatMessage) -> list[InputData]:
             images.append(_image(str((part.get("image_url") or {}).get("url", ""))))
         else:
             raise BadRequestError(f"content parts of type '{part.get('type')}' are not supported")
-    return [InputData(type="text", role=role, data="\n".join(texts)), *images]
+    return [InputData(type="text", role=role, data="\n".join(texts), metadata=metadata), *images]
+
+
+def _tool_metadata(message: ChatMessage) -> dict[str, Any] | None:
+    """An assistant message's tool calls, or the call id a tool message answers, as our item metadata."""
+    if message.role == "tool":
+        if not message.tool_call_id:
+            raise BadRequestError("a message with role 'tool' needs tool_call_id")
+        return {"tool_call_id": message.tool_call_id, **({"name": message.name} if message.name else {})}
+    if message.role == "assistant" and message.tool_calls:
+        calls = []
+        for call in message.tool_calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise BadRequestError("each tool_calls entry needs function.name (and id, function.arguments)")
+            calls.append(tool_call(function["name"], str(function.get("arguments") or "{}"), call.get("id")))
+        return {"tool_calls": calls}
+    return None
 
 
 def sampling_parameters(request: SamplingFields) -> dict[str, Any]:
@@ -105,6 +125,9 @@ def chat_request(request: ChatCompletionRequest, instances: Mapping[str, Any]) -
     response_format = _response_format(request.response_format)
     if response_format:
         extra["response_format"] = response_format
+    for field_name in ("tools", "tool_choice", "parallel_tool_calls"):  # checked by the core, like every parameter
+        if getattr(request, field_name) is not None:
+            extra[field_name] = getattr(request, field_name)
     if request.reasoning_effort is not None:  # the same parameter as Ollama's think (bool or a level)
         extra["think"] = False if request.reasoning_effort == "none" else request.reasoning_effort
     return generate_request(request, items, instances, extra)
@@ -113,13 +136,19 @@ def chat_request(request: ChatCompletionRequest, instances: Mapping[str, Any]) -
 def answer_text(outputs: list[OutputData]) -> tuple[str, str | None, dict[str, Any]]:
     """(content, reasoning, metadata) of our outputs; a run that produced only errors is a backend failure."""
     texts = [output for output in outputs if output.type == "text"]
-    if not texts:
+    if not texts and not any(output.type == FUNCTION_CALL for output in outputs):
         errors = [str(output.data) for output in outputs if output.type == "error"]
         if errors:
             raise BackendFailedError("; ".join(errors))
     content = "".join(str(output.data) for output in texts)
     thoughts = "\n\n".join(output.thoughts for output in texts if output.thoughts) or None
-    return content, thoughts, (texts[0].metadata or {}) if texts else {}
+    metadata = next((output.metadata for output in outputs if output.metadata and "usage" in output.metadata), None)
+    return content, thoughts, metadata or ((texts[0].metadata or {}) if texts else {})
+
+
+def calls_of(outputs: list[OutputData]) -> list[dict[str, Any]]:
+    """The tool calls among our outputs (``{"id", "name", "arguments"}`` each)."""
+    return [output.data for output in outputs if output.type == FUNCTION_CALL and isinstance(output.data, dict)]
 
 
 def usage_of(metadata: dict[str, Any]) -> dict[str, int]:
@@ -131,17 +160,20 @@ def usage_of(metadata: dict[str, Any]) -> dict[str, int]:
 
 def chat_completion(request_id: str, model: str, outputs: list[OutputData]) -> dict[str, Any]:
     content, thoughts, metadata = answer_text(outputs)
-    message: dict[str, Any] = {"role": "assistant", "content": content}
+    calls = calls_of(outputs)
+    message: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
     if thoughts:
         message["reasoning_content"] = thoughts
+    finish = metadata.get("finish_reason", "stop")
+    if calls:
+        message["tool_calls"] = openai_tool_calls(calls)
+        finish = TOOL_CALLS_FINISH
     return {
         "id": f"chatcmpl-{request_id}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {"index": 0, "message": message, "finish_reason": metadata.get("finish_reason", "stop"), "logprobs": None}
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": usage_of(metadata),
     }
 
@@ -176,6 +208,7 @@ async def chat_chunks(
         return {**base, "choices": [{"index": 0, **body, "finish_reason": finish}]}
 
     announced = not chat  # the role chunk goes out with the first event, so an early failure has none before it
+    calls = 0
     async for event in events:
         if not announced:
             yield choice({"role": "assistant", "content": ""})
@@ -185,12 +218,25 @@ async def chat_chunks(
             if event.thoughts:
                 delta["reasoning_content"] = event.thoughts
             yield choice(delta)
+        elif isinstance(event, SideEvent) and event.kind == FUNCTION_CALL and chat:
+            # As OpenAI streams a call: its id and name first, then the arguments (the SDK joins the pieces).
+            call, index = event.content, calls
+            calls += 1
+            yield choice({"tool_calls": [_call_delta(index, id=call["id"], type="function", name=call["name"])]})
+            yield choice({"tool_calls": [_call_delta(index, arguments=call["arguments"])]})
         elif isinstance(event, SideEvent) and event.kind == "error":
             raise BackendFailedError(str(event.content))
         elif isinstance(event, Completed):
             yield choice({}, event.metadata.get("finish_reason", "stop"))
             if include_usage:
                 yield {**base, "choices": [], "usage": usage_of(event.metadata)}
+
+
+def _call_delta(index: int, name: str | None = None, arguments: str = "", **fields: Any) -> dict[str, Any]:
+    function: dict[str, Any] = {"arguments": arguments}
+    if name is not None:
+        function = {"name": name, **function}
+    return {"index": index, **fields, "function": function}
 
 
 def openai_error_event(exc: BaseException, request_id: str | None) -> dict[str, Any]:

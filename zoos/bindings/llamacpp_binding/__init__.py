@@ -21,11 +21,12 @@ from typing import Any
 
 import anyio
 
-from lollms_server.core.bindings import Binding, collect_text, token_usage
+from lollms_server.core.bindings import Binding, collect_outputs, token_usage
 from lollms_server.core.errors import BadRequestError
 
 from .models import ModelCatalog, ModelFile
-from .runner import chat_pieces, completion_pieces, stream_pieces
+from .runner import chat_pieces, completion_pieces, stream_pieces, tool_pieces
+from .tool_calls import ToolAnswer, tool_mode, with_tools
 from .vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ class LlamaCppBinding(Binding):
         """The prompt's exact token count as generation will see it; BadRequestError when it cannot fit."""
         model = self.catalog.resolve(request_info.get("model_name"))
         vocabulary = await self._vocabulary(model)
-        messages = None if request_info.get("raw_prompt") else self._messages(prompt, request_info)
+        messages = None if request_info.get("raw_prompt") else self._messages(prompt, request_info, params)
         options = {**self._options(params), **self._response_format(params)}
         context = self._context_size(vocabulary)
         return await anyio.to_thread.run_sync(
@@ -312,8 +313,9 @@ class LlamaCppBinding(Binding):
         return options
 
     @staticmethod
-    def _messages(prompt: str, request_info: dict[str, Any]) -> list[dict[str, Any]]:
-        return list(request_info.get("messages") or [{"role": "user", "content": prompt}])
+    def _messages(prompt: str, request_info: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The chat turns the template renders: tool calls and results as text, the tools in the system message."""
+        return with_tools(request_info.get("messages") or [{"role": "user", "content": prompt}], tool_mode(params))
 
     async def generate(
         self,
@@ -321,9 +323,9 @@ class LlamaCppBinding(Binding):
         params: dict[str, Any],
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> list[dict[str, Any]]:
         # Nobody watches the tokens go by: hand them over once, at the end (cancellation still works).
-        return await collect_text(self._generate(request_info, params, multimodal_data, prompt, math.inf))
+        return await collect_outputs(self._generate(request_info, params, multimodal_data, prompt, math.inf))
 
     async def generate_stream(
         self,
@@ -368,16 +370,23 @@ class LlamaCppBinding(Binding):
                     # (a reused prefix is evaluated in other batches, with other rounding): start afresh.
                     llm.reset()
                 try:
+                    mode = None if request_info.get("raw_prompt") else tool_mode(params)
                     if request_info.get("raw_prompt"):
                         start = completion_pieces(llm, prompt, options)
+                    elif mode is not None:  # sampling constrained to the tools' calls (or, with auto, text)
+                        start = tool_pieces(llm, self._messages(prompt, request_info, params), options, mode)
                     else:
-                        messages = self._messages(prompt, request_info)
+                        messages = self._messages(prompt, request_info, params)
                         start = chat_pieces(llm, messages, {**options, **self._response_format(params)})
+                    answer = ToolAnswer(mode)
                     async for piece, finish in stream_pieces(start, hand_over_every):
                         if piece:
                             completion_tokens += 1
-                            yield {"type": "chunk", "content": piece}
+                            for chunk in answer.feed(piece):
+                                yield chunk
                         finish_reason = finish or finish_reason
+                    for chunk in answer.end():
+                        yield chunk
                 finally:
                     llm.last_n_tokens_size = default_last_n
         usage = token_usage(prompt_tokens, completion_tokens)

@@ -10,10 +10,26 @@ from typing import Any
 
 from lollms_server.core.thread_stream import Emit, stream_from_thread
 
+from .tool_calls import grammar_text
+
 
 def chat_pieces(llm: Any, messages: list[dict[str, Any]], options: dict[str, Any]) -> Callable[[], Iterator[Any]]:
     """Start a chat completion (the model's chat template applies); pieces via ``piece_of``."""
     return lambda: llm.create_chat_completion(messages=messages, stream=True, **options)
+
+
+def tool_pieces(
+    llm: Any, messages: list[dict[str, Any]], options: dict[str, Any], mode: Any
+) -> Callable[[], Iterator[Any]]:
+    """A chat completion whose sampling follows the grammar of ``mode``'s tool calls (built in the worker)."""
+
+    def start() -> Iterator[Any]:
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        grammar = LlamaGrammar.from_string(grammar_text(mode), verbose=False)
+        return llm.create_chat_completion(messages=messages, stream=True, grammar=grammar, **options)  # type: ignore[no-any-return]
+
+    return start
 
 
 def completion_pieces(llm: Any, prompt: str, options: dict[str, Any]) -> Callable[[], Iterator[Any]]:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import anyio
 import ollama
 
-from lollms_server.core.bindings import Binding, collect_text, token_usage
+from lollms_server.core.bindings import Binding, collect_outputs, token_usage
 from lollms_server.core.errors import (
     BackendFailedError,
     BadRequestError,
@@ -266,6 +266,6 @@ class OllamaBinding(Binding):
         params: dict[str, Any],
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> list[dict[str, Any]]:
         # Streamed from Ollama too: the timeout then bounds each silence, not the whole generation.
-        return await collect_text(self.generate_stream(prompt, params, request_info, multimodal_data))
+        return await collect_outputs(self.generate_stream(prompt, params, request_info, multimodal_data))

@@ -1,0 +1,171 @@
+"""Tool calling for local models: the tools are described in the system message, and a grammar built from their
+JSON schemas constrains sampling, so even a small model emits calls that parse against the tool's schema.
+
+- ``required`` (or a named tool): the whole answer is one call, ``{"name": ..., "arguments": {...}}``.
+- ``auto``: the answer is either free text (which cannot begin with ``<``) or ``<tool_call>{...}</tool_call>``:
+  the model chooses, and its first character tells which.
+- ``none`` (or no tools): the model answers in text; earlier calls and results stay in the conversation.
+
+Earlier calls and results are written into the conversation as text (``<tool_call>`` in the assistant turn,
+``<tool_response>`` in a user turn, the convention of Hermes and Qwen models), which every chat template renders.
+One call per answer: llama.cpp samples one sequence, and a small model chains calls badly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from lollms_server.core.tools import tool_call
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+
+@dataclass(frozen=True)
+class ToolMode:
+    tools: list[dict[str, Any]]  # {"type": "function", "function": {...}} each
+    required: bool
+
+
+def tool_mode(params: dict[str, Any]) -> ToolMode | None:
+    """How the request lets the model use tools; None: it answers in text."""
+    tools = params.get("tools") or []
+    choice = params.get("tool_choice") or "auto"
+    if not tools or choice == "none":
+        return None
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        return ToolMode([tool for tool in tools if tool["function"]["name"] == name], required=True)
+    return ToolMode(list(tools), required=choice == "required")
+
+
+def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON schema of one call to any of ``tools``."""
+    options = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": tool["function"]["name"]},
+                "arguments": tool["function"].get("parameters") or {"type": "object"},
+            },
+            "required": ["name", "arguments"],
+        }
+        for tool in tools
+    ]
+    return options[0] if len(options) == 1 else {"oneOf": options}
+
+
+def grammar_text(mode: ToolMode) -> str:
+    """The GBNF grammar of an answer in ``mode`` (llama-cpp-python's JSON-schema converter for the call)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    call = json_schema_to_gbnf(json.dumps(call_schema(mode.tools)))
+    if mode.required:
+        return call
+    renamed = "\n".join(
+        "tool-call-json ::=" + line[len("root ::=") :] if line.startswith("root ::=") else line
+        for line in call.splitlines()
+    )
+    return f'root ::= "{OPEN}" tool-call-json "{CLOSE}" | free-text\nfree-text ::= [^<\\x00] [^\\x00]*\n' + renamed
+
+
+def tools_system_message(mode: ToolMode) -> str:
+    described = [
+        {
+            "name": tool["function"]["name"],
+            "description": tool["function"].get("description") or "",
+            "parameters": tool["function"].get("parameters") or {"type": "object"},
+        }
+        for tool in mode.tools
+    ]
+    listing = "\n".join(json.dumps(tool, ensure_ascii=False) for tool in described)
+    if mode.required:
+        how = 'Answer with exactly one tool call, as JSON: {"name": <tool name>, "arguments": {...}}.'
+    else:
+        how = (
+            f'To call a tool, answer only with {OPEN}{{"name": <tool name>, "arguments": {{...}}}}{CLOSE}. '
+            "Otherwise answer the user directly."
+        )
+    return f"You can call these tools:\n{listing}\n{how}"
+
+
+def with_tools(messages: list[dict[str, Any]], mode: ToolMode | None) -> list[dict[str, Any]]:
+    """The conversation as plain chat turns: earlier calls and results as text, the tools in the system message."""
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message["role"] == "assistant" and message.get("tool_calls"):
+            calls = "".join(
+                OPEN + json.dumps({"name": call["function"]["name"], "arguments": _arguments(call)}) + CLOSE
+                for call in message["tool_calls"]
+            )
+            turns.append({"role": "assistant", "content": (message.get("content") or "") + calls})
+        elif message["role"] == "tool":
+            turns.append(
+                {"role": "user", "content": f"<tool_response>\n{message.get('content') or ''}\n</tool_response>"}
+            )
+        else:
+            turns.append({"role": message["role"], "content": message.get("content") or ""})
+    if mode is None:
+        return turns
+    instructions = tools_system_message(mode)
+    if turns and turns[0]["role"] == "system":
+        return [{"role": "system", "content": f"{turns[0]['content']}\n\n{instructions}"}, *turns[1:]]
+    return [{"role": "system", "content": instructions}, *turns]
+
+
+def _arguments(call: dict[str, Any]) -> Any:
+    try:
+        return json.loads(call["function"].get("arguments") or "{}")
+    except ValueError:
+        return call["function"].get("arguments")
+
+
+def parse_call(text: str, mode: ToolMode) -> dict[str, Any] | None:
+    """The call in an answer made under ``mode``'s grammar ({"name", "arguments": JSON text}), or None for text."""
+    body = text.strip()
+    if not mode.required:
+        if not body.startswith(OPEN):
+            return None
+        body = body[len(OPEN) :].removesuffix(CLOSE)
+    try:
+        call = json.loads(body)
+    except ValueError:
+        return None  # cut by max_tokens before the call was complete
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        return None
+    return {"name": call["name"], "arguments": json.dumps(call.get("arguments", {}), ensure_ascii=False)}
+
+
+class ToolAnswer:
+    """Turns the pieces of an answer into our chunks: text as it comes, or (when the answer is a call) one
+    ``function_call`` event at the end. Under ``auto`` the first character decides; without tools, all is text."""
+
+    def __init__(self, mode: ToolMode | None) -> None:
+        self.mode = mode
+        self.held: list[str] | None = [] if mode is not None else None  # pieces kept while it may be a call
+        self.is_call = mode is not None and mode.required
+
+    def feed(self, piece: str) -> list[dict[str, Any]]:
+        if self.held is None:
+            return [{"type": "chunk", "content": piece}]
+        self.held.append(piece)
+        if self.is_call:
+            return []
+        text = "".join(self.held).lstrip()
+        if not text:
+            return []
+        if text.startswith("<"):
+            self.is_call = True
+            return []
+        self.held = None  # free text: stream it from here on
+        return [{"type": "chunk", "content": text}]
+
+    def end(self) -> list[dict[str, Any]]:
+        if self.held is None or self.mode is None:
+            return []
+        text = "".join(self.held)
+        call = parse_call(text, self.mode) if self.is_call else None
+        if call is None:
+            return [{"type": "chunk", "content": text}] if text else []
+        return [{"type": "function_call", "content": tool_call(call["name"], call["arguments"])}]
