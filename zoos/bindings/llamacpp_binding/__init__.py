@@ -26,7 +26,7 @@ from lollms_server.core.errors import BadRequestError
 
 from .models import ModelCatalog, ModelFile
 from .runner import chat_pieces, completion_pieces, stream_pieces, tool_pieces
-from .tool_calls import ToolAnswer, tool_mode, with_tools
+from .tool_calls import TOOL_ATTEMPTS, ToolAnswer, tool_mode, with_tools
 from .vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -371,22 +371,29 @@ class LlamaCppBinding(Binding):
                     llm.reset()
                 try:
                     mode = None if request_info.get("raw_prompt") else tool_mode(params)
-                    if request_info.get("raw_prompt"):
-                        start = completion_pieces(llm, prompt, options)
-                    elif mode is not None:  # sampling constrained to the tools' calls (or, with auto, text)
-                        start = tool_pieces(llm, self._messages(prompt, request_info, params), options, mode)
-                    else:
-                        messages = self._messages(prompt, request_info, params)
-                        start = chat_pieces(llm, messages, {**options, **self._response_format(params)})
-                    answer = ToolAnswer(mode)
-                    async for piece, finish in stream_pieces(start, hand_over_every):
-                        if piece:
-                            completion_tokens += 1
-                            for chunk in answer.feed(piece):
+                    attempts = TOOL_ATTEMPTS if mode is not None else 1
+                    for attempt in range(attempts):
+                        if request_info.get("raw_prompt"):
+                            start = completion_pieces(llm, prompt, options)
+                        elif mode is not None:  # sampling constrained to the tools' calls (or, with auto, text)
+                            # A call that failed its schema is sampled again, nothing of it having been sent.
+                            seeded = {**options, "seed": options.get("seed", 0) + attempt} if attempt else options
+                            start = tool_pieces(llm, self._messages(prompt, request_info, params), seeded, mode)
+                        else:
+                            messages = self._messages(prompt, request_info, params)
+                            start = chat_pieces(llm, messages, {**options, **self._response_format(params)})
+                        answer = ToolAnswer(mode)
+                        async for piece, finish in stream_pieces(start, hand_over_every):
+                            if piece:
+                                completion_tokens += 1
+                                for chunk in answer.feed(piece):
+                                    yield chunk
+                            finish_reason = finish or finish_reason
+                        ending = answer.end(last_attempt=attempt == attempts - 1)
+                        if ending is not None:
+                            for chunk in ending:
                                 yield chunk
-                        finish_reason = finish or finish_reason
-                    for chunk in answer.end():
-                        yield chunk
+                            break
                 finally:
                     llm.last_n_tokens_size = default_last_n
         usage = token_usage(prompt_tokens, completion_tokens)

@@ -40,14 +40,33 @@ def tool_mode(params: dict[str, Any]) -> ToolMode | None:
     return ToolMode(list(tools), required=choice == "required")
 
 
+MAX_ENUMERATED_RANGE = 256  # an integer range this small becomes an enum the grammar can enforce
+TOOL_ATTEMPTS = 3  # a call the grammar could not hold to its schema (numeric bounds...) is sampled again
+
+
+def _enforceable(schema: Any) -> Any:
+    """``schema`` with what llama-cpp-python's grammar converter ignores made explicit where it can be: small
+    integer ranges (minimum/maximum) become enums. The rest is checked after sampling (``schema_problem``)."""
+    if isinstance(schema, list):
+        return [_enforceable(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {key: _enforceable(value) for key, value in schema.items()}
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if schema.get("type") == "integer" and isinstance(low, int) and isinstance(high, int):
+        if 0 <= high - low < MAX_ENUMERATED_RANGE:
+            return {"enum": list(range(low, high + 1))}
+    return schema
+
+
 def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
-    """The JSON schema of one call to any of ``tools``."""
+    """The JSON schema of one call to any of ``tools``, as the grammar is built from it."""
     options = [
         {
             "type": "object",
             "properties": {
                 "name": {"const": tool["function"]["name"]},
-                "arguments": tool["function"].get("parameters") or {"type": "object"},
+                "arguments": _enforceable(tool["function"].get("parameters") or {"type": "object"}),
             },
             "required": ["name", "arguments"],
         }
@@ -137,6 +156,22 @@ def parse_call(text: str, mode: ToolMode) -> dict[str, Any] | None:
     return {"name": call["name"], "arguments": json.dumps(call.get("arguments", {}), ensure_ascii=False)}
 
 
+def schema_problem(call: dict[str, Any], mode: ToolMode) -> str | None:
+    """Why the call's arguments do not satisfy its tool's schema (what the grammar could not enforce), or None."""
+    import jsonschema
+
+    tool = next((tool for tool in mode.tools if tool["function"]["name"] == call["name"]), None)
+    if tool is None:
+        return f"'{call['name']}' is not one of the tools"
+    try:
+        jsonschema.validate(json.loads(call["arguments"]), tool["function"].get("parameters") or {"type": "object"})
+    except jsonschema.ValidationError as exc:
+        return f"{call['name']}: {exc.message}"
+    except jsonschema.SchemaError as exc:
+        return f"{call['name']}: its parameters are not a valid JSON schema ({exc.message})"
+    return None
+
+
 class ToolAnswer:
     """Turns the pieces of an answer into our chunks: text as it comes, or (when the answer is a call) one
     ``function_call`` event at the end. Under ``auto`` the first character decides; without tools, all is text."""
@@ -161,11 +196,20 @@ class ToolAnswer:
         self.held = None  # free text: stream it from here on
         return [{"type": "chunk", "content": text}]
 
-    def end(self) -> list[dict[str, Any]]:
+    def end(self, last_attempt: bool = True) -> list[dict[str, Any]] | None:
+        """The chunks that end the answer; None when its call is unusable and another attempt may do better."""
         if self.held is None or self.mode is None:
             return []
         text = "".join(self.held)
-        call = parse_call(text, self.mode) if self.is_call else None
-        if call is None:
+        if not self.is_call:
             return [{"type": "chunk", "content": text}] if text else []
-        return [{"type": "function_call", "content": tool_call(call["name"], call["arguments"])}]
+        call = parse_call(text, self.mode)
+        if call is None:
+            problem = "the answer ended before the call was complete (raise max_tokens)"
+        else:
+            problem = schema_problem(call, self.mode)
+        if problem is None and call is not None:
+            return [{"type": "function_call", "content": tool_call(call["name"], call["arguments"])}]
+        if not last_attempt:
+            return None
+        return [{"type": "error", "content": f"the model's tool call is not valid: {problem}"}]
