@@ -29,7 +29,7 @@ from lollms_server.core.remote import (
 )
 
 from .images import DEFAULT_IMAGE_MODELS, IMAGE_TASKS, INPUT_ROLES, edit_files, image_arguments, image_outputs
-from .messages import VISION_MODEL, chat_messages, request_options
+from .messages import VISION_MODEL, ToolCallPieces, chat_messages, message_calls, request_options
 
 MODEL_LIST_TTL = 60.0
 HEALTH_TIMEOUT = 10.0
@@ -271,7 +271,7 @@ class OpenAIBinding(Binding):
             if (completion.usage)
             else None
         )
-        return {
+        answer = {
             "type": "text",
             "data": (message.content if message else None) or "",
             "thoughts": _reasoning(message),
@@ -281,6 +281,7 @@ class OpenAIBinding(Binding):
                 "finish_reason": (choice.finish_reason if choice else None) or "stop",
             },
         }
+        return [answer, *message_calls(message)]
 
     async def generate_stream(
         self,
@@ -315,6 +316,7 @@ class OpenAIBinding(Binding):
         pieces = 0
         usage: dict[str, Any] | None = None
         finish_reason = None
+        calls = ToolCallPieces()  # a call is passed on whole, once its pieces are all in
         async for chunk in stream_with_retries(open_stream, self.policy, self._classify):
             if chunk.usage:
                 usage = chunk.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
@@ -323,9 +325,12 @@ class OpenAIBinding(Binding):
             choice = chunk.choices[0]
             finish_reason = choice.finish_reason or finish_reason
             content, thoughts = choice.delta.content, _reasoning(choice.delta)
+            calls.add(choice.delta.tool_calls)
             if content or thoughts:
                 pieces += 1
                 yield {"type": "chunk", "content": content or "", "thoughts": thoughts}
+        for event in calls.events():
+            yield event
         if usage is None:  # servers that ignore include_usage: count what came
             usage = token_usage(None, pieces)
         yield {

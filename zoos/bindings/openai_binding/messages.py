@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from lollms_server.core.errors import BadRequestError
+from lollms_server.core.tools import tool_call
 
 # Model names that take images, for vision: auto.
 VISION_MODEL = re.compile(r"gpt-4o|gpt-4\.1|gpt-5|^o[134]|vision|llava|[-_]vl\b|pixtral|gemma-?3", re.IGNORECASE)
@@ -41,10 +42,61 @@ def request_options(params: dict[str, Any], official: bool) -> dict[str, Any]:
     if "max_tokens" in params:
         # OpenAI deprecated max_tokens (reasoning models refuse it); compatible servers still expect it.
         options["max_completion_tokens" if official else "max_tokens"] = params["max_tokens"]
-    for key in ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "response_format"):
+    passed_on = (
+        "temperature",
+        "top_p",
+        "seed",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "response_format",
+        "tools",  # our tool shape is OpenAI's: tools, tool_choice and the calls in messages pass as they are
+        "tool_choice",
+        "parallel_tool_calls",
+    )
+    for key in passed_on:
         if key in params:
             options[key] = params[key]
     extras = {key: params[key] for key in COMPATIBLE_EXTRAS if key in params}
     if extras and not official:  # OpenAI itself answers 400 to unknown fields
         options["extra_body"] = extras
     return options
+
+
+class ToolCallPieces:
+    """A stream's ``delta.tool_calls`` pieces joined by index, as the SDK's own accumulator does."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, str]] = {}
+
+    def add(self, deltas: list[Any] | None) -> None:
+        for delta in deltas or []:
+            call = self.calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] = delta.id or call["id"]
+            if delta.function is not None:
+                call["name"] += delta.function.name or ""
+                call["arguments"] += delta.function.arguments or ""
+
+    def events(self) -> list[dict[str, Any]]:
+        return [{"type": "function_call", "content": call_of(call)} for _, call in sorted(self.calls.items())]
+
+
+def call_of(call: dict[str, str]) -> dict[str, Any]:
+    return tool_call(call["name"], call["arguments"] or "{}", call["id"] or None)
+
+
+def message_calls(message: Any) -> list[dict[str, Any]]:
+    """The tool calls of a complete answer's message, as our function_call outputs."""
+    outputs = []
+    for call in getattr(message, "tool_calls", None) or []:
+        function = getattr(call, "function", None)
+        if function is not None:
+            outputs.append(
+                {
+                    "type": "function_call",
+                    "data": call_of(
+                        {"id": call.id or "", "name": function.name or "", "arguments": function.arguments or ""}
+                    ),
+                }
+            )
+    return outputs
