@@ -162,7 +162,8 @@ def write_instance(config: ServerConfig, name: str, values: dict[str, Any], ext:
 
 
 # A binding driven by its request parameters, for pipeline tests: it streams ``chunks`` with ``delay``
-# seconds between them, fails after ``fail_after`` chunks, and records every call it receives.
+# seconds between them, fails after ``fail_after`` chunks, calls the first of ``tools`` (unless tool_choice is
+# none) with {"city": "Paris"}, and records every call it receives.
 SCRIPTED_BINDING_CODE = """
 import asyncio
 from lollms_server.core.bindings import Binding
@@ -204,11 +205,14 @@ class ScriptedBinding(Binding):
         return {"model_name": model_name, "context_size": 1234, "supports_streaming": True, "quirk": "kept"}
 
     async def generate(self, prompt, params, request_info, multimodal_data=None):
-        text = []
+        text, calls = [], []
         async for chunk in self.generate_stream(prompt, params, request_info, multimodal_data):
             if chunk["type"] == "chunk":
                 text.append(chunk["content"])
-        return {"type": "text", "data": "".join(text), "metadata": {"usage": {"completion_tokens": len(text)}}}
+            elif chunk["type"] == "function_call":
+                calls.append({"type": "function_call", "data": chunk["content"]})
+        answer = {"type": "text", "data": "".join(text), "metadata": {"usage": {"completion_tokens": len(text)}}}
+        return [answer, *calls] if calls else answer
 
     async def generate_stream(self, prompt, params, request_info, multimodal_data=None):
         CALLS.append({"prompt": prompt, "params": dict(params), "request_info": dict(request_info),
@@ -220,6 +224,10 @@ class ScriptedBinding(Binding):
                 if params.get("delay"):
                     await asyncio.sleep(params["delay"])
                 yield {"type": "chunk", "content": piece}
+            if params.get("tools") and params.get("tool_choice") != "none":  # calls the first tool, always
+                name = params["tools"][0]["function"]["name"]
+                call = {"id": "call_scripted", "name": name, "arguments": '{"city": "Paris"}'}
+                yield {"type": "function_call", "content": call}
         yield {"type": "final", "content": None, "metadata": {"usage": {"completion_tokens": index + 1}}}
 """
 

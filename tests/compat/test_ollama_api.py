@@ -188,8 +188,8 @@ async def test_errors_are_ollama_response_errors(server: Server) -> None:
             await anext(parts)  # the status comes before the first line
         assert caught.value.status_code == 400 and "image" in caught.value.error
         with pytest.raises(ollama.ResponseError) as caught:
-            await client.chat(model=MODEL, messages=FRANCE, tools=[{"type": "function", "function": {"name": "f"}}])
-        assert caught.value.status_code == 400 and "tools" in caught.value.error
+            await client.chat(model=MODEL, messages=FRANCE, tools=[{"type": "function", "function": {"name": "f g"}}])
+        assert caught.value.status_code == 400 and "tools.0.function.name" in caught.value.error
     async with server.client({"Authorization": "Bearer wrong-key"}) as wrong:
         with pytest.raises(ollama.ResponseError) as caught:
             await wrong.list()
@@ -260,3 +260,48 @@ async def test_options_format_and_images_translate() -> None:
         "image/png",
         "image/png",
     ]
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+async def test_tools_calls_and_results_with_the_ollama_sdk(server: Server) -> None:
+    """Ollama's tool calling (no tool_choice: the model decides; no call ids: tool messages follow the calls)."""
+    ask = [{"role": "user", "content": "Call get_weather for Paris."}]
+    async with server.client() as client:
+        calls = []
+        for stream in (False, True):
+            if stream:
+                lines = [
+                    line
+                    async for line in await client.chat(model=MODEL, messages=ask, tools=[WEATHER_TOOL], stream=True)
+                ]
+                calls.append([call for line in lines for call in line.message.tool_calls or []])
+            else:
+                answer = await client.chat(model=MODEL, messages=ask, tools=[WEATHER_TOOL])
+                calls.append(list(answer.message.tool_calls or []))
+        history = [
+            *ask,
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}],
+            },
+            {"role": "tool", "content": "18 degrees", "tool_name": "get_weather"},
+        ]
+        follow_up = await client.chat(model=MODEL, messages=history, options={"num_predict": 20})
+        orphan = client.chat(model=MODEL, messages=[*ask, {"role": "tool", "content": "18"}])
+        with pytest.raises(ollama.ResponseError) as caught:
+            await orphan
+    for found in calls:  # auto: a call when the model makes one, and then a well-formed one
+        for call in found:
+            assert call.function.name == "get_weather" and isinstance(call.function.arguments["city"], str)
+    assert follow_up.message.content and follow_up.done_reason in ("stop", "length")
+    assert caught.value.status_code == 400 and "tool_calls" in caught.value.error

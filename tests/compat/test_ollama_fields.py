@@ -55,13 +55,17 @@ async def test_fields_that_change_the_answer_are_refused(client: ollama.AsyncCli
         assert message in (await refused(call())).error
 
 
-async def test_tool_calls_in_the_history_are_refused(client: ollama.AsyncClient) -> None:
+async def test_tool_calls_in_the_history_reach_the_binding_with_ids(client: ollama.AsyncClient) -> None:
     history = [
         *MESSAGES,
-        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
-        *MESSAGES,
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {"x": 1}}}]},
+        {"role": "tool", "content": "42", "tool_name": "f"},
     ]
-    assert "tool calls in messages" in (await refused(client.chat(model="scripted", messages=history))).error
+    await client.chat(model="scripted", messages=history)
+    messages = scripted_calls()[-1]["request_info"]["messages"]
+    [call] = messages[1]["tool_calls"]
+    assert call["function"] == {"name": "f", "arguments": '{"x": 1}'} and call["id"].startswith("call_")
+    assert messages[2] == {"role": "tool", "content": "42", "tool_call_id": call["id"], "name": "f"}
 
 
 async def test_loading_options_are_left_to_the_instance_and_unknown_fields_logged(
@@ -88,3 +92,15 @@ async def test_embedding_dimensions_other_than_the_models_are_refused(client: ol
     assert len(native.embeddings[0]) == 384
     error = (await refused(client.embed(model="e5", input="hello", dimensions=128))).error
     assert "dimensions=128: e5/multilingual-e5-small gives 384-dimensional vectors only" in error
+
+
+async def test_tool_calls_reach_the_sdk_streamed_and_not(client: ollama.AsyncClient) -> None:
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    answer = await client.chat(model="scripted", messages=MESSAGES, tools=[tool])
+    lines = [line async for line in await client.chat(model="scripted", messages=MESSAGES, tools=[tool], stream=True)]
+    streamed = [call for line in lines for call in line.message.tool_calls or []]
+    for calls in (answer.message.tool_calls or [], streamed):
+        [call] = calls
+        assert call.function.name == "get_weather" and call.function.arguments == {"city": "Paris"}
+    assert answer.done_reason == "stop" and answer.message.content == "Hello world"
+    assert scripted_calls()[-1]["params"]["tools"] == [tool]

@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 from lollms_server.api.ollama_compat.reply import Reply
 from lollms_server.api.streaming import EventStreamResponse, stream_error_message
 from lollms_server.core.events import Completed, GenerationEvent, SideEvent, TextDelta
+from lollms_server.core.tools import FUNCTION_CALL
 
 
 class NdjsonResponse(EventStreamResponse):
@@ -46,6 +47,8 @@ async def ndjson_lines(events: AsyncIterator[GenerationEvent], reply: Reply, req
             if isinstance(event, TextDelta):
                 streamed = True
                 yield encode_line(reply.streamed(event.text, event.thoughts))
+            elif isinstance(event, SideEvent) and event.kind == FUNCTION_CALL and reply.chat:
+                yield encode_line(reply.piece("", calls=[event.content]))
             elif isinstance(event, SideEvent) and event.kind == "error":
                 yield encode_line({"error": str(event.content or "generation failed")})
                 return

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from lollms_server.api.wire_fields import Refusal
 
 _NOT_YET = "is not supported by lollms_server's Ollama API yet"
-_TOOLS = "tools (function calling) are not supported by lollms_server's Ollama API"
 
 
 class _Open(BaseModel):
@@ -57,20 +56,23 @@ class SamplingBody(OllamaBody):
 
 
 class ChatMessage(_Open):
-    REFUSED: ClassVar[tuple[Refusal, ...]] = (Refusal("tool_calls", bool, f"tool calls in messages: {_TOOLS}"),)
+    REFUSED: ClassVar[tuple[Refusal, ...]] = ()
 
     role: str
     content: str | None = None
     images: list[str] | None = Field(default=None, description="Base64-encoded images.")
     thinking: str | None = Field(default=None, description="Accepted; earlier reasoning is not shown to the model.")
-    tool_calls: list[dict[str, Any]] | None = Field(default=None, description="Refused with 400 (no tool calling yet).")
+    tool_calls: list[dict[str, Any]] | None = Field(
+        default=None, description="An assistant message's calls: [{function: {name, arguments}}]."
+    )
+    tool_name: str | None = Field(default=None, description="The tool a role 'tool' message answers.")
 
 
 class ChatBody(SamplingBody):
-    REFUSED: ClassVar[tuple[Refusal, ...]] = (*SamplingBody.REFUSED, Refusal("tools", bool, _TOOLS))
+    REFUSED: ClassVar[tuple[Refusal, ...]] = SamplingBody.REFUSED
 
     messages: list[ChatMessage] = Field(default_factory=list)
-    tools: list[dict[str, Any]] | None = Field(default=None, description="Refused with 400 (no tool calling yet).")
+    tools: list[dict[str, Any]] | None = Field(default=None, description="Function tools the model may call.")
 
 
 class GenerateBody(SamplingBody):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,8 +14,9 @@ from lollms_server.api.wire_fields import Refusal, refuse
 from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.model_ids import parse_model_id
+from lollms_server.core.tools import TOOL_RESULT_ROLE, tool_call
 
-ROLES = {"system": "system_context", "user": "user_prompt", "assistant": "assistant_reply"}
+ROLES = {"system": "system_context", "user": "user_prompt", "assistant": "assistant_reply", "tool": TOOL_RESULT_ROLE}
 # Ollama option -> our parameter.
 OPTIONS = {
     "num_predict": "max_tokens",
@@ -103,6 +105,8 @@ def parameters_of(body: SamplingBody) -> dict[str, Any]:
         parameters["response_format"] = formatted
     if body.think is not None:
         parameters["think"] = body.think
+    if isinstance(body, ChatBody) and body.tools:  # Ollama's tools are OpenAI's shape; the model decides (auto)
+        parameters["tools"] = body.tools
     return parameters
 
 
@@ -122,16 +126,49 @@ def image_items(images: list[str] | None) -> list[InputData]:
 
 
 def chat_items(body: ChatBody) -> list[InputData]:
-    """The messages in order, each message's images right after its text."""
+    """The messages in order, each message's images right after its text. Ollama's calls carry no ids: each
+    call gets one, and each tool message answers the first call of the last assistant message not yet answered
+    (the one of its ``tool_name`` when it names one)."""
     items: list[InputData] = []
+    waiting: list[dict[str, Any]] = []  # the calls of the last assistant message, not yet answered
     for message in body.messages:
         role = ROLES.get(message.role)
         if role is None:
             raise BadRequestError(f"unsupported message role '{message.role}'; use {', '.join(ROLES)}")
-        if message.content:
-            items.append(InputData(type="text", role=role, data=message.content))
+        metadata: dict[str, Any] | None = None
+        if message.role == "assistant" and message.tool_calls:
+            waiting = [_call_of(call) for call in message.tool_calls]
+            metadata = {"tool_calls": list(waiting)}
+        elif message.role == "tool":
+            answered = next((call for call in waiting if message.tool_name in (None, call["name"])), None)
+            if answered is None:
+                raise BadRequestError("a message with role 'tool' must follow an assistant message with tool_calls")
+            waiting.remove(answered)
+            metadata = {"tool_call_id": answered["id"], "name": answered["name"]}
+        if message.content or metadata:
+            items.append(InputData(type="text", role=role, data=message.content or "", metadata=metadata))
         items += image_items(message.images)
     return items
+
+
+def _call_of(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise BadRequestError("each tool_calls entry needs function.name (and function.arguments)")
+    arguments = function.get("arguments") or {}
+    return tool_call(function["name"], arguments if isinstance(arguments, (dict, str)) else {})
+
+
+def ollama_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Our calls as Ollama's message.tool_calls (arguments as an object)."""
+    return [{"function": {"name": call["name"], "arguments": _arguments(call["arguments"])}} for call in calls]
+
+
+def _arguments(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {}
 
 
 def generate_items(body: GenerateBody) -> list[InputData]:
