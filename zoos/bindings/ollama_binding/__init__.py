@@ -24,7 +24,7 @@ from lollms_server.core.errors import (
 from lollms_server.core.remote import RetryPolicy, call_with_retries, stream_with_retries
 
 from .backend import classify, make_client
-from .messages import chat_messages, chat_options, keep_alive_value, response_format
+from .messages import call_events, chat_messages, chat_options, keep_alive_value, response_format
 from .models import canonical_name, capabilities, describe, model_info, supports_vision
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ class OllamaBinding(Binding):
 
     async def _refresh_listing(self, policy: RetryPolicy) -> dict[str, Any]:
         response = await self._call(lambda sdk: sdk.list(), policy)
-        self._listing = {entry.model: entry for entry in response.models if entry.model}
+        # Keyed by canonical name: a server that lists names without a tag (lollms_server) means ":latest".
+        self._listing = {canonical_name(entry.model): entry for entry in response.models if entry.model}
         self._listed_at = time.monotonic()
         return self._listing
 
@@ -223,6 +224,8 @@ class OllamaBinding(Binding):
                 keep_alive=self._keep_alive,
                 think=params.get("think"),
                 format=response_format(params),
+                # Ollama's tools are OpenAI's shape; it has no tool_choice ("none": no tools sent).
+                tools=params.get("tools") if params.get("tool_choice") != "none" else None,
                 stream=True,
             )
 
@@ -248,6 +251,8 @@ class OllamaBinding(Binding):
                 if content or thinking:
                     # <think> tags in content are left for the server's parser.
                     yield {"type": "chunk", "content": content, "thoughts": thinking or None}
+                for event in call_events(part.message):
+                    yield event
                 if part.done:
                     last = part
         if last is None:

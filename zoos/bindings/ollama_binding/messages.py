@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal
 
 from lollms_server.core.errors import BadRequestError
+from lollms_server.core.tools import tool_call
 
 # Our normalized parameter -> Ollama option.
 OPTION_NAMES = {
@@ -41,8 +43,11 @@ def image_bytes(item: Any) -> bytes:
 
 
 def chat_messages(request_info: dict[str, Any], prompt: str, multimodal_data: list[Any] | None) -> list[dict[str, Any]]:
-    """The request's messages; images join the last user message."""
-    messages = [dict(message) for message in request_info.get("messages") or [{"role": "user", "content": prompt}]]
+    """The request's messages in Ollama's shape (calls with object arguments, tool results by tool name); images
+    join the last user message."""
+    messages = [
+        _ollama_message(message) for message in request_info.get("messages") or [{"role": "user", "content": prompt}]
+    ]
     images = [image_bytes(item) for item in multimodal_data or []]
     if images:
         last_user = next((message for message in reversed(messages) if message["role"] == "user"), None)
@@ -77,3 +82,36 @@ def keep_alive_value(value: str | None) -> str | float | None:
         return None
     value = str(value).strip()
     return float(value) if _NUMBER.match(value) else value
+
+
+def _ollama_message(message: dict[str, Any]) -> dict[str, Any]:
+    if message.get("tool_calls"):
+        calls = [
+            {"function": {"name": call["function"]["name"], "arguments": _object(call["function"].get("arguments"))}}
+            for call in message["tool_calls"]
+        ]
+        return {"role": message["role"], "content": message.get("content") or "", "tool_calls": calls}
+    if message["role"] == "tool":
+        return {
+            "role": "tool",
+            "content": message.get("content") or "",
+            **({"tool_name": message["name"]} if message.get("name") else {}),
+        }
+    return dict(message)
+
+
+def _object(arguments: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def call_events(message: Any) -> list[dict[str, Any]]:
+    """The tool calls of an answer part as our function_call events (Ollama's calls have no ids: given one)."""
+    events = []
+    for call in getattr(message, "tool_calls", None) or []:
+        arguments = call.function.arguments
+        events.append({"type": "function_call", "content": tool_call(call.function.name, dict(arguments or {}))})
+    return events
