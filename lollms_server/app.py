@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from lollms_server import __version__
 from lollms_server.api import artifacts, endpoints, generate, lollms_helpers, personalities, root, tokens
+from lollms_server.api.anthropic_compat import routes as anthropic_routes
 from lollms_server.api.auth import ApiKeyMiddleware
 from lollms_server.api.body_limit import RequestBodyGuard
 from lollms_server.api.cors import BrowserCORSMiddleware
@@ -115,6 +116,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     for module in (endpoints, tokens, personalities, artifacts):
         app.include_router(module.router)
     app.include_router(openai_routes.router)
+    app.include_router(anthropic_routes.router)
     app.include_router(lollms_helpers.public_router)
     app.include_router(lollms_helpers.router)
     app.include_router(ollama_routes.router)

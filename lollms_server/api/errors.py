@@ -89,16 +89,30 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-# Error shapes of the compatible APIs, so their clients (openai, ollama SDKs) read our errors natively.
+# Error shapes of the compatible APIs, so their clients (openai, anthropic, ollama SDKs) read our errors natively.
+ANTHROPIC_PREFIX = "/v1/messages"
 OPENAI_PREFIXES = ("/v1/", "/lollms/")
 OLLAMA_PREFIX = "/api/"
 _OPENAI_TYPES = {401: "authentication_error", 403: "authentication_error", 429: "rate_limit_error"}
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
 
 
 def error_body(
     path: str, status: int, code: str, detail: str, request_id: str | None, errors: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """The error body for ``path``: OpenAI's shape under /v1, Ollama's under its /api, ours elsewhere."""
+    """The error body for ``path``: Anthropic's under /v1/messages, OpenAI's elsewhere under /v1, Ollama's under
+    its /api, ours elsewhere."""
+    if path.startswith(ANTHROPIC_PREFIX):
+        kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        return {"type": "error", "error": {"type": kind, "message": detail}, "request_id": request_id}
     if path.startswith(OPENAI_PREFIXES):
         kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
         return {"error": {"message": detail, "type": kind, "code": code, "param": None, "request_id": request_id}}

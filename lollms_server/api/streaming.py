@@ -26,6 +26,11 @@ def encode_event(chunk: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n\n"
 
 
+def encode_named_event(chunk: dict[str, Any]) -> bytes:
+    """An event whose SSE name is its ``type`` (Anthropic's streams: clients dispatch on the name)."""
+    return f"event: {chunk.get('type', 'message')}\n".encode() + encode_event(chunk)
+
+
 def stream_error_message(exc: BaseException, request_id: str | None) -> str:
     """What a client may read about a failure inside a stream: our errors say it, others only the request id."""
     if isinstance(exc, LollmsError):
@@ -48,11 +53,13 @@ async def sse_events(
     error_event: Callable[[BaseException, str | None], dict[str, Any]] = error_chunk,
     done_marker: bytes = b"",
     to_wire: Callable[[Any], dict[str, Any]] | None = None,
+    named_events: bool = False,
 ) -> AsyncIterator[bytes]:
     """Encode a pump's events as SSE, reading its queue directly (``to_wire`` turns each into its wire dict; by
     default they already are). A keep-alive comment goes out whenever nothing came for ``keepalive_seconds``; a
     failure becomes ``error_event`` and ends the stream; ``done_marker`` closes a stream that finished. Events
-    already waiting are sent in one write."""
+    already waiting are sent in one write; ``named_events`` names each event after its type."""
+    encode = encode_named_event if named_events else encode_event
     queue = pump.queue
     while True:
         try:
@@ -70,10 +77,10 @@ async def sse_events(
         body: list[bytes] = []
         for entry in batch:
             if isinstance(entry, End):
-                body.append(encode_event(error_event(entry.error, request_id)) if entry.error else done_marker)
+                body.append(encode(error_event(entry.error, request_id)) if entry.error else done_marker)
                 yield b"".join(body)
                 return
-            body.append(encode_event(to_wire(entry) if to_wire else entry))
+            body.append(encode(to_wire(entry) if to_wire else entry))
         yield b"".join(body)
 
 
