@@ -14,7 +14,6 @@ from lollms_server.core import tokens
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding
 from lollms_server.core.config import ServerConfig
-from lollms_server.core.model_ids import parse_model_id
 
 public_router = APIRouter(tags=["lollms_client"])
 router = APIRouter(prefix="/lollms/v1", tags=["lollms_client"])
@@ -36,7 +35,7 @@ class TokensRequest(_Request):
 async def _binding(model: str | None, bindings: BindingManager, config: ServerConfig) -> tuple[Binding, str | None]:
     """The binding and model of a model id, or the default text binding."""
     if model:
-        choice = parse_model_id(model, bindings.instances)
+        choice = bindings.model_ids.parse(model)
         if choice.binding_name is not None:
             return await bindings.get_binding(choice.binding_name), choice.model_name
     return await bindings.get_binding(config.binding_for("ttt")), None

@@ -16,6 +16,7 @@ from lollms_server.core.config import ServerConfig
 from lollms_server.core.config_validation import secret_paths, without_secrets
 from lollms_server.core.errors import ConfigError, NotFoundError, UnavailableError
 from lollms_server.core.instance_files import load_instance_values, type_problem
+from lollms_server.core.model_ids import ModelIds
 from lollms_server.core.resource_manager import ResourceManager
 from lollms_server.core.secrets import SecretCipher, SecretKeyError
 
@@ -78,6 +79,11 @@ class BindingManager:
         self.types: dict[str, BindingType] = {}
         self.instances: dict[str, BindingInstance] = {}
         self._recheck_task: asyncio.Task[None] | None = None
+
+    @property
+    def model_ids(self) -> ModelIds:
+        """The instances and ``model_aliases``, to read the model ids of the compatible APIs."""
+        return ModelIds(self.instances, self.config.model_aliases)
 
     # --- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:

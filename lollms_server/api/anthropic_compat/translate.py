@@ -13,7 +13,7 @@ from lollms_server.api.wire_fields import refuse
 from lollms_server.core.domain import GenerationRequest, InputData, OutputData
 from lollms_server.core.errors import BackendFailedError, BadRequestError
 from lollms_server.core.events import Completed, GenerationEvent, SideEvent, TextDelta
-from lollms_server.core.model_ids import parse_model_id
+from lollms_server.core.model_ids import ModelIds
 from lollms_server.core.tools import FUNCTION_CALL, TOOL_RESULT_ROLE, tool_call
 
 # Our finish_reason -> Anthropic's stop_reason.
@@ -26,7 +26,7 @@ def message_id(request_id: str) -> str:
 
 
 def messages_request(
-    body: MessagesRequest | CountTokensRequest, instances: Mapping[str, Any], stream: bool = False
+    body: MessagesRequest | CountTokensRequest, model_ids: ModelIds, stream: bool = False
 ) -> GenerationRequest:
     """Our request for an Anthropic one: system, turns (text, images, tool use and results) and parameters."""
     if isinstance(body, MessagesRequest):
@@ -48,7 +48,7 @@ def messages_request(
         parameters.update(_tool_choice(body.tool_choice))
     if body.thinking and body.thinking.get("type") in ("enabled", "disabled"):
         parameters["think"] = body.thinking["type"] == "enabled"
-    choice = parse_model_id(body.model, instances)
+    choice = model_ids.parse(body.model)
     return GenerationRequest(
         input_data=items,
         personality=choice.personality,

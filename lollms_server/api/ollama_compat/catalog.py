@@ -13,7 +13,7 @@ from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding
 from lollms_server.core.errors import BadRequestError, NotFoundError, UnavailableError
 from lollms_server.core.generation import AppliedPersonality
-from lollms_server.core.model_ids import list_model_ids, parse_model_id, personality_model_ids
+from lollms_server.core.model_ids import alias_entries, list_model_ids, personality_model_ids
 from lollms_server.core.personalities import PersonalityManager
 
 LATEST = ":latest"
@@ -43,7 +43,7 @@ class Target:
 
 async def find_target(models: Models, model_id: str) -> Target:
     """The binding, model and personality of a model id; NotFoundError if any of them does not exist."""
-    choice = parse_model_id(model_id, models.bindings.instances)
+    choice = models.bindings.model_ids.parse(model_id)
     personality = None
     binding_name = choice.binding_name
     if choice.personality is not None:
@@ -103,6 +103,8 @@ async def list_tags(models: Models) -> list[dict[str, Any]]:
     if models.default_text_binding:  # personalities run on the default text binding
         persona = ollama_details({"format": "lollms", "family": "personality"}, "personality")
         tags += [tag_entry(model_id, 0, persona) for model_id in personality_model_ids(models.personalities)]
+    alias = ollama_details({"format": "lollms", "family": "alias"}, "alias")
+    tags += [tag_entry(entry["id"], 0, alias) for entry in alias_entries(models.bindings)]
     return tags
 
 

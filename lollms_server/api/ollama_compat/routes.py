@@ -110,7 +110,7 @@ async def answer(
         await find_target(models, name)
         # lollms_server's bindings decide when models load and unload; a keep_alive of 0 only gets its reply.
         return JSONResponse(reply.loaded(unloaded=unloads(body.keep_alive)))
-    ours = generate_request(name, service.bindings.instances, items, body)
+    ours = generate_request(name, service.bindings.model_ids, items, body)
     request_id = request_id_of(request) or ""
     if body.streams:
         stream = await start_stream(request, service, ours, request_id, raw)

@@ -13,7 +13,7 @@ from lollms_server.api.ollama_compat.protocol import ChatBody, GenerateBody, Oll
 from lollms_server.api.wire_fields import Refusal, refuse
 from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BadRequestError
-from lollms_server.core.model_ids import parse_model_id
+from lollms_server.core.model_ids import ModelIds
 from lollms_server.core.tools import TOOL_RESULT_ROLE, tool_call
 
 ROLES = {"system": "system_context", "user": "user_prompt", "assistant": "assistant_reply", "tool": TOOL_RESULT_ROLE}
@@ -179,10 +179,10 @@ def generate_items(body: GenerateBody) -> list[InputData]:
 
 
 def generate_request(
-    model_id: str, instances: Mapping[str, Any], items: list[InputData], body: SamplingBody
+    model_id: str, model_ids: ModelIds, items: list[InputData], body: SamplingBody
 ) -> GenerationRequest:
     """Our request for a model id: binding and model, or a personality on the default text binding."""
-    choice = parse_model_id(model_id, instances)
+    choice = model_ids.parse(model_id)
     return GenerationRequest(
         input_data=items,
         personality=choice.personality,

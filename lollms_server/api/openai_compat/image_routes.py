@@ -68,7 +68,7 @@ async def image_generations(
 ) -> JSONResponse:
     _log_unknown(request, body)
     items = [InputData(type="text", role="user_prompt", data=body.prompt)]
-    return await _answer(request, service, image_request(body, items, bindings.instances, "tti"), body)
+    return await _answer(request, service, image_request(body, items, bindings.model_ids, "tti"), body)
 
 
 def _edit_fields(form: FormData) -> ImageEditFields:
@@ -119,4 +119,4 @@ async def image_edits(request: Request, service: GenerationServiceDep, bindings:
             upload_item(raw_mask, mask.content_type, "mask_image", limits)  # its size, before it is decoded
             data = await anyio.to_thread.run_sync(repaint_mask, raw_mask, limits.image_caps)
             items.append(InputData(type="image", role="mask_image", data=data, mime_type="image/png"))
-    return await _answer(request, service, image_request(fields, items, bindings.instances, "i2i"), fields)
+    return await _answer(request, service, image_request(fields, items, bindings.model_ids, "i2i"), fields)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from lollms_server.api.models import InputData, OutputData
@@ -19,7 +18,7 @@ from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BackendFailedError, BadRequestError, CapabilityError
 from lollms_server.core.image_parameters import ImageCaps
 from lollms_server.core.limits import InputLimits
-from lollms_server.core.model_ids import ModelChoice, parse_model_id
+from lollms_server.core.model_ids import ModelChoice, ModelIds
 
 # Fields passed to the image task's parameters as they are (OpenAI's n, and our extensions).
 _PASSED = ("n", "negative_prompt", "num_inference_steps", "guidance_scale", "seed", "scheduler", "strength")
@@ -44,11 +43,11 @@ def image_parameters(fields: ImageFields) -> dict[str, Any]:
 
 
 def image_request(
-    fields: ImageFields, items: list[InputData], instances: Mapping[str, Any], generation_type: str
+    fields: ImageFields, items: list[InputData], model_ids: ModelIds, generation_type: str
 ) -> GenerationRequest:
     """Our request for an OpenAI image one; refuses (400) the fields this server cannot honour."""
     refuse(fields, fields.REFUSED)
-    choice = parse_model_id(fields.model, instances) if fields.model else ModelChoice(None, None)
+    choice = model_ids.parse(fields.model) if fields.model else ModelChoice(None, None)
     return GenerationRequest(
         input_data=items,
         binding_name=choice.binding_name,

@@ -39,7 +39,7 @@ from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BadRequestError, NotFoundError
 from lollms_server.core.generation import GenerationService
-from lollms_server.core.model_ids import list_model_ids, personality_model_ids
+from lollms_server.core.model_ids import alias_entries, list_model_ids, personality_model_ids
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 DONE = b"data: [DONE]\n\n"
@@ -65,6 +65,10 @@ async def model_objects(request: Request, bindings: BindingManager) -> list[dict
     models += [
         {"id": model_id, "object": "model", "created": 0, "owned_by": "personality"}
         for model_id in personality_model_ids(personalities)
+    ]
+    models += [
+        {"id": entry["id"], "object": "model", "created": 0, "owned_by": "alias", "alias_of": entry["alias_of"]}
+        for entry in alias_entries(bindings)
     ]
     return models
 
@@ -119,7 +123,7 @@ async def chat_completions(
     body: ChatCompletionRequest, request: Request, service: GenerationServiceDep, bindings: BindingManagerDep
 ) -> Response:
     log_unknown_fields(request, body)
-    return await _answer(request, service, chat_request(body, bindings.instances), body, chat=True)
+    return await _answer(request, service, chat_request(body, bindings.model_ids), body, chat=True)
 
 
 @router.post(
@@ -134,7 +138,7 @@ async def completions(
     if len(prompts) != 1:
         raise BadRequestError("send one prompt per request")
     items = [InputData(type="text", role="user_prompt", data=prompts[0])]
-    return await _answer(request, service, generate_request(body, items, bindings.instances, {}), body, chat=False)
+    return await _answer(request, service, generate_request(body, items, bindings.model_ids, {}), body, chat=False)
 
 
 @router.post("/embeddings", summary="Embeddings of one or more texts", responses=errors(*EMBEDDING_ERRORS))

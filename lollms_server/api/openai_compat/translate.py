@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from lollms_server.api.models import InputData, OutputData
@@ -15,7 +15,7 @@ from lollms_server.api.wire_fields import refuse
 from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BackendFailedError, BadRequestError
 from lollms_server.core.events import Completed, GenerationEvent, SideEvent, TextDelta
-from lollms_server.core.model_ids import parse_model_id
+from lollms_server.core.model_ids import ModelIds
 from lollms_server.core.tools import FUNCTION_CALL, TOOL_CALLS_FINISH, TOOL_RESULT_ROLE, openai_tool_calls, tool_call
 
 ROLE_OF_MESSAGE = {
@@ -102,10 +102,10 @@ def refuse_unsupported(request: SamplingFields) -> None:
 
 
 def generate_request(
-    request: SamplingFields, items: list[InputData], instances: Mapping[str, Any], extra: dict[str, Any]
+    request: SamplingFields, items: list[InputData], model_ids: ModelIds, extra: dict[str, Any]
 ) -> GenerationRequest:
     """Our request for an OpenAI one: the model id picks binding, model and maybe personality."""
-    choice = parse_model_id(request.model, instances)
+    choice = model_ids.parse(request.model)
     return GenerationRequest(
         input_data=items,
         binding_name=choice.binding_name,
@@ -116,7 +116,7 @@ def generate_request(
     )
 
 
-def chat_request(request: ChatCompletionRequest, instances: Mapping[str, Any]) -> GenerationRequest:
+def chat_request(request: ChatCompletionRequest, model_ids: ModelIds) -> GenerationRequest:
     refuse_unsupported(request)  # before the messages, which a request with tools may fill with tool calls
     items = [item for message in request.messages for item in _message_items(message)]
     extra: dict[str, Any] = {}
@@ -130,7 +130,7 @@ def chat_request(request: ChatCompletionRequest, instances: Mapping[str, Any]) -
             extra[field_name] = getattr(request, field_name)
     if request.reasoning_effort is not None:  # the same parameter as Ollama's think (bool or a level)
         extra["think"] = False if request.reasoning_effort == "none" else request.reasoning_effort
-    return generate_request(request, items, instances, extra)
+    return generate_request(request, items, model_ids, extra)
 
 
 def answer_text(outputs: list[OutputData]) -> tuple[str, str | None, dict[str, Any]]:
