@@ -28,6 +28,9 @@ class ResidentModel:
     last_used: float = field(default_factory=time.monotonic)
     users: int = 0
     expiry: asyncio.TimerHandle | None = None
+    name: str = ""  # what listings show (never a path)
+    size: int = 0  # bytes of the model's files, when the binding knows them
+    last_used_at: float = field(default_factory=time.time)  # wall clock, for expiry times shown to clients
 
     @property
     def owner(self) -> str:
@@ -87,9 +90,17 @@ class ModelResidency:
             async with self._released:
                 self._released.notify_all()
 
-    def add(self, key: ModelKey, unload: Callable[[], Awaitable[None]], keep_alive: float | None) -> None:
-        """Register a model just loaded (inside ``loading``); it starts in use by its loader, who ``leave``s it."""
-        self._models[key] = ResidentModel(key, unload, keep_alive, users=1)
+    def add(
+        self,
+        key: ModelKey,
+        unload: Callable[[], Awaitable[None]],
+        keep_alive: float | None,
+        name: str = "",
+        size: int = 0,
+    ) -> None:
+        """Register a model just loaded (inside ``loading``); it starts in use by its loader, who ``leave``s it.
+        ``name`` is what listings show."""
+        self._models[key] = ResidentModel(key, unload, keep_alive, users=1, name=name, size=size)
         self._loads += 1
 
     def enter(self, key: ModelKey) -> None:
@@ -105,7 +116,7 @@ class ModelResidency:
         if entry is None:
             return
         entry.users -= 1
-        entry.last_used = time.monotonic()
+        entry.last_used, entry.last_used_at = time.monotonic(), time.time()
         if entry.users == 0:
             if entry.keep_alive is not None:
                 self._schedule_expiry(entry)
@@ -159,9 +170,16 @@ class ModelResidency:
             models=[
                 {
                     "instance": entry.owner,
-                    "model": str(entry.key[1]),
+                    "model": entry.name,
+                    "size": entry.size,
                     "in_use": entry.users,
                     "idle_seconds": 0.0 if entry.users else round(now - entry.last_used, 3),
+                    # None: in use, or kept until evicted
+                    "expires_at": (
+                        entry.last_used_at + entry.keep_alive
+                        if entry.keep_alive is not None and not entry.users
+                        else None
+                    ),
                 }
                 for entry in self._models.values()
             ],

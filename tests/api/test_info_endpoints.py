@@ -130,7 +130,14 @@ async def test_unknown_endpoints_say_so_in_the_shape_of_their_api(tmp_path: Path
         responses = await client.post("/v1/responses", json={"model": "m", "input": "hi"})
         ours = await client.get("/api/v1/no_such_route")
         elsewhere = await client.get("/no_such_page")
-    assert {r.status_code for r in (pull, blob, speech, responses, ours, elsewhere)} == {404}
+        # Model management belongs to Ollama itself: each is refused in Ollama's shape, saying so.
+        managing = [
+            await client.request(method, f"/api/{path}", json={"model": "m", "source": "m", "destination": "n"})
+            for method, path in (("POST", "push"), ("POST", "create"), ("POST", "copy"), ("DELETE", "delete"))
+        ]
+    assert {r.status_code for r in (pull, blob, speech, responses, ours, elsewhere, *managing)} == {404}
+    for refused in managing:
+        assert "is not supported by the Ollama-compatible API of this server" in refused.json()["error"]
     assert pull.json() == {
         "error": "POST /api/pull is not supported by the Ollama-compatible API of this server; "
         "/docs lists the endpoints it serves"

@@ -305,3 +305,13 @@ async def test_tools_calls_and_results_with_the_ollama_sdk(server: Server) -> No
             assert call.function.name == "get_weather" and isinstance(call.function.arguments["city"], str)
     assert follow_up.message.content and follow_up.done_reason in ("stop", "length")
     assert caught.value.status_code == 400 and "tool_calls" in caught.value.error
+
+
+async def test_ps_lists_loaded_models_with_size_and_expiry(server: Server) -> None:
+    async with server.client() as client:
+        await client.chat(model=MODEL, messages=FRANCE, options={"num_predict": 2})
+        running = await client.ps()
+    [entry] = [model for model in running.models if model.model and model.model.startswith("llama/")]
+    assert entry.model == "llama/smollm2-135m-instruct" and (entry.size or 0) > 50_000_000
+    assert entry.expires_at is not None and entry.expires_at.year >= 2026  # idle: unloads after keep_alive
+    assert "/" not in (entry.details.family if entry.details else "")  # never a path

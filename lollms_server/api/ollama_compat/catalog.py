@@ -156,3 +156,20 @@ async def show(name: str, target: Target) -> dict[str, Any]:
     if personality is not None and personality.system_prompt:
         shown["system"] = personality.system_prompt
     return shown
+
+
+def running_entry(model: dict[str, Any]) -> dict[str, Any]:
+    """One loaded model as an /api/ps entry: its lollms model id, size and when it unloads if it stays idle."""
+    model_id = f"{model['instance']}/{model['model']}" if model["model"] else model["instance"]
+    expires = model.get("expires_at")
+    # In use, or kept until evicted: Ollama shows a far-off expiry for models that stay loaded.
+    expires_at = timestamp(datetime.fromtimestamp(expires, timezone.utc)) if expires else "2318-01-01T00:00:00Z"
+    return {
+        "name": model_id,
+        "model": model_id,
+        "size": model.get("size") or 0,
+        "digest": "",
+        "details": ollama_details({}, model["instance"]),
+        "expires_at": expires_at,
+        "size_vram": 0,
+    }

@@ -1,4 +1,5 @@
-"""Routes of the Ollama-compatible API: /api/version, /api/tags, /api/show, /api/chat, /api/generate, /api/embed."""
+"""Routes of the Ollama-compatible API: /api/version, /api/tags, /api/ps, /api/show, /api/chat, /api/generate,
+/api/embed."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import run_to_completion, start_stream
 from lollms_server.api.models import InputData
-from lollms_server.api.ollama_compat.catalog import Models, canonical_name, find_target, list_tags, show
+from lollms_server.api.ollama_compat.catalog import Models, canonical_name, find_target, list_tags, running_entry, show
 from lollms_server.api.ollama_compat.ndjson import NdjsonResponse, ndjson_lines
 from lollms_server.api.ollama_compat.protocol import (
     ChatBody,
@@ -78,6 +79,13 @@ async def version() -> dict[str, str]:
 )
 async def tags(request: Request, bindings: BindingManagerDep) -> JSONResponse:
     return JSONResponse({"models": await list_tags(models_of(request, bindings))})
+
+
+@router.get("/api/ps", summary="Loaded models: size and when they unload", responses=errors(500))
+async def running(request: Request) -> JSONResponse:
+    """Ollama's /api/ps, from the server's model residency (local bindings: llama.cpp, diffusers...)."""
+    stats = request.app.state.resource_manager.models.stats()
+    return JSONResponse({"models": [running_entry(model) for model in stats.models]})
 
 
 @router.post(

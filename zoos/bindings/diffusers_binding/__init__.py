@@ -127,7 +127,12 @@ class DiffusersBinding(Binding):
                     self._loaded[model.location] = loaded
                     self._locks[model.location] = asyncio.Lock()
                     keep_alive = float(self.config.get("keep_alive", 300))
-                    self._residency.add(residency_key, self._unloader(loaded), keep_alive if keep_alive >= 0 else None)
+                    self._residency.add(
+                        residency_key,
+                        self._unloader(loaded),
+                        keep_alive if keep_alive >= 0 else None,
+                        name=model.name,
+                    )
                 logger.info(
                     "Loaded %s on %s (%s, %s)", model.name, self.binding_instance_name, loaded.device, loaded.dtype
                 )

@@ -178,7 +178,11 @@ class LlamaCppBinding(Binding):
                     self._loaded[key] = loaded
                     keep_alive = float(self.config.get("keep_alive", 300))
                     self._residency.add(
-                        residency_key, self._unloader(key, loaded), keep_alive if keep_alive >= 0 else None
+                        residency_key,
+                        self._unloader(key, loaded),
+                        keep_alive if keep_alive >= 0 else None,
+                        name=model.name,
+                        size=model.path.stat().st_size,
                     )
                 logger.info("Loaded %s (%s) on %s", model.name, kind, self.binding_instance_name)
         try:
