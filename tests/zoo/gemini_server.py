@@ -30,7 +30,12 @@
 # web server where base_url points wrong would send, or an event stream to a plain call). Every call is
 # recorded in ``calls``.
 #
-# Not covered: countTokens, embeddings, files, caches, tuned models, function calling, Vertex AI paths.
+# Function calling: with ``tools`` (functionDeclarations) and toolConfig mode ANY (or AUTO when the prompt says
+# "call"), the answer is one ``functionCall`` part (the allowed or first function; each required string argument
+# set to the prompt's text); ``functionResponse`` parts in the last user turn are echoed as
+# ``[<name> said <result>]``.
+#
+# Not covered: countTokens, embeddings, files, caches, tuned models, Vertex AI paths.
 
 from __future__ import annotations
 
@@ -253,7 +258,14 @@ class FakeGemini:
         )
         text = " ".join(part["text"] for part in user_parts if "text" in part)
         images = sum(1 for part in user_parts if proto_field(part, "inlineData") is not None)
+        results = [proto_field(part, "functionResponse") for part in user_parts]
         answer = f"Echo: {text}" + (f" [{images} image{'s' * (images > 1)}]" if images else "")
+        answer += "".join(f" [{r['name']} said {r['response']['result']}]" for r in results if r)
+        call = FakeGemini._call(body, text)
+        if call is not None:
+            candidate = {"content": {"role": "model", "parts": [{"functionCall": call}]}, "finishReason": "STOP"}
+            usage = {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}
+            return {"candidates": [{**candidate, "index": 0}], "usageMetadata": usage, "modelVersion": model}
         config = proto_field(body, "generationConfig") or {}
         finish = "STOP"
         for stop in proto_field(config, "stopSequences") or []:
@@ -280,6 +292,26 @@ class FakeGemini:
             usage["thoughtsTokenCount"] = THOUGHT_TOKENS
         candidate = {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
+
+    @staticmethod
+    def _call(body: dict[str, Any], text: str) -> dict[str, Any] | None:
+        """A functionCall when the request offers functions and its mode is ANY (or AUTO and the prompt says
+        "call"): the allowed (or first) function, each required string argument set to the prompt's text."""
+        declarations = [
+            declaration
+            for tool in body.get("tools") or []
+            for declaration in proto_field(tool, "functionDeclarations") or []
+        ]
+        config = proto_field(proto_field(body, "toolConfig") or {}, "functionCallingConfig") or {}
+        mode = config.get("mode", "AUTO")
+        if not declarations or mode == "NONE" or (mode == "AUTO" and "call" not in text.lower()):
+            return None
+        allowed = proto_field(config, "allowedFunctionNames") or [declarations[0]["name"]]
+        declaration = next(item for item in declarations if item["name"] == allowed[0])
+        schema = proto_field(declaration, "parametersJsonSchema") or {}
+        properties = schema.get("properties") or {}
+        args = {name: text for name in schema.get("required") or [] if properties.get(name, {}).get("type") == "string"}
+        return {"name": declaration["name"], "args": args}
 
     @staticmethod
     def _predictions(body: dict[str, Any]) -> dict[str, Any]:

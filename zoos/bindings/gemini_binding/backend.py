@@ -22,6 +22,7 @@ from .messages import (
     GeminiRequest,
     build_config,
     build_contents,
+    call_events,
     finish_reason,
     parse_safety_settings,
     text_and_thoughts,
@@ -120,7 +121,8 @@ class GeminiBackend:
         metadata = _metadata(model, response.usage_metadata, finish_reason(response))
         answer = {"type": "text", "data": text, "thoughts": thoughts or None, "metadata": metadata}
         images = image_outputs(answer_parts(response), model)
-        return [answer, *images] if text or thoughts or not images else images
+        calls = [{"type": "function_call", "data": event["content"]} for event in call_events(response)]
+        return [*([answer, *images] if text or thoughts or not images else images), *calls]
 
     async def stream(self, model: str, request: GeminiRequest) -> AsyncGenerator[dict[str, Any], None]:
         """Our chunk dicts as the backend sends them, then the final one with usage and finish reason (and, when
@@ -136,6 +138,8 @@ class GeminiBackend:
                     text_parts.append(text)
                     thought_parts.append(thoughts)
                     yield {"type": "chunk", "content": text, "thoughts": thoughts or None}
+                for event in call_events(response):
+                    yield event
                 for image in image_outputs(answer_parts(response), model):
                     image["metadata"]["index"] = len(images)
                     images.append(image)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +10,10 @@ from google.genai import types
 from pydantic import ValidationError
 
 from lollms_server.core.errors import BadRequestError
+from lollms_server.core.tools import tool_call
 
-ROLES = {"user": "user", "assistant": "model"}
+ROLES = {"user": "user", "assistant": "model", "tool": "user"}  # a tool's result answers as the user's turn
+TOOL_MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 # Normalized parameter -> GenerateContentConfig field. repeat_penalty / repeat_last_n have no Gemini equivalent.
 PARAMETERS = {
     "max_tokens": "max_output_tokens",
@@ -67,36 +68,59 @@ def _sniff(raw: bytes) -> str | None:
 
 
 def _image_part(item: Any) -> types.Part:
-    """An inline-data part of an image item: base64 or a base64 data: URL."""
-    data, mime_type = str(item.data), item.mime_type
-    if data.startswith("data:"):  # a data URL: data:image/png;base64,....
-        header, _, data = data.partition(",")
-        mime_type = mime_type or header[5:].split(";")[0] or None
-    try:
-        raw = base64.b64decode("".join(data.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequestError("gemini_binding: image input must be base64 data or a base64 data: URL") from None
-    mime_type = mime_type or _sniff(raw)
+    """An inline-data part of an image item (the core hands bindings base64 with its mime type)."""
+    raw = item.binary()
+    mime_type = item.mime_type or _sniff(raw)
     if not mime_type:
         raise BadRequestError("gemini_binding: image input needs a mime_type (image/png, image/jpeg, image/webp...)")
     return types.Part.from_bytes(data=raw, mime_type=mime_type)
 
 
+def _parts(message: dict[str, Any], call_names: dict[str, str]) -> list[types.Part]:
+    """The parts of one message: its text, its tool calls (a model turn), or a tool's result (by the call's name)."""
+    if message["role"] == "tool":
+        name = message.get("name") or call_names.get(message.get("tool_call_id", ""), "")
+        response = types.FunctionResponse(
+            id=message.get("tool_call_id"), name=name, response={"result": message["content"]}
+        )
+        return [types.Part(function_response=response)]
+    parts = (
+        [types.Part.from_text(text=message["content"])]
+        if message.get("content") or not message.get("tool_calls")
+        else []
+    )
+    for call in message.get("tool_calls") or []:
+        function = call["function"]
+        call_names[call["id"]] = function["name"]
+        arguments = _object(function.get("arguments"))
+        parts.append(types.Part(function_call=types.FunctionCall(id=call["id"], name=function["name"], args=arguments)))
+    return parts
+
+
+def _object(arguments: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def build_contents(
-    messages: list[dict[str, str]], multimodal: list[Any] | None
+    messages: list[dict[str, Any]], multimodal: list[Any] | None
 ) -> tuple[str | None, list[types.Content]]:
     """(system instruction, contents): turns with roles user/model, the images on the last user turn."""
     system = "\n\n".join(message["content"] for message in messages if message["role"] == "system") or None
     contents: list[types.Content] = []
+    call_names: dict[str, str] = {}  # call id -> function name: Gemini's function responses go by name
     for message in messages:
         role = ROLES.get(message["role"])
         if role is None:
             continue
-        part = types.Part.from_text(text=message["content"])
+        parts = _parts(message, call_names)
         if contents and contents[-1].role == role:  # one turn per speaker: the API alternates roles
-            contents[-1].parts = [*(contents[-1].parts or []), part]
+            contents[-1].parts = [*(contents[-1].parts or []), *parts]
         else:
-            contents.append(types.Content(role=role, parts=[part]))
+            contents.append(types.Content(role=role, parts=parts))
     images = []
     for item in multimodal or []:
         if item.type != "image":
@@ -127,8 +151,9 @@ def build_config(
             system_instruction=system,
             safety_settings=safety or None,
             thinking_config=types.ThinkingConfig(include_thoughts=True) if thoughts else None,
-            # The SDK's extra round trips stay off: no tools are sent, and a retry is our RetryPolicy's call.
+            # The SDK's own round trips stay off: the client runs its tools, and a retry is our RetryPolicy's call.
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            **tool_options(params),
             automatic_continuation=False,
             response_modalities=["TEXT", "IMAGE"] if image is not None else None,
             image_config=image if image is not None and image.aspect_ratio else None,
@@ -139,7 +164,48 @@ def build_config(
         raise BadRequestError(f"gemini_binding: invalid parameters: {problems}") from None
 
 
+def tool_options(params: dict[str, Any]) -> dict[str, Any]:
+    """``tools`` and ``tool_config`` of a request with tools (our OpenAI-shaped tools as function declarations)."""
+    tools = params.get("tools")
+    if not tools:
+        return {}
+    declarations = [
+        types.FunctionDeclaration(
+            name=tool["function"]["name"],
+            description=tool["function"].get("description"),
+            parameters_json_schema=tool["function"].get("parameters") or {"type": "object"},
+        )
+        for tool in tools
+    ]
+    choice = params.get("tool_choice") or "auto"
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        calling = types.FunctionCallingConfig(mode="ANY", allowed_function_names=[name])
+    else:
+        calling = types.FunctionCallingConfig(mode=TOOL_MODES.get(choice, "AUTO"))
+    return {
+        "tools": [types.Tool(function_declarations=declarations)],
+        "tool_config": types.ToolConfig(function_calling_config=calling),
+    }
+
+
 # --- answers -------------------------------------------------------------------------------------------
+def call_events(response: types.GenerateContentResponse) -> list[dict[str, Any]]:
+    """The function calls of a response or stream chunk as our function_call events."""
+    candidate = response.candidates[0] if response.candidates else None
+    parts = candidate.content.parts if candidate and candidate.content else None
+    return [
+        {
+            "type": "function_call",
+            "content": tool_call(
+                part.function_call.name or "", dict(part.function_call.args or {}), part.function_call.id
+            ),
+        }
+        for part in parts or []
+        if part.function_call is not None
+    ]
+
+
 def text_and_thoughts(response: types.GenerateContentResponse) -> tuple[str, str]:
     """(answer text, reasoning text) of the first candidate of a response or stream chunk."""
     candidate = response.candidates[0] if response.candidates else None
