@@ -163,9 +163,11 @@ def write_instance(config: ServerConfig, name: str, values: dict[str, Any], ext:
 
 # A binding driven by its request parameters, for pipeline tests: it streams ``chunks`` with ``delay``
 # seconds between them, fails after ``fail_after`` chunks, calls the first of ``tools`` (unless tool_choice is
-# none) with {"city": "Paris"}, and records every call it receives.
+# none or the conversation ends with a tool result) with ``call_arguments`` ({"city": "Paris"}), and records
+# every call it receives.
 SCRIPTED_BINDING_CODE = """
 import asyncio
+import json
 from lollms_server.core.bindings import Binding
 from lollms_server.core.errors import NotFoundError
 
@@ -224,9 +226,11 @@ class ScriptedBinding(Binding):
                 if params.get("delay"):
                     await asyncio.sleep(params["delay"])
                 yield {"type": "chunk", "content": piece}
-            if params.get("tools") and params.get("tool_choice") != "none":  # calls the first tool, always
+            answered = (request_info.get("messages") or [{}])[-1].get("role") == "tool"
+            if params.get("tools") and params.get("tool_choice") != "none" and not answered:
                 name = params["tools"][0]["function"]["name"]
-                call = {"id": "call_scripted", "name": name, "arguments": '{"city": "Paris"}'}
+                arguments = json.dumps(params.get("call_arguments", {"city": "Paris"}))
+                call = {"id": "call_scripted", "name": name, "arguments": arguments}
                 yield {"type": "function_call", "content": call}
         yield {"type": "final", "content": None, "metadata": {"usage": {"completion_tokens": index + 1}}}
 """

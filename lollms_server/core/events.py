@@ -13,7 +13,7 @@ from typing import Any
 
 from lollms_server.core.domain import OutputData
 from lollms_server.core.think import ThinkParser
-from lollms_server.core.tools import FUNCTION_CALL, TOOL_CALLS_FINISH
+from lollms_server.core.tools import FUNCTION_CALL, TOOL_CALLS_FINISH, is_client_call
 
 CHUNK_TYPES = ("chunk", "info", "error", "function_call", "final")
 # Side events that are also outputs of the answer.
@@ -129,7 +129,8 @@ class OutputAccumulator:
             self.metadata.update(event.metadata)
         elif event.kind in KEPT_SIDE_EVENTS:
             self._side.append({"type": event.kind, "data": event.content, "metadata": event.metadata})
-        if any(output["type"] == FUNCTION_CALL for output in (*self._side, *(self._final or []))):
+        outputs = (*self._side, *(self._final or []))
+        if any(output["type"] == FUNCTION_CALL and is_client_call(output.get("data")) for output in outputs):
             self.metadata["finish_reason"] = TOOL_CALLS_FINISH  # whatever else the binding said
         return None
 

@@ -103,3 +103,9 @@ def calls_of_metadata(metadata: dict[str, Any] | None) -> list[dict[str, Any]]:
             tool_call(call["name"], arguments if isinstance(arguments, (str, dict)) else "{}", call.get("id"))
         )
     return checked
+
+
+def is_client_call(content: Any) -> bool:
+    """Whether a ``function_call`` event or output is a call for the client to run (``{"id", "name",
+    "arguments"}``), not one the server already ran (those carry their ``result``)."""
+    return isinstance(content, dict) and "arguments" in content and "name" in content and "result" not in content

@@ -156,21 +156,36 @@ async def test_artbot_says_clearly_when_no_image_binding_exists(tmp_path: Path) 
     assert "no text-to-image binding is configured" in outputs[1]["data"]
 
 
-async def test_tool_assistant_calls_functions(tmp_path: Path) -> None:
+async def test_tool_assistant_runs_the_calls_the_model_makes(tmp_path: Path) -> None:
+    """The scripted model calls the first tool (math_tools.evaluate) until it has a result, then answers."""
     config = personality_config(tmp_path)
+    body = {
+        "input_data": [prompt("What is 12*7+1?")],
+        "personality": "tool_assistant",
+        "parameters": {"call_arguments": {"expression": "12*7+1"}},
+    }
     async with running_client(create_app(config)) as client:
-        streamed = await client.post(
-            "/api/v1/generate",
-            json={"input_data": [prompt("What is 12*7+1?")], "personality": "tool_assistant", "stream": True},
-        )
-        plain = await client.post(
-            "/api/v1/generate", json={"input_data": [prompt("What time is it?")], "personality": "tool_assistant"}
+        streamed = await client.post("/api/v1/generate", json={**body, "stream": True})
+        plain = await client.post("/api/v1/generate", json=body)
+        chat = await client.post(
+            "/v1/chat/completions",
+            json={"model": "personality/tool_assistant", "messages": [{"role": "user", "content": "12*7+1?"}]},
         )
     events, _ = parse_sse(streamed.text)
-    call = next(event for event in events if event["type"] == "function_call")
-    assert call["content"] == {"function": "math_tools.evaluate", "result": "12*7+1 = 85"}
-    assert events[-1]["content"][0]["data"].startswith("12*7+1 = 85.")
-    assert "the current date and time (UTC) is 20" in plain.json()["output"][0]["data"]
+    [call] = [event["content"] for event in events if event["type"] == "function_call"]
+    assert call["name"] == "math_tools.evaluate" and call["result"] == "85"
+    assert call["arguments"] == '{"expression": "12*7+1"}'
+    assert any(event["type"] == "info" and "returned: 85" in event["content"] for event in events)
+    final = events[-1]
+    assert final["metadata"].get("finish_reason") != "tool_calls"  # the server ran the call: nothing for the client
+    assert [output["type"] for output in plain.json()["output"]] == ["text", "function_call", "info"]
+    assert plain.json()["output"][0]["data"] == "Hello world"
+    # Through OpenAI's API the server's own calls are not tool calls for the client to run.
+    message = chat.json()["choices"][0]
+    assert message["finish_reason"] != "tool_calls" and "tool_calls" not in message["message"]
+    calls = scripted_calls()[-2:]  # the two rounds of the chat request: a call, then the answer
+    assert calls[0]["params"]["tools"][0]["function"]["name"] == "math_tools__evaluate"
+    assert calls[1]["request_info"]["messages"][-1]["role"] == "tool"
 
 
 async def test_code_executing_personality_is_off_by_default_and_runs_isolated_when_enabled(tmp_path: Path) -> None:

@@ -176,3 +176,22 @@ async def test_generate_takes_tools_and_continues_with_tool_results(client: open
     assert [output["type"] for output in final["content"]] == ["text", "function_call"]
     assert continued.status_code == 200 and continued.json()["output"][0]["data"]
     assert orphan.status_code == 400 and "tool_call_id" in orphan.json()["detail"]
+
+
+async def test_tool_assistant_runs_the_embedded_models_calls_on_the_server(client: openai.AsyncOpenAI) -> None:
+    """Server-side tools with the real model: a grammar-valid call to math_tools.evaluate, run by the server, its
+    result given back, then an answer in text."""
+    base = str(client.base_url).removesuffix("/").removesuffix("/v1")
+    body = {
+        "input_data": [{"type": "text", "role": "user_prompt", "data": "What is 12*7+1?"}],
+        "personality": "tool_assistant",
+        "parameters": {"use_tools": "required", "max_tokens": 60},
+    }
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": TEST_API_KEY}, timeout=300) as http:
+        answer = await http.post("/api/v1/generate", json=body)
+    assert answer.status_code == 200, answer.text
+    outputs = answer.json()["output"]
+    calls = [output["data"] for output in outputs if output["type"] == "function_call"]
+    assert calls and calls[0]["name"] in ("math_tools.evaluate", "datetime_tools.now")
+    assert "result" in calls[0] and json.loads(calls[0]["arguments"]) is not None
+    assert any(output["type"] == "text" and output["data"] for output in outputs)

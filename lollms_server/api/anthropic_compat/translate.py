@@ -14,7 +14,7 @@ from lollms_server.core.domain import GenerationRequest, InputData, OutputData
 from lollms_server.core.errors import BackendFailedError, BadRequestError
 from lollms_server.core.events import Completed, GenerationEvent, SideEvent, TextDelta
 from lollms_server.core.model_ids import ModelIds
-from lollms_server.core.tools import FUNCTION_CALL, TOOL_RESULT_ROLE, tool_call
+from lollms_server.core.tools import FUNCTION_CALL, TOOL_RESULT_ROLE, is_client_call, tool_call
 
 # Our finish_reason -> Anthropic's stop_reason.
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -168,7 +168,7 @@ def _arguments(text: str) -> Any:
 def message_object(request_id: str, model: str, outputs: list[OutputData]) -> dict[str, Any]:
     """The complete answer as Anthropic's message object."""
     texts = [output for output in outputs if output.type == "text"]
-    calls = [output.data for output in outputs if output.type == FUNCTION_CALL and isinstance(output.data, dict)]
+    calls = [output.data for output in outputs if output.type == FUNCTION_CALL and is_client_call(output.data)]
     if not texts and not calls:
         errors = [str(output.data) for output in outputs if output.type == "error"]
         if errors:
@@ -217,7 +217,7 @@ async def message_events(
                 yield {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
                 text_open = True
             yield {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": event.text}}
-        elif isinstance(event, SideEvent) and event.kind == FUNCTION_CALL:
+        elif isinstance(event, SideEvent) and event.kind == FUNCTION_CALL and is_client_call(event.content):
             if text_open:
                 yield {"type": "content_block_stop", "index": index}
                 index, text_open = index + 1, False

@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 from lollms_server.api.ollama_compat.reply import Reply
 from lollms_server.api.streaming import EventStreamResponse, stream_error_message
 from lollms_server.core.events import Completed, GenerationEvent, SideEvent, TextDelta
-from lollms_server.core.tools import FUNCTION_CALL
+from lollms_server.core.tools import FUNCTION_CALL, is_client_call
 
 
 class NdjsonResponse(EventStreamResponse):
@@ -47,7 +47,12 @@ async def ndjson_lines(events: AsyncIterator[GenerationEvent], reply: Reply, req
             if isinstance(event, TextDelta):
                 streamed = True
                 yield encode_line(reply.streamed(event.text, event.thoughts))
-            elif isinstance(event, SideEvent) and event.kind == FUNCTION_CALL and reply.chat:
+            elif (
+                isinstance(event, SideEvent)
+                and event.kind == FUNCTION_CALL
+                and reply.chat
+                and is_client_call(event.content)
+            ):
                 yield encode_line(reply.piece("", calls=[event.content]))
             elif isinstance(event, SideEvent) and event.kind == "error":
                 yield encode_line({"error": str(event.content or "generation failed")})

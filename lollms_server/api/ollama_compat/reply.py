@@ -11,7 +11,7 @@ from typing import Any
 from lollms_server.api.models import OutputData
 from lollms_server.api.ollama_compat.translate import ollama_calls
 from lollms_server.core.errors import BackendFailedError
-from lollms_server.core.tools import FUNCTION_CALL, TOOL_CALLS_FINISH
+from lollms_server.core.tools import FUNCTION_CALL, TOOL_CALLS_FINISH, is_client_call
 
 
 def timestamp(moment: datetime | None = None) -> str:
@@ -85,7 +85,7 @@ class Reply:
         """The whole answer (OutputData or their dumps) as one done object; metadata defaults to the text's."""
         answers = [OutputData.model_validate(output) for output in outputs]
         texts = [output for output in answers if output.type == "text"]
-        calls = [output.data for output in answers if output.type == FUNCTION_CALL and isinstance(output.data, dict)]
+        calls = [output.data for output in answers if output.type == FUNCTION_CALL and is_client_call(output.data)]
         errors = [str(output.data) for output in answers if output.type == "error"]
         if errors and not texts and not calls:
             # A personality workflow failed: its error is the answer, with a status clients check.

@@ -16,7 +16,14 @@ from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BackendFailedError, BadRequestError
 from lollms_server.core.events import Completed, GenerationEvent, SideEvent, TextDelta
 from lollms_server.core.model_ids import ModelIds
-from lollms_server.core.tools import FUNCTION_CALL, TOOL_CALLS_FINISH, TOOL_RESULT_ROLE, openai_tool_calls, tool_call
+from lollms_server.core.tools import (
+    FUNCTION_CALL,
+    TOOL_CALLS_FINISH,
+    TOOL_RESULT_ROLE,
+    is_client_call,
+    openai_tool_calls,
+    tool_call,
+)
 
 ROLE_OF_MESSAGE = {
     "system": "system_context",
@@ -136,7 +143,7 @@ def chat_request(request: ChatCompletionRequest, model_ids: ModelIds) -> Generat
 def answer_text(outputs: list[OutputData]) -> tuple[str, str | None, dict[str, Any]]:
     """(content, reasoning, metadata) of our outputs; a run that produced only errors is a backend failure."""
     texts = [output for output in outputs if output.type == "text"]
-    if not texts and not any(output.type == FUNCTION_CALL for output in outputs):
+    if not texts and not calls_of(outputs):
         errors = [str(output.data) for output in outputs if output.type == "error"]
         if errors:
             raise BackendFailedError("; ".join(errors))
@@ -148,7 +155,7 @@ def answer_text(outputs: list[OutputData]) -> tuple[str, str | None, dict[str, A
 
 def calls_of(outputs: list[OutputData]) -> list[dict[str, Any]]:
     """The tool calls among our outputs (``{"id", "name", "arguments"}`` each)."""
-    return [output.data for output in outputs if output.type == FUNCTION_CALL and isinstance(output.data, dict)]
+    return [output.data for output in outputs if output.type == FUNCTION_CALL and is_client_call(output.data)]
 
 
 def usage_of(metadata: dict[str, Any]) -> dict[str, int]:
@@ -218,7 +225,7 @@ async def chat_chunks(
             if event.thoughts:
                 delta["reasoning_content"] = event.thoughts
             yield choice(delta)
-        elif isinstance(event, SideEvent) and event.kind == FUNCTION_CALL and chat:
+        elif isinstance(event, SideEvent) and event.kind == FUNCTION_CALL and chat and is_client_call(event.content):
             # As OpenAI streams a call: its id and name first, then the arguments (the SDK joins the pieces).
             call, index = event.content, calls
             calls += 1
