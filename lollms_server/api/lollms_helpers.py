@@ -14,6 +14,9 @@ from lollms_server.core import tokens
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding
 from lollms_server.core.config import ServerConfig
+from lollms_server.core.errors import NotFoundError
+from lollms_server.core.model_ids import list_model_ids
+from lollms_server.core.tasks import TASKS, task_of
 
 public_router = APIRouter(tags=["lollms_client"])
 router = APIRouter(prefix="/lollms/v1", tags=["lollms_client"])
@@ -69,3 +72,52 @@ async def context_size(body: _Request, bindings: BindingManagerDep, config: Conf
     binding, model = await _binding(body.model, bindings, config)
     info = await binding.get_model_info(await binding.resolve_model(model))
     return {"context_size": int(info.get("context_size") or config.defaults["default_context_size"])}
+
+
+# lollms_client's binding types (list_models_by_type) -> the generation task whose output they list.
+CLIENT_BINDING_TYPES = {"llm": "ttt", "tti": "tti", "tts": "tts", "stt": "stt", "ttv": "ttv", "ttm": "ttm"}
+
+
+@router.get("/personalities", summary="The available personalities (lollms_client's listMountedPersonalities)")
+async def personalities(request: Request) -> list[dict[str, Any]]:
+    manager = getattr(request.app.state, "personality_manager", None)
+    listed = manager.list_personalities() if manager is not None else {}
+    return [
+        {
+            "id": personality_id,
+            "name": info["name"],
+            "category": info["category"],
+            "author": info["author"],
+            "description": info["description"],
+            "model": f"personality/{personality_id}",
+        }
+        for personality_id, info in listed.items()
+        if info["available"]
+    ]
+
+
+@router.get("/capabilities", summary="The tasks this server serves, and the binding instance of each")
+async def capabilities(bindings: BindingManagerDep, config: ConfigDep) -> dict[str, Any]:
+    active = set(bindings.list_active_instances())
+    serving = {}
+    for task in [*TASKS, "embedding"]:
+        instance = config.defaults.get(f"{task}_binding")
+        if instance in active:
+            serving[task] = instance
+    return {"capabilities": list(serving), "active_bindings": serving}
+
+
+@router.get("/{binding_type}/models", summary="Models of one kind (llm, tti, tts, stt, ttv, ttm)")
+async def models_by_type(
+    binding_type: str, bindings: BindingManagerDep, binding_alias: str | None = None
+) -> dict[str, Any]:
+    task = CLIENT_BINDING_TYPES.get(binding_type)
+    if task is None:
+        raise NotFoundError(f"no model kind '{binding_type}'; use one of {', '.join(CLIENT_BINDING_TYPES)}")
+    output = task_of(task).output
+    entries = [
+        {"id": entry["id"], "object": "model", "owned_by": entry["binding"], "binding": entry["binding"]}
+        for entry in await list_model_ids(bindings)
+        if output in entry["outputs"] and binding_alias in (None, entry["binding"])
+    ]
+    return {"object": "list", "data": entries}

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -192,6 +193,24 @@ async def test_lollms_client_generates_text(server: str) -> None:
     assert "Paris" in text
     assert count == 2  # through /lollms/v1/tokenize, not its tiktoken fallback
     assert context == 2048  # through /lollms/v1/context_size
+
+
+async def test_lollms_client_lists_personalities_capabilities_and_models(server: str) -> None:
+    from lollms_client import LollmsClient
+
+    def ask() -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
+        client = LollmsClient(
+            llm_binding_name="lollms",
+            llm_binding_config={"host_address": server, "model_name": "llama", "service_key": TEST_API_KEY},
+        )
+        return client.listMountedPersonalities(), client.llm.get_capabilities(), client.llm.list_models_by_type("llm")
+
+    personalities, capabilities, models = await asyncio.to_thread(ask)
+    by_id = {entry["id"]: entry for entry in personalities}
+    assert by_id["lollms"]["model"] == "personality/lollms" and "tool_assistant" in by_id
+    assert capabilities["active_bindings"] == {"ttt": "llama", "embedding": "e5"}
+    ids = {model["id"] for model in models}
+    assert "llama/smollm2-135m-instruct" in ids and not any(model_id.startswith("e5") for model_id in ids)
 
 
 async def test_lollms_client_embeds_through_its_hard_coded_model_name(server: str) -> None:

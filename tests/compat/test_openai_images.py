@@ -3,6 +3,7 @@ pipeline, through the official openai SDK (JSON generations, multipart edits as 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from collections.abc import AsyncIterator
@@ -195,3 +196,35 @@ async def test_openapi_documents_the_multipart_edit_and_openai_errors(http: http
         }
         assert {"400", "404", "413", "422", "503"} <= set(refs)
         assert {ref.rsplit("/", 1)[-1] for ref in refs.values()} == {"OpenAIErrorResponse"}
+
+
+async def test_lollms_client_lists_image_models_and_draws(tmp_path: Path, tiny_model: Path) -> None:
+    """lollms_client's lollms TTI binding: capabilities, its model list by kind, and generate_image (through
+    /v1/images/generations) against the real server with the tiny pipeline."""
+    from lollms_client import LollmsClient
+
+    from tests.server import serving
+
+    config = make_config(
+        tmp_path, bindings_map={"sd": "diffusers_binding"}, defaults={"tti_binding": "sd", "i2i_binding": "sd"}
+    )
+    folder = config.paths.models_folder / "diffusers_models"
+    folder.mkdir(parents=True)
+    (folder / "tiny-sd").symlink_to(tiny_model, target_is_directory=True)
+    write_instance(config, "sd", {"type": "diffusers_binding", "default_model": "tiny-sd", "num_threads": 1})
+    async with serving(create_app(config)) as url:
+
+        def use_lollms_client() -> tuple[dict[str, Any], list[dict[str, Any]], bytes]:
+            client = LollmsClient(
+                llm_binding_name=None,
+                tti_binding_name="lollms",
+                tti_binding_config={"host_address": url, "model_name": "sd/tiny-sd", "service_key": TEST_API_KEY},
+            )
+            tti = client.tti
+            image = tti.generate_image("a red fox", width=64, height=64, num_inference_steps=2, seed=3)
+            return tti.get_capabilities(), tti.list_models_by_type("tti"), image
+
+        capabilities, models, image = await asyncio.to_thread(use_lollms_client)
+    assert capabilities["active_bindings"] == {"tti": "sd", "i2i": "sd"}
+    assert "sd/tiny-sd" in {model["id"] for model in models}
+    assert Image.open(io.BytesIO(image)).size == (64, 64)
