@@ -62,10 +62,11 @@ ToolChoice = Literal["none", "auto", "required"] | NamedChoice
 
 
 def check_tool_choice(tools: list[ToolSpec] | None, choice: Any) -> None:
-    """A tool_choice that names a tool must name one of ``tools``; any choice but none needs tools."""
+    """A tool_choice that names a tool must name one of ``tools``; ``required`` or a named tool needs tools
+    (``none`` and ``auto`` without tools change nothing, and clients send them)."""
     if choice is None:
         return
-    if not tools and choice != "none":
+    if not tools and choice not in ("none", "auto"):
         raise ValueError("tool_choice needs tools")
     if isinstance(choice, NamedChoice) and choice.name not in {tool.function.name for tool in tools or []}:
         raise ValueError(f"tool_choice names '{choice.name[:64]}', which is not one of the tools")

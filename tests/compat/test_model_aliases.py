@@ -43,9 +43,9 @@ async def test_every_api_reads_aliases(server: str) -> None:
     async with anthropic.AsyncAnthropic(base_url=server, api_key=TEST_API_KEY, max_retries=0) as claude:
         message = await claude.messages.create(model="claude-local", max_tokens=10, messages=question)  # type: ignore[arg-type]
         anthropic_model = scripted_calls()[-1]["request_info"]["model_name"]
-    client = ollama.AsyncClient(host=server, headers={"Authorization": f"Bearer {TEST_API_KEY}"})
-    ollama_chat = await client.chat(model="gpt-4o", messages=question)
-    tags = {model.model for model in (await client.list()).models}
+    async with ollama.AsyncClient(host=server, headers={"Authorization": f"Bearer {TEST_API_KEY}"}) as client:
+        ollama_chat = await client.chat(model="gpt-4o", messages=question)
+        tags = {model.model for model in (await client.list()).models}
     assert chat.choices[0].message.content == "Hello world" and openai_model == "model-b" and chat.model == "gpt-4o"
     assert len(vectors.data[0].embedding) == 384
     assert message.content[0].text == "Hello world" and anthropic_model == "model-a"  # type: ignore[union-attr]

@@ -38,7 +38,7 @@ async def client(tmp_path: Path) -> AsyncIterator[openai.AsyncOpenAI]:
         ({"logprobs": True, "top_logprobs": 3}, "logprobs is not supported by this server yet"),
         ({"top_logprobs": 2}, "top_logprobs is not supported by this server yet"),
         ({"logit_bias": {"50256": -100}}, "logit_bias is not supported by this server yet"),
-        ({"functions": [TOOL["function"]]}, "tools (function calling) are not supported"),
+        ({"functions": [TOOL["function"]]}, "send tools (and tool_choice) instead"),
         ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}, "audio output"),
         ({"modalities": ["text", "image"]}, "only text output is supported"),
         ({"verbosity": "low"}, "verbosity is not supported"),
@@ -55,13 +55,18 @@ async def test_chat_fields_that_change_the_answer_are_refused(
     assert refused.value.body["type"] == "invalid_request_error"  # type: ignore[index]
 
 
-async def test_tool_calls_in_the_history_and_tools_are_refused(client: openai.AsyncOpenAI) -> None:
+async def test_tools_and_tool_calls_in_the_history_reach_the_binding(client: openai.AsyncOpenAI) -> None:
     call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    history = [*MESSAGES, {"role": "assistant", "content": None, "tool_calls": [call]}, *MESSAGES]
-    with pytest.raises(openai.BadRequestError, match="tool calls in messages"):
-        await client.chat.completions.create(model="scripted", messages=history)  # type: ignore[arg-type]
-    with pytest.raises(openai.BadRequestError, match=r"tools \(function calling\) are not supported"):
-        await client.chat.completions.create(model="scripted", messages=MESSAGES, tools=[TOOL])  # type: ignore[list-item]
+    result = {"role": "tool", "tool_call_id": "call_1", "content": "42"}
+    history = [*MESSAGES, {"role": "assistant", "content": None, "tool_calls": [call]}, result]
+    answered = await client.chat.completions.create(model="scripted", messages=history, tools=[TOOL])  # type: ignore[arg-type,list-item]
+    seen = scripted_calls()[-1]["request_info"]["messages"]
+    called = await client.chat.completions.create(model="scripted", messages=MESSAGES, tools=[TOOL])  # type: ignore[list-item]
+    assert seen[1] == {"role": "assistant", "content": "", "tool_calls": [call]}
+    assert seen[2] == {"role": "tool", "content": "42", "tool_call_id": "call_1"}
+    assert answered.choices[0].message.content == "Hello world" and answered.choices[0].finish_reason == "stop"
+    [made] = called.choices[0].message.tool_calls or []
+    assert made.function.name == TOOL["function"]["name"] and called.choices[0].finish_reason == "tool_calls"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lollms_server.api.anthropic_compat.protocol import AnthropicErrorResponse
 from lollms_server.api.models import ErrorResponse
 from lollms_server.api.ollama_compat.protocol import OllamaErrorResponse
 from lollms_server.api.openai_compat.protocol import OpenAIErrorResponse
@@ -65,13 +66,23 @@ async def test_error_bodies_match_the_documented_models(tmp_path: Path) -> None:
         ollama_errors = [
             await client.post("/api/chat", content=b"{"),  # not JSON
             await client.post("/api/show", json={"model": "nowhere/model"}),  # 404
-            await client.get("/api/ps"),  # unknown endpoint
+            await client.post("/api/pull", json={"model": "m"}),  # unknown endpoint
+        ]
+        anthropic_errors = [
+            await client.post("/v1/messages", json={"model": "x"}),  # 422
+            await client.post(
+                "/v1/messages",
+                json={"model": "nowhere/m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+            ),
         ]
         ours = await client.post("/api/v1/generate", content=b"[")
     for answer in openai_errors:
         OpenAIErrorResponse.model_validate_json(answer.content)
     for answer in ollama_errors:
         OllamaErrorResponse.model_validate_json(answer.content)
+    for answer in anthropic_errors:
+        AnthropicErrorResponse.model_validate_json(answer.content)
+    assert [answer.status_code for answer in anthropic_errors] == [422, 404]
     ErrorResponse.model_validate_json(ours.content)
     assert [answer.status_code for answer in openai_errors] == [422, 422, 404, 404]
     assert [answer.status_code for answer in ollama_errors] == [422, 404, 404]

@@ -9,7 +9,7 @@ STREAM = [
     {"type": "chunk", "content": "lo <thi"},
     {"type": "chunk", "content": "nk>pondering</think> world"},
     {"type": "info", "content": "step 1 of 2"},
-    {"type": "function_call", "content": {"name": "f"}},
+    {"type": "function_call", "content": {"id": "call_1", "name": "f", "arguments": "{}"}},
     {"type": "final", "content": None, "metadata": {"usage": {"completion_tokens": 3}}},
 ]
 
@@ -27,7 +27,7 @@ def test_every_item_becomes_a_typed_event() -> None:
     ]
 
 
-def test_the_accumulator_splits_thoughts_across_deltas_and_keeps_info_and_errors() -> None:
+def test_the_accumulator_splits_thoughts_and_keeps_info_errors_and_tool_calls() -> None:
     accumulator = OutputAccumulator()
     shown = [delta for item in STREAM if (delta := accumulator.add(event_of(item))) is not None]
     if (last := accumulator.flush()) is not None:
@@ -39,10 +39,20 @@ def test_the_accumulator_splits_thoughts_across_deltas_and_keeps_info_and_errors
             "type": "text",
             "data": "Hello  world",
             "thoughts": "pondering",
-            "metadata": {"usage": {"completion_tokens": 3}},
+            "metadata": {"usage": {"completion_tokens": 3}, "finish_reason": "tool_calls"},
         },
         {"type": "info", "data": "step 1 of 2", "metadata": None},
+        {"type": "function_call", "data": {"id": "call_1", "name": "f", "arguments": "{}"}, "metadata": None},
     ]
+
+
+def test_a_call_the_server_ran_is_kept_but_does_not_end_the_answer_with_tool_calls() -> None:
+    accumulator = OutputAccumulator()
+    ran = {"id": "call_1", "name": "f", "arguments": "{}", "result": "42"}
+    accumulator.add(SideEvent("function_call", ran))
+    accumulator.add(FinalEvent(None, {"finish_reason": "stop"}))
+    assert accumulator.metadata["finish_reason"] == "stop"
+    assert accumulator.outputs()[-1]["data"] == ran
 
 
 def test_final_outputs_win_over_the_text_and_empty_streams_give_empty_text_on_request() -> None:
