@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any
 
 import anyio
+import httpx
 from google import genai
 from google.genai import types
 
@@ -85,6 +86,9 @@ class GeminiBackend:
             # One attempt per call: RetryPolicy is the only retry layer (this also turns off the SDK's
             # implicit retries of connection errors when it runs on aiohttp).
             retry_options=types.HttpRetryOptions(attempts=1),
+            # httpx whatever else is installed: google-genai switches to aiohttp when aiohttp is importable
+            # (litellm, for one, brings it), and one transport keeps timeouts and errors the same everywhere.
+            async_client_args={"transport": httpx.AsyncHTTPTransport()},
         )
         return genai.Client(vertexai=False, api_key=self.api_key, http_options=options)
 
