@@ -267,3 +267,14 @@ def scripted_calls() -> list[dict[str, Any]]:
     import sys
 
     return sys.modules["_lollms_binding_personal_scripted_binding"].CALLS  # type: ignore[no-any-return]
+
+
+# A function tool in OpenAI's shape (the domain's), for the tool-calling tests.
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}

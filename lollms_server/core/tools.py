@@ -110,3 +110,12 @@ def is_client_call(content: Any) -> bool:
     """Whether a ``function_call`` event or output is a call for the client to run (``{"id", "name",
     "arguments"}``), not one the server already ran (those carry their ``result``)."""
     return isinstance(content, dict) and "arguments" in content and "name" in content and "result" not in content
+
+
+def arguments_object(arguments: Any) -> dict[str, Any]:
+    """A call's arguments (JSON text, or already an object) as an object; {} when they are not one."""
+    try:
+        value = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

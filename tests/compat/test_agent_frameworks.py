@@ -15,20 +15,12 @@ from typing import Any
 import pytest
 
 from lollms_server.app import create_app
-from tests.helpers import TEST_API_KEY, add_scripted_binding, make_config, write_instance
+from tests.helpers import TEST_API_KEY, WEATHER_TOOL, add_scripted_binding, make_config, write_instance
 from tests.server import serving
 
 pytest.importorskip("llama_cpp")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must not fetch its price list
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 ASK = "What is the weather in Paris?"
 
 
@@ -50,7 +42,7 @@ async def test_langchain_chat_openai_binds_tools_and_finishes_the_round_trip(ser
     from langchain_openai import ChatOpenAI
 
     llm = ChatOpenAI(base_url=f"{server}/v1", api_key=TEST_API_KEY, model="llama", max_tokens=60, max_retries=0)  # type: ignore[arg-type]
-    with_tools = llm.bind_tools([WEATHER], tool_choice="required")
+    with_tools = llm.bind_tools([WEATHER_TOOL], tool_choice="required")
     question = HumanMessage(ASK)
     called = await with_tools.ainvoke([question])
     [call] = called.tool_calls  # type: ignore[attr-defined]
@@ -65,7 +57,7 @@ async def test_langchain_chat_ollama_binds_tools(server: str) -> None:
 
     headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
     llm = ChatOllama(base_url=server, model="scripted", client_kwargs={"headers": headers})
-    called = await llm.bind_tools([WEATHER]).ainvoke([HumanMessage(ASK)])
+    called = await llm.bind_tools([WEATHER_TOOL]).ainvoke([HumanMessage(ASK)])
     [call] = called.tool_calls  # type: ignore[attr-defined]
     assert call["name"] == "get_weather" and call["args"] == {"city": "Paris"}
     answer = await llm.ainvoke([HumanMessage(ASK), called, ToolMessage("18 degrees", tool_call_id=call["id"])])
@@ -79,7 +71,7 @@ async def test_litellm_through_its_openai_ollama_and_anthropic_providers(server:
 
     def complete(model: str, api_base: str, **extra: Any) -> Any:
         return litellm.completion(
-            model=model, api_base=api_base, api_key=TEST_API_KEY, messages=messages, tools=[WEATHER], **extra
+            model=model, api_base=api_base, api_key=TEST_API_KEY, messages=messages, tools=[WEATHER_TOOL], **extra
         )
 
     via_openai, via_ollama, via_anthropic = await asyncio.gather(

@@ -21,7 +21,7 @@ from lollms_server.api.ollama_compat.translate import image_mime, parameters_of
 from lollms_server.app import create_app
 from lollms_server.core.errors import BackendFailedError
 from lollms_server.core.events import TextDelta
-from tests.helpers import TEST_API_KEY, make_config, wait_until, write_instance
+from tests.helpers import TEST_API_KEY, WEATHER_TOOL, make_config, wait_until, write_instance
 from tests.server import serving
 
 pytest.importorskip("llama_cpp", reason="install with ./run_tests.sh (builds llama-cpp-python)")
@@ -260,16 +260,6 @@ async def test_options_format_and_images_translate() -> None:
         "image/png",
         "image/png",
     ]
-
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 async def test_tools_calls_and_results_with_the_ollama_sdk(server: Server) -> None:

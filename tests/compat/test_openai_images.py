@@ -32,9 +32,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_pipeline(tmp_path_factory.mktemp("diffusion") / "tiny-sd")
 
 
-@pytest.fixture
-async def http(tmp_path: Path, tiny_model: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """The app (diffusers instance 'sd' on the tiny pipeline) over ASGI, for the SDK and for our own API."""
+def tiny_sd_config(tmp_path: Path, tiny_model: Path):  # type: ignore[no-untyped-def]
+    """A server config with the diffusers instance 'sd' on the tiny pipeline (tti and i2i default)."""
     config = make_config(
         tmp_path, bindings_map={"sd": "diffusers_binding"}, defaults={"tti_binding": "sd", "i2i_binding": "sd"}
     )
@@ -42,6 +41,13 @@ async def http(tmp_path: Path, tiny_model: Path) -> AsyncIterator[httpx.AsyncCli
     folder.mkdir(parents=True)
     (folder / "tiny-sd").symlink_to(tiny_model, target_is_directory=True)
     write_instance(config, "sd", {"type": "diffusers_binding", "default_model": "tiny-sd", "num_threads": 1})
+    return config
+
+
+@pytest.fixture
+async def http(tmp_path: Path, tiny_model: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The app (diffusers instance 'sd' on the tiny pipeline) over ASGI, for the SDK and for our own API."""
+    config = tiny_sd_config(tmp_path, tiny_model)
     async with LifespanManager(create_app(config)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -205,13 +211,7 @@ async def test_lollms_client_lists_image_models_and_draws(tmp_path: Path, tiny_m
 
     from tests.server import serving
 
-    config = make_config(
-        tmp_path, bindings_map={"sd": "diffusers_binding"}, defaults={"tti_binding": "sd", "i2i_binding": "sd"}
-    )
-    folder = config.paths.models_folder / "diffusers_models"
-    folder.mkdir(parents=True)
-    (folder / "tiny-sd").symlink_to(tiny_model, target_is_directory=True)
-    write_instance(config, "sd", {"type": "diffusers_binding", "default_model": "tiny-sd", "num_threads": 1})
+    config = tiny_sd_config(tmp_path, tiny_model)
     async with serving(create_app(config)) as url:
 
         def use_lollms_client() -> tuple[dict[str, Any], list[dict[str, Any]], bytes]:

@@ -10,20 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import prompt
+from tests.helpers import WEATHER_TOOL, prompt
 from tests.zoo.gemini_server import proto_field
 from tests.zoo.test_gemini_binding import gemini_client, generate, parse_sse
 
 pytest.importorskip("google.genai", reason="gemini_binding needs google-genai")
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 CLOCK = {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}
 
 
@@ -32,14 +24,14 @@ def calls(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def test_tools_go_as_declarations_and_calls_come_back(tmp_path: Path) -> None:
-    named = {"tools": [CLOCK, WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
+    named = {"tools": [CLOCK, WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
     async with gemini_client(tmp_path) as (client, fake):
         required = await generate(client, [prompt("Paris")], parameters=named)
         sent = fake.last("generate").body
         streamed = await generate(client, [prompt("Rome")], parameters=named, stream=True)
-        auto_text = await generate(client, [prompt("hello")], parameters={"tools": [WEATHER]})
+        auto_text = await generate(client, [prompt("hello")], parameters={"tools": [WEATHER_TOOL]})
         none = await generate(
-            client, [prompt("please call it")], parameters={"tools": [WEATHER], "tool_choice": "none"}
+            client, [prompt("please call it")], parameters={"tools": [WEATHER_TOOL], "tool_choice": "none"}
         )
         none_sent = fake.last("generate").body
     assert required.status_code == 200, required.text
@@ -47,7 +39,7 @@ async def test_tools_go_as_declarations_and_calls_come_back(tmp_path: Path) -> N
     assert call["name"] == "get_weather" and json.loads(call["arguments"]) == {"city": "Paris"}
     declarations = sent["tools"][0]["functionDeclarations"]
     assert [declaration["name"] for declaration in declarations] == ["now", "get_weather"]
-    assert proto_field(declarations[1], "parametersJsonSchema") == WEATHER["function"]["parameters"]
+    assert proto_field(declarations[1], "parametersJsonSchema") == WEATHER_TOOL["function"]["parameters"]
     assert sent["toolConfig"]["functionCallingConfig"] == {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}
     events = parse_sse(streamed.text)
     [event] = [event for event in events if event["type"] == "function_call"]
@@ -65,7 +57,7 @@ async def test_tool_results_go_back_as_function_responses(tmp_path: Path) -> Non
         {"type": "text", "role": "tool_result", "data": "18 degrees", "metadata": {"tool_call_id": "call_1"}},
     ]
     async with gemini_client(tmp_path) as (client, fake):
-        answer = await generate(client, items, parameters={"tools": [WEATHER]})
+        answer = await generate(client, items, parameters={"tools": [WEATHER_TOOL]})
         contents = fake.last("generate").body["contents"]
     assert answer.status_code == 200, answer.text
     assert answer.json()["output"][0]["data"] == "Echo:  [get_weather said 18 degrees]"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -14,7 +13,7 @@ from lollms_server.core.domain import GenerationRequest, InputData, OutputData
 from lollms_server.core.errors import BackendFailedError, BadRequestError
 from lollms_server.core.events import Completed, GenerationEvent, SideEvent, TextDelta
 from lollms_server.core.model_ids import ModelIds
-from lollms_server.core.tools import FUNCTION_CALL, TOOL_RESULT_ROLE, is_client_call, tool_call
+from lollms_server.core.tools import FUNCTION_CALL, TOOL_RESULT_ROLE, arguments_object, is_client_call, tool_call
 
 # Our finish_reason -> Anthropic's stop_reason.
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -158,13 +157,6 @@ def _usage(metadata: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
-def _arguments(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return {}
-
-
 def message_object(request_id: str, model: str, outputs: list[OutputData]) -> dict[str, Any]:
     """The complete answer as Anthropic's message object."""
     texts = [output for output in outputs if output.type == "text"]
@@ -176,7 +168,7 @@ def message_object(request_id: str, model: str, outputs: list[OutputData]) -> di
     text = "".join(str(output.data) for output in texts)
     content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text or not calls else []
     content += [
-        {"type": "tool_use", "id": call["id"], "name": call["name"], "input": _arguments(call["arguments"])}
+        {"type": "tool_use", "id": call["id"], "name": call["name"], "input": arguments_object(call["arguments"])}
         for call in calls
     ]
     metadata = (

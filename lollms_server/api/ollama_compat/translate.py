@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +13,7 @@ from lollms_server.api.wire_fields import Refusal, refuse
 from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.model_ids import ModelIds
-from lollms_server.core.tools import TOOL_RESULT_ROLE, tool_call
+from lollms_server.core.tools import TOOL_RESULT_ROLE, arguments_object, tool_call
 
 ROLES = {"system": "system_context", "user": "user_prompt", "assistant": "assistant_reply", "tool": TOOL_RESULT_ROLE}
 # Ollama option -> our parameter.
@@ -161,14 +160,7 @@ def _call_of(call: dict[str, Any]) -> dict[str, Any]:
 
 def ollama_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Our calls as Ollama's message.tool_calls (arguments as an object)."""
-    return [{"function": {"name": call["name"], "arguments": _arguments(call["arguments"])}} for call in calls]
-
-
-def _arguments(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return {}
+    return [{"function": {"name": call["name"], "arguments": arguments_object(call["arguments"])}} for call in calls]
 
 
 def generate_items(body: GenerateBody) -> list[InputData]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +9,7 @@ from google.genai import types
 from pydantic import ValidationError
 
 from lollms_server.core.errors import BadRequestError
-from lollms_server.core.tools import tool_call
+from lollms_server.core.tools import arguments_object, tool_call
 
 ROLES = {"user": "user", "assistant": "model", "tool": "user"}  # a tool's result answers as the user's turn
 TOOL_MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
@@ -92,17 +91,9 @@ def _parts(message: dict[str, Any], call_names: dict[str, str]) -> list[types.Pa
     for call in message.get("tool_calls") or []:
         function = call["function"]
         call_names[call["id"]] = function["name"]
-        arguments = _object(function.get("arguments"))
+        arguments = arguments_object(function.get("arguments"))
         parts.append(types.Part(function_call=types.FunctionCall(id=call["id"], name=function["name"], args=arguments)))
     return parts
-
-
-def _object(arguments: Any) -> dict[str, Any]:
-    try:
-        value = json.loads(arguments) if isinstance(arguments, str) else arguments
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def build_contents(

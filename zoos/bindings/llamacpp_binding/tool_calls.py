@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from lollms_server.core.tools import tool_call
+from lollms_server.core.tools import arguments_object, tool_call
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -115,7 +115,11 @@ def with_tools(messages: list[dict[str, Any]], mode: ToolMode | None) -> list[di
     for message in messages:
         if message["role"] == "assistant" and message.get("tool_calls"):
             calls = "".join(
-                OPEN + json.dumps({"name": call["function"]["name"], "arguments": _arguments(call)}) + CLOSE
+                OPEN
+                + json.dumps(
+                    {"name": call["function"]["name"], "arguments": arguments_object(call["function"].get("arguments"))}
+                )
+                + CLOSE
                 for call in message["tool_calls"]
             )
             turns.append({"role": "assistant", "content": (message.get("content") or "") + calls})
@@ -131,13 +135,6 @@ def with_tools(messages: list[dict[str, Any]], mode: ToolMode | None) -> list[di
     if turns and turns[0]["role"] == "system":
         return [{"role": "system", "content": f"{turns[0]['content']}\n\n{instructions}"}, *turns[1:]]
     return [{"role": "system", "content": instructions}, *turns]
-
-
-def _arguments(call: dict[str, Any]) -> Any:
-    try:
-        return json.loads(call["function"].get("arguments") or "{}")
-    except ValueError:
-        return call["function"].get("arguments")
 
 
 def parse_call(text: str, mode: ToolMode) -> dict[str, Any] | None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal
 
 from lollms_server.core.errors import BadRequestError
-from lollms_server.core.tools import tool_call
+from lollms_server.core.tools import arguments_object, tool_call
 
 # Our normalized parameter -> Ollama option.
 OPTION_NAMES = {
@@ -87,7 +86,12 @@ def keep_alive_value(value: str | None) -> str | float | None:
 def _ollama_message(message: dict[str, Any]) -> dict[str, Any]:
     if message.get("tool_calls"):
         calls = [
-            {"function": {"name": call["function"]["name"], "arguments": _object(call["function"].get("arguments"))}}
+            {
+                "function": {
+                    "name": call["function"]["name"],
+                    "arguments": arguments_object(call["function"].get("arguments")),
+                }
+            }
             for call in message["tool_calls"]
         ]
         return {"role": message["role"], "content": message.get("content") or "", "tool_calls": calls}
@@ -98,14 +102,6 @@ def _ollama_message(message: dict[str, Any]) -> dict[str, Any]:
             **({"tool_name": message["name"]} if message.get("name") else {}),
         }
     return dict(message)
-
-
-def _object(arguments: Any) -> dict[str, Any]:
-    try:
-        value = json.loads(arguments) if isinstance(arguments, str) else arguments
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def call_events(message: Any) -> list[dict[str, Any]]:
