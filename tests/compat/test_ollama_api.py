@@ -69,7 +69,9 @@ async def test_version_and_model_list(server: Server) -> None:
     models = {model.model: model for model in listed.models}
     assert {"llama", MODEL, "e5", "e5/multilingual-e5-small", "personality/lollms"} <= set(models)
     assert models[MODEL].size and models[MODEL].size > 50_000_000 and models[MODEL].modified_at is not None
-    assert models[MODEL].details is not None and models[MODEL].details.family == "llamacpp_binding"
+    # The model's own family (GGUF general.architecture), as /api/show says; the instance entry is its default's.
+    assert models[MODEL].details is not None and models[MODEL].details.family == "llama"
+    assert models["llama"].details is not None and models["llama"].details.family == "llama"
     assert models["personality/lollms"].details.family == "personality"  # type: ignore[union-attr]
     assert len(models[MODEL].digest or "") == 64
 
@@ -77,6 +79,7 @@ async def test_version_and_model_list(server: Server) -> None:
 async def test_show_describes_context_capabilities_and_personalities(server: Server) -> None:
     async with server.client() as client:
         llama = await client.show(MODEL)
+        assert llama.details is not None and llama.details.family == "llama"
         e5 = await client.show("e5:latest")
         persona = await client.show("personality/lollms")
     assert llama.capabilities == ["completion", "embedding"]

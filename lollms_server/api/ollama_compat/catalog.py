@@ -95,10 +95,11 @@ def ollama_details(described: dict[str, Any], fallback_family: str) -> dict[str,
 async def list_tags(models: Models) -> list[dict[str, Any]]:
     """Binding models that produce text or embeddings, then the available personalities."""
     tags = []
-    for entry in await list_model_ids(models.bindings):
+    entries = await list_model_ids(models.bindings)
+    for entry in entries:
         if LISTED_OUTPUTS & set(entry["outputs"]):
             instance = models.bindings.instances[entry["binding"]]
-            details = ollama_details(entry.get("details") or {}, instance.type_name)
+            details = ollama_details(entry.get("details") or _default_details(entries, entry), instance.type_name)
             tags.append(tag_entry(entry["id"], entry.get("size"), details))
     if models.default_text_binding:  # personalities run on the default text binding
         persona = ollama_details({"format": "lollms", "family": "personality"}, "personality")
@@ -106,6 +107,15 @@ async def list_tags(models: Models) -> list[dict[str, Any]]:
     alias = ollama_details({"format": "lollms", "family": "alias"}, "alias")
     tags += [tag_entry(entry["id"], 0, alias) for entry in alias_entries(models.bindings)]
     return tags
+
+
+def _default_details(entries: list[dict[str, Any]], instance_entry: dict[str, Any]) -> dict[str, Any]:
+    """For an instance's own entry (its default model): the details of that model, or of its first model."""
+    models = [entry for entry in entries if entry["binding"] == instance_entry["binding"] and entry.get("details")]
+    chosen = next(
+        (entry for entry in models if entry["model"] == instance_entry["model"]), models[0] if models else None
+    )
+    return dict(chosen["details"]) if chosen else {}
 
 
 def modelfile(name: str, target: Target, parameters: str) -> str:

@@ -78,6 +78,45 @@ def _is_gguf(path: Path) -> bool:
         return False
 
 
+# GGUF value types with a fixed size, by type id (uint8, int8, uint16, int16, uint32, int32, float32, bool,
+# uint64, int64, float64); 8 is a string, 9 an array.
+_GGUF_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_GGUF_STRING = 8
+_MAX_HEADER_KEYS = 32  # general.architecture comes first in every converter's output
+
+
+def gguf_architecture(path: Path) -> str | None:
+    """``general.architecture`` from a GGUF file's header, read without loading the model (None if not found
+    among the first keys, or the file is not a GGUF v2+ file)."""
+    try:
+        with path.open("rb") as handle:
+            if handle.read(4) != GGUF_MAGIC or int.from_bytes(handle.read(4), "little") < 2:
+                return None
+            handle.read(8)  # tensor count
+            keys = int.from_bytes(handle.read(8), "little")
+            for _ in range(min(keys, _MAX_HEADER_KEYS)):
+                key = _gguf_string(handle)
+                kind = int.from_bytes(handle.read(4), "little")
+                if kind == _GGUF_STRING:
+                    value = _gguf_string(handle)
+                    if key == "general.architecture":
+                        return value
+                elif kind in _GGUF_SCALAR_SIZES:
+                    handle.read(_GGUF_SCALAR_SIZES[kind])
+                else:
+                    return None  # an array before the architecture: not worth walking
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _gguf_string(handle: Any) -> str:
+    length = int.from_bytes(handle.read(8), "little")
+    if length > 65536:
+        raise ValueError("implausible GGUF string length")
+    return str(handle.read(length).decode("utf-8"))
+
+
 def _inside(path: Path, folder: Path) -> bool:
     try:
         path.relative_to(folder)
@@ -215,7 +254,11 @@ class ModelCatalog:
             "format": "gguf",
             "supports_vision": False,
             "supports_audio": False,
-            "details": {"source": model.source, "embedded": model.source == "embedded"},
+            "details": {
+                "source": model.source,
+                "embedded": model.source == "embedded",
+                "family": gguf_architecture(model.path),
+            },
         }
 
     def list_models(self) -> list[dict[str, Any]]:
