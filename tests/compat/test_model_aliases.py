@@ -66,3 +66,16 @@ async def test_an_alias_is_no_backdoor(server: str) -> None:
 def test_an_alias_to_no_instance_fails_closed(tmp_path: Path, target: str) -> None:
     with pytest.raises(ConfigError, match="model_aliases"):
         make_config(tmp_path, bindings_map={"scripted": "scripted_binding"}, model_aliases={"x": target})
+
+
+async def test_anthropic_image_blocks_reach_a_vision_model(server: str) -> None:
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    content = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+        {"type": "text", "text": "What is this?"},
+    ]
+    async with anthropic.AsyncAnthropic(base_url=server, api_key=TEST_API_KEY, max_retries=0) as claude:
+        await claude.messages.create(model="gpt-4o", max_tokens=10, messages=[{"role": "user", "content": content}])  # type: ignore[arg-type]
+    [image] = scripted_calls()[-1]["multimodal"]
+    assert image.type == "image" and image.mime_type == "image/png" and image.data == png
+    assert scripted_calls()[-1]["request_info"]["messages"][-1]["content"] == "What is this?"
