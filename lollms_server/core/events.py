@@ -39,6 +39,13 @@ class SideEvent:
     metadata: dict[str, Any] | None = None
 
 
+@dataclass(slots=True)
+class MediaDelta:
+    """A piece of binary output as it is made (a sentence of speech): an OutputData-shaped dict, playable alone."""
+
+    output: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class FinalEvent:
     """The end of a stream: complete outputs (None: the text deltas are the output) and metadata."""
@@ -47,7 +54,8 @@ class FinalEvent:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-StreamEvent = TextDelta | SideEvent | FinalEvent
+StreamEvent = TextDelta | SideEvent | MediaDelta | FinalEvent
+MEDIA_TYPES = ("audio", "image", "video")
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ class Completed:
 
 
 # What GenerationService.stream yields, for every API edge to translate into its wire format.
-GenerationEvent = TextDelta | SideEvent | Completed
+GenerationEvent = TextDelta | SideEvent | MediaDelta | Completed
 
 
 def stream_chunk(event: GenerationEvent) -> dict[str, Any]:
@@ -68,6 +76,8 @@ def stream_chunk(event: GenerationEvent) -> dict[str, Any]:
         return {"type": "chunk", "content": event.text, "thoughts": event.thoughts}
     if isinstance(event, SideEvent):
         return {"type": event.kind, "content": event.content, "thoughts": None, "metadata": event.metadata}
+    if isinstance(event, MediaDelta):
+        return {"type": "chunk", "content": event.output, "thoughts": None}
     return {
         "type": "final",
         "content": [output.model_dump() for output in event.outputs],
@@ -97,7 +107,10 @@ def event_of(item: Any) -> StreamEvent:
         return TextDelta(item)
     kind = item.get("type") if isinstance(item, dict) else None
     if kind == "chunk":
-        return TextDelta(str(item.get("content") or ""), item.get("thoughts") or None)
+        content = item.get("content")
+        if isinstance(content, dict) and content.get("type") in MEDIA_TYPES:
+            return MediaDelta(content)
+        return TextDelta(str(content or ""), item.get("thoughts") or None)
     if kind in ("info", "error", "function_call"):
         return SideEvent(kind, item.get("content"), item.get("metadata"))
     if kind == "final":
@@ -116,6 +129,7 @@ class OutputAccumulator:
         self._thoughts: list[str] = []
         self._final: list[dict[str, Any]] | None = None
         self._side: list[dict[str, Any]] = []
+        self._media: list[dict[str, Any]] = []
         self.metadata: dict[str, Any] = {}
 
     def add(self, event: StreamEvent) -> TextDelta | None:
@@ -123,6 +137,9 @@ class OutputAccumulator:
         if isinstance(event, TextDelta):
             visible, thought = self._parser.feed(event.text) if self._parser else (event.text, "")
             return self._keep(visible, thought + (event.thoughts or ""))
+        if isinstance(event, MediaDelta):
+            self._media.append(event.output)
+            return None
         if isinstance(event, FinalEvent):
             if event.outputs is not None:
                 self._final = (self._final or []) + event.outputs
@@ -152,6 +169,8 @@ class OutputAccumulator:
         text only when ``text_when_empty``), then the side events kept as outputs."""
         if self._final is not None:
             main = list(self._final)
+        elif self._media:  # pieces of binary output, each one an output (the text, if any, first)
+            main = ([self.text_output()] if "".join(self._text) else []) + self._media
         elif self._text or text_when_empty:
             main = [self.text_output()]
         else:

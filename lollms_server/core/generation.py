@@ -28,7 +28,14 @@ from lollms_server.core.errors import (
     NotFoundError,
     UnavailableError,
 )
-from lollms_server.core.events import Completed, GenerationEvent, OutputAccumulator, SideEvent, event_of
+from lollms_server.core.events import (
+    Completed,
+    GenerationEvent,
+    MediaDelta,
+    OutputAccumulator,
+    SideEvent,
+    event_of,
+)
 from lollms_server.core.limits import check_name
 from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.nested import nested_generators
@@ -371,7 +378,7 @@ class GenerationService:
                     delta = accumulator.add(event)
                     if delta is not None:
                         yield delta
-                    elif isinstance(event, SideEvent):
+                    elif isinstance(event, (SideEvent, MediaDelta)):
                         yield event
         finally:
             if slot:

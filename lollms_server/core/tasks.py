@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lollms_server.core.audio_parameters import speech_parameters, transcription_parameters
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.image_parameters import ImageParameters
 from lollms_server.core.limits import InputLimits
@@ -19,6 +20,14 @@ def validate_image_parameters(parameters: Mapping[str, Any] | None, limits: Inpu
     checked = ImageParameters.checked(parameters)
     limits.image_caps.check(checked)
     return checked.model_dump(exclude_none=True)
+
+
+def validate_speech_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
+    return speech_parameters(parameters)
+
+
+def validate_transcription_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
+    return transcription_parameters(parameters)
 
 
 def validate_text_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
@@ -62,8 +71,8 @@ TASKS: dict[str, GenerationTask] = {
         ),  # fmt: skip
         GenerationTask("ttv", "video", "text to video", True, (), validate_text_parameters),
         GenerationTask("ttm", "audio", "text to music", True, (), validate_text_parameters),
-        GenerationTask("tts", "audio", "text to speech", True, (), validate_text_parameters),
-        GenerationTask("stt", "text", "speech to text", False, ("input_audio",), validate_text_parameters),
+        GenerationTask("tts", "audio", "text to speech", True, (), validate_speech_parameters),
+        GenerationTask("stt", "text", "speech to text", False, ("input_audio",), validate_transcription_parameters),
         GenerationTask("audio2audio", "audio", "audio to audio", False, ("input_audio",), validate_text_parameters),
     )
 }

@@ -1,0 +1,67 @@
+"""The parameters of speech tasks: text-to-speech (``tts``) and speech-to-text (``stt``). Like the image
+parameters, anything else is refused (400 naming it); bindings add their own caps and choices (voices)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lollms_server.core.errors import BadRequestError
+
+# Output audio formats and their media types (what soundfile writes: WAV, FLAC, MP3, Ogg Opus; pcm is raw
+# 16-bit little-endian mono samples, as OpenAI's speech API answers it).
+AUDIO_FORMATS = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "flac": "audio/flac",
+    "pcm": "audio/L16",
+}
+
+
+class SpeechParameters(BaseModel):
+    """What a text-to-speech request may set. Defaults are the binding's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    voice: str | None = Field(default=None, max_length=64, description="A voice the binding lists.")
+    speed: float | None = Field(default=None, ge=0.25, le=4.0, description="1.0 is the voice's own pace.")
+    audio_format: Literal["wav", "mp3", "opus", "flac", "pcm"] | None = Field(
+        default=None, description="Encoding of the audio (wav by default)."
+    )
+    sample_rate: int | None = Field(default=None, ge=8000, le=48000, description="Resampled to this rate.")
+    seed: int | None = Field(default=None, ge=-1, le=2**63 - 1, description="The same seed, the same audio.")
+
+
+class TranscriptionParameters(BaseModel):
+    """What a speech-to-text request may set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str | None = Field(default=None, max_length=16, description="ISO code ('en', 'fr'); none detects it.")
+    translate: bool = Field(default=False, description="Translate into English instead of transcribing.")
+    timestamps: Literal["none", "segment", "word"] = Field(default="segment", description="Timing detail.")
+    vad_filter: bool = Field(default=False, description="Skip silences with voice activity detection.")
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    prompt: str | None = Field(default=None, max_length=2000, description="Text that conditions the transcript.")
+    beam_size: int | None = Field(default=None, ge=1, le=10)
+
+
+def _checked(model: type[BaseModel], parameters: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+    try:
+        return model.model_validate(dict(parameters or {})).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'parameters'}: {error['msg']}" for error in exc.errors()
+        )
+        raise BadRequestError(f"invalid {what} parameters: {problems}") from None
+
+
+def speech_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    return _checked(SpeechParameters, parameters, "text-to-speech")
+
+
+def transcription_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    return _checked(TranscriptionParameters, parameters, "speech-to-text")
