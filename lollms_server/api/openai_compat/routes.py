@@ -14,7 +14,7 @@ from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import keepalive_seconds, run_to_completion, start_stream
 from lollms_server.api.models import InputData
-from lollms_server.api.openai_compat import image_routes
+from lollms_server.api.openai_compat import audio_routes, image_routes
 from lollms_server.api.openai_compat.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -45,6 +45,7 @@ router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 DONE = b"data: [DONE]\n\n"
 _NOT_OPENAI = "not part of the OpenAI API this server implements"
 router.include_router(image_routes.router)
+router.include_router(audio_routes.router)
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
