@@ -121,3 +121,10 @@ async def models_by_type(
         if output in entry["outputs"] and binding_alias in (None, entry["binding"])
     ]
     return {"object": "list", "data": entries}
+
+
+@router.get("/audio/voices", summary="Voices of the default text-to-speech binding (lollms_client's tts_list_voices)")
+async def voices(bindings: BindingManagerDep, config: ConfigDep) -> dict[str, Any]:
+    binding = await bindings.get_binding(config.binding_for("tts"))
+    details = (await binding.get_model_info(None)).get("details") or {}
+    return {"object": "list", "data": [{"id": voice, "name": voice} for voice in details.get("voices") or []]}

@@ -4,6 +4,7 @@ format, word timestamps), the round trip of a sentence, and bad audio refused.""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from collections.abc import AsyncIterator
@@ -88,3 +89,20 @@ async def test_transcription_formats_and_refusals(client: openai.AsyncOpenAI) ->
         await client.audio.translations.create(model="whisper-1", file=upload)  # deprecated by the SDK, still served
     with pytest.raises(openai.BadRequestError, match="aac"):
         await client.audio.speech.create(model="tts-1", voice="alloy", input="hi", response_format="aac")
+
+
+async def test_lollms_client_speaks_and_lists_voices(client: openai.AsyncOpenAI) -> None:
+    from lollms_client import LollmsClient
+
+    server = str(client.base_url).removesuffix("/").removesuffix("/v1")
+
+    def use_lollms_client() -> tuple[bytes, list[dict[str, str]]]:
+        lollms = LollmsClient(
+            llm_binding_name="lollms",
+            llm_binding_config={"host_address": server, "model_name": "voice", "service_key": TEST_API_KEY},
+        )
+        return lollms.llm.tts_generate(SENTENCE, voice="alloy", response_format="wav"), lollms.llm.tts_list_voices()
+
+    audio, voices = await asyncio.to_thread(use_lollms_client)
+    assert soundfile.info(io.BytesIO(audio)).format == "WAV"
+    assert {"id": "heart", "name": "heart"} in voices
