@@ -1,0 +1,89 @@
+"""hibari_binding and whisper_binding through /api/v1/generate: speech parameters checked, streamed sentences,
+the same seed the same audio, and audio refused before any work when it is empty, not audio or too long."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lollms_server.app import create_app
+from tests.conftest import running_client
+from tests.helpers import make_config, prompt, write_instance
+
+pytest.importorskip("hibari", reason="install with ./run_tests.sh (the speech extra)")
+pytest.importorskip("faster_whisper", reason="install with ./run_tests.sh (the speech extra)")
+soundfile = pytest.importorskip("soundfile")
+numpy = pytest.importorskip("numpy")
+
+
+def speech_config(tmp_path: Path, **whisper: Any):  # type: ignore[no-untyped-def]
+    config = make_config(
+        tmp_path,
+        bindings_map={"voice": "hibari_binding", "ears": "whisper_binding"},
+        defaults={"tts_binding": "voice", "stt_binding": "ears"},
+    )
+    write_instance(config, "voice", {"type": "hibari_binding"})
+    write_instance(config, "ears", {"type": "whisper_binding", **whisper})
+    return config
+
+
+def wav_b64(seconds: float, rate: int = 16000) -> str:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, numpy.zeros(int(seconds * rate), dtype="float32"), rate, format="WAV")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def audio_item(data: str, mime: str | None = "audio/wav") -> dict[str, Any]:
+    return {"type": "audio", "role": "input_audio", "data": data, "mime_type": mime}
+
+
+async def test_speech_parameters_streaming_and_seeds(tmp_path: Path) -> None:
+    text = [prompt("First sentence here. And a second one.")]
+    async with running_client(create_app(speech_config(tmp_path))) as client:
+
+        async def speak(**body: Any) -> Any:
+            return await client.post("/api/v1/generate", json={"generation_type": "tts", "input_data": text, **body})
+
+        once = await speak(parameters={"seed": 5, "sample_rate": 16000})
+        again = await speak(parameters={"seed": 5, "sample_rate": 16000})
+        streamed = await speak(stream=True, parameters={"audio_format": "mp3"})
+        unknown = await speak(parameters={"pitch": 2})
+        too_fast = await speak(parameters={"speed": 9})
+        empty = await client.post("/api/v1/generate", json={"generation_type": "tts", "input_data": [prompt(" ")]})
+    assert once.status_code == 200, once.text
+    [audio] = once.json()["output"]
+    assert audio["data"] == again.json()["output"][0]["data"]  # the same seed, the same bytes
+    samples, rate = soundfile.read(io.BytesIO(base64.b64decode(audio["data"])))
+    assert rate == 16000 and audio["metadata"]["seconds"] == pytest.approx(len(samples) / rate, abs=0.01)
+    events = [json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: ")]
+    pieces = [event["content"] for event in events if event["type"] == "chunk"]
+    assert len(pieces) == 2 and all(piece["mime_type"] == "audio/mpeg" for piece in pieces)
+    assert events[-1]["type"] == "final" and events[-1]["content"][0]["type"] == "audio"
+    assert unknown.status_code == 400 and "pitch" in unknown.json()["detail"]
+    assert too_fast.status_code == 400 and "speed" in too_fast.json()["detail"]
+    assert empty.status_code == 400
+
+
+async def test_bad_audio_is_refused_before_transcribing(tmp_path: Path) -> None:
+    async with running_client(create_app(speech_config(tmp_path, max_audio_seconds=2))) as client:
+
+        async def transcribe(*items: dict[str, Any]) -> Any:
+            return await client.post("/api/v1/generate", json={"generation_type": "stt", "input_data": list(items)})
+
+        too_long = await transcribe(audio_item(wav_b64(3.0)))
+        empty = await transcribe(audio_item(""))
+        not_audio = await transcribe(audio_item(base64.b64encode(b"%PDF-1.7 not audio").decode(), "audio/wav"))
+        wrong_type = await transcribe(audio_item(wav_b64(1.0), "image/png"))
+        missing = await client.post("/api/v1/generate", json={"generation_type": "stt", "input_data": [prompt("x")]})
+        silence = await transcribe(audio_item(wav_b64(1.0)))
+    assert too_long.status_code == 400 and "max_audio_seconds" in too_long.json()["detail"]
+    assert empty.status_code == 400
+    assert not_audio.status_code == 400 and "not audio" in not_audio.json()["detail"]
+    assert wrong_type.status_code == 400 and "image/png" in wrong_type.json()["detail"]
+    assert missing.status_code == 400 and "input_audio" in missing.json()["detail"]
+    assert silence.status_code == 200 and silence.json()["output"][0]["metadata"]["duration"] == pytest.approx(1.0)
