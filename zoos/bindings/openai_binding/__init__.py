@@ -28,6 +28,15 @@ from lollms_server.core.remote import (
     stream_with_retries,
 )
 
+from .audio import (
+    AUDIO_TASKS,
+    SPEECH_TASK,
+    TRANSCRIPTION_TASK,
+    speech_arguments,
+    speech_output,
+    transcription_arguments,
+    transcription_output,
+)
 from .images import DEFAULT_IMAGE_MODELS, IMAGE_TASKS, INPUT_ROLES, edit_files, image_arguments, image_outputs
 from .messages import VISION_MODEL, ToolCallPieces, chat_messages, message_calls, request_options
 
@@ -47,8 +56,8 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
 
 class OpenAIBinding(Binding):
     binding_type_name = "openai_binding"
-    input_modalities = ("text", "image")
-    output_modalities = ("text", "image")
+    input_modalities = ("text", "image", "audio")
+    output_modalities = ("text", "image", "audio")
     streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
@@ -67,6 +76,11 @@ class OpenAIBinding(Binding):
         self._models: tuple[float, dict[str, dict[str, Any]]] | None = None
         self.image_models = frozenset(config.get("image_models", DEFAULT_IMAGE_MODELS))
         self.default_image_model: str | None = config.get("default_image_model") or None
+        self.default_audio_models = {
+            SPEECH_TASK: config.get("default_speech_model") or "tts-1",
+            TRANSCRIPTION_TASK: config.get("default_transcription_model") or "whisper-1",
+        }
+        self.default_voice = str(config.get("default_voice") or "alloy")
 
     # --- capabilities ----------------------------------------------------------------------------------
     def _takes_images(self, model_name: str | None) -> bool:
@@ -83,7 +97,7 @@ class OpenAIBinding(Binding):
     def default_model_for(self, task: str) -> str | None:
         if task in IMAGE_TASKS and not self._draws(self.default_model_name):
             return self.default_image_model
-        return None
+        return self.default_audio_models.get(task)
 
     def _api_for(self, model: str | None, request_info: dict[str, Any]) -> bool:
         """Whether ``model`` goes to the images API; BadRequestError when the request's task disagrees."""
@@ -102,6 +116,8 @@ class OpenAIBinding(Binding):
         return draws
 
     def model_supports_input(self, model_name: str | None, data_type: str, role: str) -> bool:
+        if data_type == "audio":  # for transcription models; the backend says if the model cannot listen
+            return role == "input_audio"
         if self._draws(model_name):
             return data_type == "text" or (data_type == "image" and role in INPUT_ROLES)
         return data_type == "text" or (data_type == "image" and self._takes_images(model_name))
@@ -248,6 +264,26 @@ class OpenAIBinding(Binding):
             )
         return outputs
 
+    async def _audio(
+        self, model: str, prompt: str, params: dict[str, Any], request_info: dict[str, Any], items: list[Any]
+    ) -> dict[str, Any]:
+        """Speech (audio.speech) or a transcript (audio.transcriptions, or .translations when asked)."""
+        if request_info.get("generation_type") == SPEECH_TASK:
+            arguments = speech_arguments(model, prompt, params, self.default_voice)
+
+            async def speak() -> Any:
+                return self._parsed(await self.client.audio.speech.with_raw_response.create(**arguments))
+
+            response = await call_with_retries(speak, self.policy, self._classify)
+            return speech_output(response.read(), model, arguments)
+        arguments = transcription_arguments(model, params, items)
+        endpoint = self.client.audio.translations if params.get("translate") else self.client.audio.transcriptions
+
+        async def listen() -> Any:
+            return self._parsed(await endpoint.with_raw_response.create(**arguments))
+
+        return transcription_output(await call_with_retries(listen, self.policy, self._classify), model, params)
+
     async def generate(
         self,
         prompt: str,
@@ -256,6 +292,8 @@ class OpenAIBinding(Binding):
         multimodal_data: list[Any] | None = None,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         model = request_info.get("model_name") or self.default_model_name
+        if request_info.get("generation_type") in AUDIO_TASKS:
+            return [await self._audio(str(model), prompt, params, request_info, multimodal_data or [])]
         if self._api_for(model, request_info):
             return await self._images(str(model), prompt, params, multimodal_data or [])
         arguments = self._create_arguments(prompt, params, request_info, multimodal_data)
@@ -291,9 +329,11 @@ class OpenAIBinding(Binding):
         multimodal_data: list[Any] | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
         model = request_info.get("model_name") or self.default_model_name
-        if self._api_for(
-            model, request_info
-        ):  # the images API does not stream here: the images come in the final event
+        if request_info.get("generation_type") in AUDIO_TASKS:  # answered whole: it comes in the final event
+            output = await self._audio(str(model), prompt, params, request_info, multimodal_data or [])
+            yield {"type": "final", "content": [output], "metadata": {"model": model}}
+            return
+        if self._api_for(model, request_info):  # the images API does not stream: its images come in the final event
             images = await self._images(str(model), prompt, params, multimodal_data or [])
             yield {"type": "final", "content": images, "metadata": {"model": model}}
             return
