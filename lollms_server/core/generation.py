@@ -225,7 +225,8 @@ class GenerationService:
         model_name = await binding.resolve_model(request.model_name or binding.default_model_for(task.name))
         conversation = build_conversation(request.input_data, personality.system_prompt if personality else None)
         task.check_inputs(conversation.prompt, {item.role for item in conversation.multimodal})
-        for item in conversation.multimodal:
+        workflow = personality.workflow if personality else None
+        for item in conversation.multimodal if workflow is None else ():  # a workflow decides what its inputs feed
             if not binding.model_supports_input(model_name, item.type, item.role):
                 raise BadRequestError(
                     f"binding '{binding_name}' with model '{model_name}' does not accept {item.type} input "
@@ -244,7 +245,6 @@ class GenerationService:
                 f"binding '{binding_name}' cannot constrain its output to JSON (response_format); "
                 "use a binding that can, such as llamacpp_binding or openai_binding"
             )
-        workflow = personality.workflow if personality else None
         prepared = PreparedGeneration(
             request_id=request_id,
             personality=personality.name if personality else None,

@@ -13,7 +13,7 @@ import pytest
 
 from lollms_server.app import create_app
 from tests.conftest import running_client
-from tests.helpers import make_config, prompt, write_instance
+from tests.helpers import add_scripted_binding, make_config, prompt, scripted_calls, write_instance
 
 pytest.importorskip("hibari", reason="install with ./run_tests.sh (the speech extra)")
 pytest.importorskip("faster_whisper", reason="install with ./run_tests.sh (the speech extra)")
@@ -87,3 +87,37 @@ async def test_bad_audio_is_refused_before_transcribing(tmp_path: Path) -> None:
     assert wrong_type.status_code == 400 and "image/png" in wrong_type.json()["detail"]
     assert missing.status_code == 400 and "input_audio" in missing.json()["detail"]
     assert silence.status_code == 200 and silence.json()["output"][0]["metadata"]["duration"] == pytest.approx(1.0)
+
+
+async def test_voice_assistant_hears_answers_and_speaks(tmp_path: Path) -> None:
+    """Speech to text, the text model (scripted here), text to speech: one request, three pipeline steps."""
+    config = speech_config(tmp_path)
+    add_scripted_binding(config, "text", default_model="model-a")
+    config.values["bindings_map"]["text"] = "scripted_binding"
+    config.values["defaults"]["ttt_binding"] = "text"
+    async with running_client(create_app(config)) as client:
+        spoken = await client.post(
+            "/api/v1/generate",
+            json={
+                "generation_type": "tts",
+                "input_data": [prompt("What time is it in Paris?")],
+                "parameters": {"seed": 1},
+            },
+        )
+        question = audio_item(spoken.json()["output"][0]["data"])
+        body = {"personality": "voice_assistant", "input_data": [question], "parameters": {"voice": {"voice": "nova"}}}
+        answer = await client.post("/api/v1/generate", json=body)
+        streamed = await client.post("/api/v1/generate", json={**body, "stream": True})
+    assert answer.status_code == 200, answer.text
+    outputs = answer.json()["output"]
+    assert [output["type"] for output in outputs] == ["text", "audio", "info"]
+    assert outputs[0]["data"] == "Hello world" and outputs[2]["data"].lower().startswith(
+        "heard: what time is it in paris"
+    )
+    assert scripted_calls()[-1]["prompt"].lower().startswith("what time is it in paris")
+    assert soundfile.info(io.BytesIO(base64.b64decode(outputs[1]["data"]))).duration > 0.3
+    events = [json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: ")]
+    kinds = [
+        event["type"] if event["type"] != "chunk" else f"chunk:{type(event['content']).__name__}" for event in events
+    ]
+    assert kinds == ["info", "chunk:str", "chunk:dict", "final"]
