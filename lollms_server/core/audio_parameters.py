@@ -49,6 +49,20 @@ class TranscriptionParameters(BaseModel):
     beam_size: int | None = Field(default=None, ge=1, le=10)
 
 
+class AudioToAudioParameters(BaseModel):
+    """What an audio-to-audio request (speech enhancement) may set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audio_format: Literal["wav", "mp3", "opus", "flac", "pcm"] | None = Field(default=None)
+    sample_rate: int | None = Field(
+        default=None, ge=8000, le=48000, description="Of the output; the input's by default."
+    )
+    attenuation_limit_db: float | None = Field(
+        default=None, ge=0.0, le=100.0, description="Most noise reduction in dB (100: as much as the model can)."
+    )
+
+
 def _checked(model: type[BaseModel], parameters: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
     try:
         return model.model_validate(dict(parameters or {})).model_dump(exclude_none=True)
@@ -65,3 +79,7 @@ def speech_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def transcription_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     return _checked(TranscriptionParameters, parameters, "speech-to-text")
+
+
+def audio_to_audio_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    return _checked(AudioToAudioParameters, parameters, "audio-to-audio")

