@@ -63,6 +63,20 @@ class AudioToAudioParameters(BaseModel):
     )
 
 
+class MusicParameters(BaseModel):
+    """What a text-to-music request may set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    duration: float | None = Field(default=None, gt=0.0, le=300.0, description="Seconds of music (the binding caps).")
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=20.0)
+    temperature: float | None = Field(default=None, gt=0.0, le=2.0)
+    top_k: int | None = Field(default=None, ge=1, le=4096)
+    seed: int | None = Field(default=None, ge=-1, le=2**63 - 1)
+    audio_format: Literal["wav", "mp3", "opus", "flac", "pcm"] | None = Field(default=None)
+    sample_rate: int | None = Field(default=None, ge=8000, le=48000)
+
+
 def _checked(model: type[BaseModel], parameters: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
     try:
         return model.model_validate(dict(parameters or {})).model_dump(exclude_none=True)
@@ -83,3 +97,7 @@ def transcription_parameters(parameters: Mapping[str, Any] | None) -> dict[str, 
 
 def audio_to_audio_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     return _checked(AudioToAudioParameters, parameters, "audio-to-audio")
+
+
+def music_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    return _checked(MusicParameters, parameters, "text-to-music")

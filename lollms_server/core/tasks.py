@@ -10,6 +10,7 @@ from typing import Any
 
 from lollms_server.core.audio_parameters import (
     audio_to_audio_parameters,
+    music_parameters,
     speech_parameters,
     transcription_parameters,
 )
@@ -36,6 +37,10 @@ def validate_transcription_parameters(parameters: Mapping[str, Any] | None, limi
 
 def validate_audio_to_audio_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
     return audio_to_audio_parameters(parameters)
+
+
+def validate_music_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
+    return music_parameters(parameters)
 
 
 def validate_text_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
@@ -78,7 +83,7 @@ TASKS: dict[str, GenerationTask] = {
             validate_image_parameters,
         ),  # fmt: skip
         GenerationTask("ttv", "video", "text to video", True, (), validate_text_parameters),
-        GenerationTask("ttm", "audio", "text to music", True, (), validate_text_parameters),
+        GenerationTask("ttm", "audio", "text to music", True, (), validate_music_parameters),
         GenerationTask("tts", "audio", "text to speech", True, (), validate_speech_parameters),
         GenerationTask("stt", "text", "speech to text", False, ("input_audio",), validate_transcription_parameters),
         GenerationTask(

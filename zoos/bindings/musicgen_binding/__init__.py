@@ -1,0 +1,212 @@
+"""musicgen_binding: text-to-music with MusicGen through transformers, in process.
+
+Durations become tokens (the audio codec's frame rate, plus the codebooks' delay), generation runs in a worker
+thread inside a compute slot, one per loaded model at a time; a stopping criterion reports progress (``info``
+events when streaming) and stops the work at the next step when the client has left."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from lollms_server.core.audio_files import audio_output, encode, resample
+from lollms_server.core.bindings import Binding
+from lollms_server.core.errors import BadRequestError, NotFoundError
+from lollms_server.core.limits import check_name
+from lollms_server.core.thread_stream import Emit, stream_from_thread
+
+PROGRESS_STEPS = 20  # progress events per generation, at most
+
+
+class Stopped(Exception):
+    """Raised inside generate() (from the stopping criterion) when nobody waits for the music any more."""
+
+
+def pick_device(setting: str) -> str:
+    import torch
+
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
+
+
+class MusicgenBinding(Binding):
+    binding_type_name = "musicgen_binding"
+    input_modalities = ("text",)
+    output_modalities = ("audio",)
+    streams = True
+
+    def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
+        super().__init__(config, resource_manager)
+        self._loaded: dict[str, tuple[Any, Any, str]] = {}  # name -> (model, processor, device)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._load_lock = asyncio.Lock()
+
+    def get_resource_requirements(self) -> dict[str, Any]:
+        return {"gpu_required": True}
+
+    def _folder(self) -> Path | None:
+        return self.models_folder / "musicgen" if self.models_folder else None
+
+    def _names(self) -> list[str]:
+        folder = self._folder()
+        if folder is None or not folder.is_dir():
+            return []
+        return sorted(path.name for path in folder.iterdir() if (path / "config.json").is_file())
+
+    def _path(self, name: str) -> Path:
+        check_name("model name", name)
+        folder = self._folder()
+        if folder is not None and "/" not in name and "\\" not in name and name not in (".", ".."):
+            if (folder / name / "config.json").is_file():
+                return folder / name
+        raise NotFoundError(
+            f"model '{name}' not found on binding '{self.binding_instance_name}' "
+            f"(available: {', '.join(self._names()) or 'none: save a MusicGen model in <models_folder>/musicgen/'})"
+        )
+
+    async def resolve_model(self, model_name: str | None) -> str | None:
+        name = model_name or self.default_model_name
+        if not name:
+            raise BadRequestError(f"binding '{self.binding_instance_name}': name a model or set default_model")
+        await anyio.to_thread.run_sync(self._path, name)
+        return name
+
+    async def list_available_models(self) -> list[dict[str, Any]]:
+        return [{"name": name, "format": "transformers"} for name in await anyio.to_thread.run_sync(self._names)]
+
+    async def get_model_info(self, model_name: str | None = None) -> dict[str, Any]:
+        name = await self.resolve_model(model_name)
+        return {"model_name": name, "model_type": "ttm", "supports_streaming": True, "details": {}}
+
+    async def load_model(self, model_name: str) -> bool:
+        await self._model(model_name)
+        return True
+
+    async def unload_model(self) -> bool:
+        self._loaded.clear()
+        return True
+
+    async def _model(self, name: str) -> tuple[Any, Any, str]:
+        async with self._load_lock:
+            if name not in self._loaded:
+                path = await anyio.to_thread.run_sync(self._path, name)
+                device = pick_device(str(self.config.get("device") or "auto"))
+
+                def load() -> tuple[Any, Any, str]:
+                    from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
+
+                    model = MusicgenForConditionalGeneration.from_pretrained(path, local_files_only=True).to(device)
+                    return model.eval(), MusicgenProcessor.from_pretrained(path, local_files_only=True), device
+
+                async with self.resource_manager.acquire_gpu_resource(f"load {name} on {self.binding_instance_name}"):
+                    self._loaded[name] = await anyio.to_thread.run_sync(load)
+                self._locks[name] = asyncio.Lock()
+        return self._loaded[name]
+
+    async def generate(
+        self,
+        prompt: str,
+        params: dict[str, Any],
+        request_info: dict[str, Any],
+        multimodal_data: list[Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        outputs: list[dict[str, Any]] = []
+        async with contextlib.aclosing(self._compose(prompt, params, request_info)) as chunks:
+            async for chunk in chunks:
+                if chunk["type"] == "final":
+                    outputs = chunk["content"]
+        return outputs
+
+    async def generate_stream(
+        self,
+        prompt: str,
+        params: dict[str, Any],
+        request_info: dict[str, Any],
+        multimodal_data: list[Any] | None = None,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        async with contextlib.aclosing(self._compose(prompt, params, request_info)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _compose(
+        self, prompt: str, params: dict[str, Any], request_info: dict[str, Any]
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        if not prompt.strip():
+            raise BadRequestError("describe the music in the user_prompt")
+        duration = float(params.get("duration") or self.config.get("default_duration") or 8.0)
+        limit = float(self.config.get("max_duration") or 30.0)
+        if duration > limit:
+            raise BadRequestError(
+                f"duration {duration:g} s is over binding '{self.binding_instance_name}''s limit of {limit:g} s "
+                "(max_duration)"
+            )
+        name = str(request_info.get("model_name") or self.default_model_name)
+        model, processor, device = await self._model(name)
+        audio_format = str(params.get("audio_format") or self.config.get("default_format") or "wav")
+        seed = params.get("seed")
+
+        def work(emit: Emit, stop: threading.Event) -> None:
+            import torch
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            codec = model.config.audio_encoder
+            rate = int(codec.sampling_rate)
+            steps = math.ceil(duration * codec.frame_rate) + int(model.config.decoder.num_codebooks)
+            every = max(1, steps // PROGRESS_STEPS)
+
+            class Progress(StoppingCriteria):
+                def __init__(self) -> None:
+                    self.step = 0
+
+                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                    if stop.is_set():
+                        raise Stopped
+                    self.step += 1
+                    if self.step % every == 0 or self.step == steps:
+                        emit({"step": self.step, "total": steps})
+                    return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+            if seed is not None and seed >= 0:
+                torch.manual_seed(int(seed))
+            inputs = processor(text=[prompt], padding=True, return_tensors="pt").to(device)
+            options: dict[str, Any] = {"do_sample": True, "max_new_tokens": steps}
+            for key in ("guidance_scale", "temperature", "top_k"):
+                if params.get(key) is not None:
+                    options[key] = params[key]
+            with torch.inference_mode():
+                audio = model.generate(**inputs, stopping_criteria=StoppingCriteriaList([Progress()]), **options)
+            samples = audio[0, 0].float().cpu().numpy()[: round(duration * rate)]
+            out_rate = int(params.get("sample_rate") or rate)
+            samples = resample(samples, rate, out_rate)
+            data, mime = encode(samples, out_rate, audio_format)
+            metadata = {
+                "model": name,
+                "sample_rate": out_rate,
+                "seconds": round(len(samples) / out_rate, 3),
+                "format": audio_format,
+            }
+            emit({"final": audio_output(data, mime, metadata)})
+
+        async with self.resource_manager.acquire_gpu_resource(f"compose on {self.binding_instance_name}"):
+            async with self._locks[name]:
+                async with contextlib.aclosing(stream_from_thread(work)) as items:
+                    async for item in items:
+                        if "final" in item:
+                            yield {"type": "final", "content": [item["final"]], "metadata": {"model": name}}
+                        else:
+                            metadata = {"step": item["step"], "total_steps": item["total"]}
+                            yield {
+                                "type": "info",
+                                "content": f"step {item['step']} of {item['total']}",
+                                "metadata": metadata,
+                            }
