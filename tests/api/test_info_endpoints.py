@@ -126,7 +126,7 @@ async def test_unknown_endpoints_say_so_in_the_shape_of_their_api(tmp_path: Path
     async with running_client(create_app(make_config(tmp_path))) as client:
         pull = await client.post("/api/pull", json={"model": "llama3"})
         blob = await client.head("/api/blobs/sha256:0123")
-        speech = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": "hi", "voice": "alloy"})
+        speech = await client.post("/v1/moderations", json={"model": "omni-moderation-latest", "input": "hi"})
         responses = await client.post("/v1/responses", json={"model": "m", "input": "hi"})
         ours = await client.get("/api/v1/no_such_route")
         elsewhere = await client.get("/no_such_page")
@@ -144,7 +144,7 @@ async def test_unknown_endpoints_say_so_in_the_shape_of_their_api(tmp_path: Path
     }
     error = speech.json()["error"]
     assert error["type"] == "invalid_request_error" and error["code"] == "not_found"
-    assert error["message"].startswith("POST /v1/audio/speech is not supported by the OpenAI-compatible API")
+    assert error["message"].startswith("POST /v1/moderations is not supported by the OpenAI-compatible API")
     assert "POST /v1/responses is not supported" in responses.json()["error"]["message"]
     assert ours.json()["detail"].startswith("GET /api/v1/no_such_route is not supported by the lollms API")
     assert elsewhere.json()["detail"].startswith("GET /no_such_page is not supported by this server")

@@ -61,7 +61,7 @@ async def test_error_bodies_match_the_documented_models(tmp_path: Path) -> None:
             await client.post("/v1/chat/completions", json={"model": "x"}),  # 422
             await client.post("/v1/chat/completions", json={"model": "x", "messages": [], "n": 2}),
             await client.get("/v1/models/nope"),  # 404
-            await client.get("/v1/audio/speech"),  # unknown endpoint
+            await client.get("/v1/moderations"),  # unknown endpoint
         ]
         ollama_errors = [
             await client.post("/api/chat", content=b"{"),  # not JSON
