@@ -260,6 +260,13 @@ MAIN_SCHEMA: dict[str, Any] = {
             "ttl_seconds": _setting(
                 "int", "Seconds an artifact is served after it was stored; then it is deleted.", 3600, min_val=1
             ),
+            "inline_max_bytes": _setting(
+                "int",
+                "Largest binary output sent inline (base64) when a request does not choose output_format; larger "
+                "ones are stored and sent as their URL.",
+                8 * 1024 * 1024,
+                min_val=1024,
+            ),
         },
     ),
     "webui": _section(

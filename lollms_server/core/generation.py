@@ -55,8 +55,10 @@ CONVERSATION_ROLES = {
     "assistant_reply": "assistant",
     TOOL_RESULT_ROLE: "tool",
 }
-# parameters.output_format, valid for every task: binary outputs inline (base64) or stored (a URL path).
+# parameters.output_format, valid for every task: binary outputs inline (base64), stored (a URL path), or, when the
+# request does not say, inline unless larger than artifacts.inline_max_bytes.
 OUTPUT_FORMATS = ("base64", "url")
+AUTO_OUTPUT_FORMAT = "auto"
 BINARY_OUTPUT_TYPES = ("image", "audio", "video")
 
 
@@ -147,7 +149,7 @@ class PreparedGeneration:
     prompt_tokens: int | None = None
     model_key: ModelKey | None = None
     generation_type: str = "ttt"
-    output_format: str = "base64"
+    output_format: str = AUTO_OUTPUT_FORMAT
 
     @property
     def request_info(self) -> dict[str, Any]:
@@ -203,6 +205,7 @@ class GenerationService:
         self.functions = functions
         self.artifacts = artifacts
         self.limits = config.input_limits
+        self.inline_max_bytes = int(config.section("artifacts")["inline_max_bytes"])
         self.url_inputs = UrlInputs(config.url_input_policy)
 
     async def prepare(
@@ -277,8 +280,8 @@ class GenerationService:
     def _split_output_format(self, parameters: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
         """The task's parameters without ``output_format``, and the output format (checked)."""
         rest = dict(parameters or {})
-        output_format = rest.pop("output_format", None) or "base64"
-        if output_format not in OUTPUT_FORMATS:
+        output_format = rest.pop("output_format", None) or AUTO_OUTPUT_FORMAT
+        if output_format not in (*OUTPUT_FORMATS, AUTO_OUTPUT_FORMAT):
             raise BadRequestError(
                 f"parameters.output_format = {output_format!r}: allowed: {' or '.join(map(repr, OUTPUT_FORMATS))}"
             )
@@ -288,11 +291,14 @@ class GenerationService:
 
     async def deliver(self, prepared: PreparedGeneration, outputs: list[OutputData]) -> list[OutputData]:
         """Outputs as the request asked: with ``output_format: url`` each base64 image, audio or video goes to
-        the artifact store and its ``data`` becomes the path it is served at."""
-        if prepared.output_format != "url" or self.artifacts is None:
+        the artifact store and its ``data`` becomes the path it is served at; when the request did not say, only
+        those larger than ``artifacts.inline_max_bytes`` do (a long video never travels as base64 in JSON)."""
+        if prepared.output_format == "base64" or self.artifacts is None:
             return outputs
         for output in outputs:
             if output.type not in BINARY_OUTPUT_TYPES or not isinstance(output.data, str):
+                continue
+            if prepared.output_format == AUTO_OUTPUT_FORMAT and len(output.data) * 3 // 4 <= self.inline_max_bytes:
                 continue
             data = await anyio.to_thread.run_sync(decode_base64, output.data)
             if data is None:  # already a URL, or not base64: passed on as the binding gave it

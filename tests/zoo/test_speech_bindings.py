@@ -154,3 +154,24 @@ async def test_denoising_lowers_the_noise_of_a_recording(tmp_path: Path) -> None
     before, after = float(numpy.mean(noisy[gaps] ** 2)), float(numpy.mean(samples[: len(gaps)][gaps] ** 2))
     assert after < before / 10, (before, after)
     assert not_audio.status_code == 400 and "not audio" in not_audio.json()["detail"]
+
+
+async def test_large_outputs_go_to_the_artifact_store_unless_asked_inline(tmp_path: Path) -> None:
+    config = speech_config(tmp_path)
+    config.values["artifacts"]["inline_max_bytes"] = 1024  # a second of speech is far larger
+    body = {"generation_type": "tts", "input_data": [prompt("A sentence long enough to be large.")]}
+    async with running_client(create_app(config)) as client:
+        stored = await client.post("/api/v1/generate", json=body)
+        inline = await client.post("/api/v1/generate", json={**body, "parameters": {"output_format": "base64"}})
+        small = await client.post(
+            "/api/v1/generate", json={"generation_type": "stt", "input_data": [audio_item(wav_b64(0.5))]}
+        )
+        [output] = stored.json()["output"]
+        fetched = await client.get(output["data"])
+        spoken = await client.post("/v1/audio/speech", json={"input": "Hello.", "response_format": "wav"})
+    assert output["data"].startswith("/api/v1/artifacts/") and output["metadata"]["size"] > 1024
+    assert fetched.status_code == 200 and fetched.headers["content-type"] == "audio/wav"
+    assert soundfile.info(io.BytesIO(fetched.content)).format == "WAV"
+    assert base64.b64decode(inline.json()["output"][0]["data"])[:4] == b"RIFF"
+    assert small.json()["output"][0]["type"] == "text"  # text is never stored
+    assert spoken.status_code == 200 and spoken.content[:4] == b"RIFF"  # OpenAI's speech API answers bytes

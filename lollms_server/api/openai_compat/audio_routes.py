@@ -61,7 +61,7 @@ async def speech(
     if body.response_format not in AUDIO_FORMATS:
         raise BadRequestError(f"response_format '{body.response_format}': use one of {', '.join(AUDIO_FORMATS)}")
     choice = audio_model(body.model, bindings.model_ids, OPENAI_SPEECH_MODELS)
-    parameters: dict[str, Any] = {"audio_format": body.response_format}
+    parameters: dict[str, Any] = {"audio_format": body.response_format, "output_format": "base64"}  # bytes to send
     for name in ("voice", "speed"):
         if getattr(body, name) is not None:
             parameters[name] = getattr(body, name)

@@ -35,8 +35,8 @@ def response_format_of(fields: ImageFields) -> str:
 
 def image_parameters(fields: ImageFields) -> dict[str, Any]:
     parameters = {name: getattr(fields, name, None) for name in _PASSED}
-    if response_format_of(fields) == "url":  # the core stores the images and answers with their paths
-        parameters["output_format"] = "url"
+    # url: the core stores the images and answers with their paths; b64_json: inline, whatever their size
+    parameters["output_format"] = "url" if response_format_of(fields) == "url" else "base64"
     if fields.size and fields.size != "auto":
         parameters["image_size"] = fields.size
     return {name: value for name, value in parameters.items() if value is not None}
