@@ -18,6 +18,7 @@ from lollms_server.core.errors import BadRequestError
 from lollms_server.core.image_parameters import ImageParameters
 from lollms_server.core.limits import InputLimits
 from lollms_server.core.parameters import validate_parameters
+from lollms_server.core.video_parameters import video_parameters
 
 
 def validate_image_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
@@ -41,6 +42,13 @@ def validate_audio_to_audio_parameters(parameters: Mapping[str, Any] | None, lim
 
 def validate_music_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
     return music_parameters(parameters)
+
+
+def validate_video_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
+    values = video_parameters(parameters)
+    if values.get("width") and values.get("height"):
+        limits.image_caps.check_pixels("each frame", values["width"], values["height"])
+    return values
 
 
 def validate_text_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
@@ -82,7 +90,7 @@ TASKS: dict[str, GenerationTask] = {
             ("input_image",),
             validate_image_parameters,
         ),  # fmt: skip
-        GenerationTask("ttv", "video", "text to video", True, (), validate_text_parameters),
+        GenerationTask("ttv", "video", "text to video", True, (), validate_video_parameters),
         GenerationTask("ttm", "audio", "text to music", True, (), validate_music_parameters),
         GenerationTask("tts", "audio", "text to speech", True, (), validate_speech_parameters),
         GenerationTask("stt", "text", "speech to text", False, ("input_audio",), validate_transcription_parameters),

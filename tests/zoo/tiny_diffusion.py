@@ -83,3 +83,30 @@ def build_tiny_pipeline(target: Path, seed: int = 0) -> Path:
     )
     pipeline.save_pretrained(target)
     return target
+
+
+def build_tiny_video_pipeline(target: Path, seed: int = 0) -> Path:
+    """Save a tiny TextToVideoSDPipeline (a 3D UNet, the same VAE, text encoder and tokenizer) into ``target``."""
+    import torch
+    from diffusers import StableDiffusionPipeline, TextToVideoSDPipeline, UNet3DConditionModel
+
+    image = build_tiny_pipeline(target.parent / f"{target.name}-image-parts", seed)
+    parts = StableDiffusionPipeline.from_pretrained(image, local_files_only=True)
+    torch.manual_seed(seed)
+    unet = UNet3DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        norm_num_groups=8,
+        down_block_types=("DownBlock3D", "CrossAttnDownBlock3D"),
+        up_block_types=("CrossAttnUpBlock3D", "UpBlock3D"),
+        cross_attention_dim=16,
+        attention_head_dim=4,
+    )
+    pipeline = TextToVideoSDPipeline(
+        unet=unet, vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, scheduler=parts.scheduler
+    )
+    pipeline.save_pretrained(target)
+    return target

@@ -9,6 +9,7 @@ loaded models are registered with the server's model residency (``resource_manag
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
 import logging
 import secrets
@@ -26,6 +27,7 @@ from .models import DiffusersModel, ModelCatalog
 from .parameters import Caps, ImageRequest, check_pixels, parse_parameters
 from .pipelines import LoadedPipeline, LoadSettings, denoise, load
 from .runner import Done, Step, run_with_progress
+from .video import VIDEO_TASK, encode_video, make_video, parse_video
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ MAX_SEED = 2**63 - 1
 class DiffusersBinding(Binding):
     binding_type_name = "diffusers_binding"
     input_modalities = ("text", "image")
-    output_modalities = ("image",)
+    output_modalities = ("image", "video")
     streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
@@ -227,6 +229,10 @@ class DiffusersBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None,
     ) -> AsyncGenerator[dict[str, Any], None]:
+        if request_info.get("generation_type") == "ttv":
+            async for event in self._video(prompt, params, request_info):
+                yield event
+            return
         caps = self.caps
         parsed = parse_parameters(params, caps)
         requested = (parsed.width, parsed.height) if parsed.width and parsed.height else None
@@ -277,3 +283,54 @@ class DiffusersBinding(Binding):
             for index, (image, seed) in enumerate(zip(images, seeds, strict=True))
         ]
         yield {"type": "final", "content": outputs, "metadata": {"model": model.name, "task": inputs.task}}
+
+    async def _video(
+        self, prompt: str, params: dict[str, Any], request_info: dict[str, Any]
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """A video from a prompt with a video pipeline (TextToVideoSD, AnimateDiff...): frames, then encoded."""
+        request = parse_video(params, int(self.config.get("max_frames") or 64))
+        model = await anyio.to_thread.run_sync(self.catalog.resolve, request_info.get("model_name"))
+        seed = request.seed if request.seed is not None and request.seed >= 0 else secrets.randbelow(2**31)
+        residency_key = (self.binding_instance_name, ("pipeline", model.location))
+        frames: Any = None
+        async with self.resource_manager.acquire_gpu_resource(
+            f"generate on {self.binding_instance_name}", model=residency_key
+        ):
+            async with self._using(model) as loaded, self._locks[model.location]:
+                if not loaded.makes_video:
+                    raise BadRequestError(f"model '{model.name}' makes images, not videos: name a text-to-video model")
+                width, height = loaded.default_size
+                size = (request.width or width, request.height or height)
+                check_pixels("each frame", *size, self.caps)
+
+                def call(on_step_end: Callable[..., Any]) -> Any:
+                    return make_video(loaded.pipelines[VIDEO_TASK], prompt, request, size, seed, on_step_end)
+
+                async for event in run_with_progress(call):
+                    if isinstance(event, Step):
+                        yield {
+                            "type": "info",
+                            "content": f"step {event.step} of {event.total}",
+                            "metadata": {"step": event.step, "total_steps": event.total, "task": VIDEO_TASK},
+                        }
+                    elif isinstance(event, Done):
+                        frames = event.result
+        data, mime = await anyio.to_thread.run_sync(encode_video, frames, request.fps, request.video_format)
+        metadata = {
+            "model": model.name,
+            "task": VIDEO_TASK,
+            "width": size[0],
+            "height": size[1],
+            "num_frames": len(frames),
+            "fps": request.fps,
+            "seconds": round(len(frames) / request.fps, 3),
+            "seed": seed,
+            "format": request.video_format,
+        }
+        output = {
+            "type": "video",
+            "data": base64.b64encode(data).decode("ascii"),
+            "mime_type": mime,
+            "metadata": metadata,
+        }
+        yield {"type": "final", "content": [output], "metadata": {"model": model.name, "task": VIDEO_TASK}}

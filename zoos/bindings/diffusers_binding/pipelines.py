@@ -6,7 +6,9 @@ Everything here blocks: the binding runs it in worker threads.
 from __future__ import annotations
 
 import gc
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lollms_server.core.errors import BadRequestError
@@ -14,6 +16,7 @@ from lollms_server.core.errors import BadRequestError
 from .images import ImageInputs
 from .models import DiffusersModel
 from .parameters import ImageRequest
+from .video import VIDEO_PIPELINES, VIDEO_TASK
 
 SCHEDULERS = {
     "ddim": "DDIMScheduler",
@@ -73,14 +76,20 @@ class LoadedPipeline:
     images_made: int = 0
 
     @property
+    def makes_video(self) -> bool:
+        return VIDEO_TASK in self.pipelines
+
+    @property
     def default_size(self) -> tuple[int, int]:
-        base = self.pipelines["text_to_image"]
+        base = self.pipelines[VIDEO_TASK if self.makes_video else "text_to_image"]
         sample = base.unet.config.sample_size
         side = int(sample if isinstance(sample, int) else sample[0]) * int(base.vae_scale_factor)
         return side, side
 
     def pipeline_for(self, task: str) -> Any:
         """The pipeline of ``task``, made from the loaded one without reloading (diffusers' ``from_pipe``)."""
+        if self.makes_video and task != VIDEO_TASK:
+            raise BadRequestError(f"model '{self.model.name}' makes videos (generation_type 'ttv'), not images")
         if task not in self.pipelines:
             import diffusers
 
@@ -102,6 +111,15 @@ class LoadedPipeline:
             torch.cuda.empty_cache()
 
 
+def pipeline_class(model: DiffusersModel) -> str | None:
+    """The pipeline class a saved model names in its model_index.json (None for a Hub id or no index)."""
+    index = model.location if not model.is_hub else None
+    try:
+        return str(json.loads((Path(index) / "model_index.json").read_text(encoding="utf-8")).get("_class_name"))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def load(model: DiffusersModel, settings: LoadSettings) -> LoadedPipeline:
     import diffusers
     import torch
@@ -113,9 +131,9 @@ def load(model: DiffusersModel, settings: LoadSettings) -> LoadedPipeline:
     dtype = pick_dtype(settings.dtype, device)
     # diffusers 0.42 renamed torch_dtype to dtype (the old name warns).
     dtype_key = "dtype" if Version(diffusers.__version__) >= Version("0.42") else "torch_dtype"
-    pipeline = diffusers.AutoPipelineForText2Image.from_pretrained(
-        model.location, local_files_only=not model.is_hub, **{dtype_key: dtype}
-    )
+    video = pipeline_class(model) in VIDEO_PIPELINES
+    loader = diffusers.DiffusionPipeline if video else diffusers.AutoPipelineForText2Image
+    pipeline = loader.from_pretrained(model.location, local_files_only=not model.is_hub, **{dtype_key: dtype})
     pipeline.set_progress_bar_config(disable=True)
     if settings.attention_slicing:
         pipeline.enable_attention_slicing()
@@ -127,7 +145,7 @@ def load(model: DiffusersModel, settings: LoadSettings) -> LoadedPipeline:
         model=model,
         device=device,
         dtype=str(dtype).removeprefix("torch."),
-        pipelines={"text_to_image": pipeline},
+        pipelines={VIDEO_TASK if video else "text_to_image": pipeline},
         scheduler_config=pipeline.scheduler.config,
     )
 
@@ -136,7 +154,7 @@ def fresh_scheduler(loaded: LoadedPipeline, name: str) -> Any:
     """A new scheduler for one request (schedulers keep per-run state): the model's own or the one named."""
     import diffusers
 
-    base = loaded.pipelines["text_to_image"].scheduler
+    base = loaded.pipelines[VIDEO_TASK if loaded.makes_video else "text_to_image"].scheduler
     cls = type(base) if name == "default" else getattr(diffusers, SCHEDULERS[name])
     return cls.from_config(loaded.scheduler_config)
 
