@@ -7,6 +7,7 @@ A binding type is a folder with ``binding_card.yaml`` and an ``__init__.py`` def
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
@@ -36,6 +37,17 @@ async def collect_outputs(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[st
     async for chunk in chunks:
         accumulator.add(event_of(chunk))
     return accumulator.outputs(text_when_empty=True)
+
+
+async def final_outputs(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The outputs of a binding's own stream's ``final`` chunk (for a ``generate`` whose stream reports progress
+    that a complete answer does not keep); the stream is closed at once if it ends early."""
+    outputs: list[dict[str, Any]] = []
+    async with contextlib.aclosing(chunks) as events:  # type: ignore[type-var]
+        async for chunk in events:
+            if chunk.get("type") == "final" and isinstance(chunk.get("content"), list):
+                outputs = list(chunk["content"])
+    return outputs
 
 
 class Binding(ABC):

@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from lollms_server.core.bindings import Binding
+from lollms_server.core.bindings import Binding, final_outputs
 from lollms_server.core.errors import BadRequestError
 
 from .images import INPUT_ROLES, ImageInputs, png_output, read_inputs
@@ -191,11 +191,7 @@ class DiffusersBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> list[dict[str, Any]]:
-        outputs: list[dict[str, Any]] = []
-        async for event in self._generate(prompt, params, request_info, multimodal_data):
-            if event["type"] == "final":
-                outputs = list(event["content"])
-        return outputs
+        return await final_outputs(self._generate(prompt, params, request_info, multimodal_data))
 
     async def generate_stream(
         self,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lollms_server.core.errors import BadRequestError
+from lollms_server.core.local_models import torch_device
 
 from .images import ImageInputs
 from .models import DiffusersModel
@@ -40,19 +41,6 @@ class LoadSettings:
     cpu_offload: bool
     attention_slicing: bool
     num_threads: int | None
-
-
-def pick_device(setting: str) -> str:
-    import torch
-
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def pick_dtype(setting: str, device: str) -> Any:
@@ -127,7 +115,7 @@ def load(model: DiffusersModel, settings: LoadSettings) -> LoadedPipeline:
 
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
-    device = pick_device(settings.device)
+    device = torch_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
     # diffusers 0.42 renamed torch_dtype to dtype (the old name warns).
     dtype_key = "dtype" if Version(diffusers.__version__) >= Version("0.42") else "torch_dtype"

@@ -7,7 +7,6 @@ send one work; a voice that is not installed is never downloaded."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncGenerator
@@ -16,8 +15,9 @@ from typing import Any
 import anyio
 
 from lollms_server.core.audio_files import audio_output, encode, resample
-from lollms_server.core.bindings import Binding
+from lollms_server.core.bindings import Binding, final_outputs
 from lollms_server.core.errors import BadRequestError, NotFoundError
+from lollms_server.core.local_models import LoadedModels
 from lollms_server.core.thread_stream import Emit, stream_from_thread
 
 MODEL = "hibari"
@@ -62,9 +62,7 @@ class HibariBinding(Binding):
         self.default_format = str(config.get("default_format") or "wav")
         self.threads = int(config.get("threads") or 1)
         self.max_chars = int(config.get("max_chars") or 20000)
-        self._voices: dict[str, Any] = {}  # loaded Hibari instances by voice
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._load_lock = asyncio.Lock()
+        self._voices: LoadedModels[Any] = LoadedModels()  # Hibari instances by voice
 
     # --- models and voices -------------------------------------------------------------------------
     def get_resource_requirements(self) -> dict[str, Any]:
@@ -111,13 +109,12 @@ class HibariBinding(Binding):
         return name
 
     async def _voice(self, name: str) -> Any:
-        async with self._load_lock:
-            if name not in self._voices:
-                from hibari import Hibari
+        async def load() -> Any:
+            from hibari import Hibari
 
-                self._voices[name] = await anyio.to_thread.run_sync(lambda: Hibari(voice=name, threads=self.threads))
-                self._locks[name] = asyncio.Lock()
-        return self._voices[name]
+            return await anyio.to_thread.run_sync(lambda: Hibari(voice=name, threads=self.threads))
+
+        return await self._voices.get(name, load)
 
     # --- generation --------------------------------------------------------------------------------
     async def generate(
@@ -127,12 +124,7 @@ class HibariBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> list[dict[str, Any]]:
-        final: list[dict[str, Any]] = []
-        async with contextlib.aclosing(self._speak(prompt, params, pieces=False)) as chunks:
-            async for chunk in chunks:
-                if chunk["type"] == "final":
-                    final = chunk["content"]
-        return final
+        return await final_outputs(self._speak(prompt, params, pieces=False))
 
     async def generate_stream(
         self,
@@ -184,7 +176,7 @@ class HibariBinding(Binding):
             emit({"final": audio_output(data, mime, {"model": MODEL, **metadata})})
 
         async with self.resource_manager.acquire_gpu_resource(f"speak on {self.binding_instance_name}"):
-            async with self._locks[voice_name]:  # one synthesis per loaded voice at a time
+            async with self._voices.lock(voice_name):  # one synthesis per loaded voice at a time
                 async with contextlib.aclosing(stream_from_thread(work)) as items:
                     async for item in items:
                         if "final" in item:

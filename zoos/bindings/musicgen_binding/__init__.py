@@ -6,20 +6,18 @@ events when streaming) and stops the work at the next step when the client has l
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import threading
 from collections.abc import AsyncGenerator
-from pathlib import Path
 from typing import Any
 
 import anyio
 
 from lollms_server.core.audio_files import audio_output, encode, resample
-from lollms_server.core.bindings import Binding
-from lollms_server.core.errors import BadRequestError, NotFoundError
-from lollms_server.core.limits import check_name
+from lollms_server.core.bindings import Binding, final_outputs
+from lollms_server.core.errors import BadRequestError
+from lollms_server.core.local_models import FolderModels, LoadedModels, torch_device
 from lollms_server.core.thread_stream import Emit, stream_from_thread
 
 PROGRESS_STEPS = 20  # progress events per generation, at most
@@ -29,60 +27,20 @@ class Stopped(Exception):
     """Raised inside generate() (from the stopping criterion) when nobody waits for the music any more."""
 
 
-def pick_device(setting: str) -> str:
-    import torch
-
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available():
-        return "cuda"
-    return "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
-
-
-class MusicgenBinding(Binding):
+class MusicgenBinding(FolderModels, Binding):
     binding_type_name = "musicgen_binding"
     input_modalities = ("text",)
     output_modalities = ("audio",)
     streams = True
+    model_kind = "musicgen"
+    model_format = "transformers"
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
         super().__init__(config, resource_manager)
-        self._loaded: dict[str, tuple[Any, Any, str]] = {}  # name -> (model, processor, device)
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._load_lock = asyncio.Lock()
+        self._loaded: LoadedModels[tuple[Any, Any, str]] = LoadedModels()  # (model, processor, device)
 
     def get_resource_requirements(self) -> dict[str, Any]:
         return {"gpu_required": True}
-
-    def _folder(self) -> Path | None:
-        return self.models_folder / "musicgen" if self.models_folder else None
-
-    def _names(self) -> list[str]:
-        folder = self._folder()
-        if folder is None or not folder.is_dir():
-            return []
-        return sorted(path.name for path in folder.iterdir() if (path / "config.json").is_file())
-
-    def _path(self, name: str) -> Path:
-        check_name("model name", name)
-        folder = self._folder()
-        if folder is not None and "/" not in name and "\\" not in name and name not in (".", ".."):
-            if (folder / name / "config.json").is_file():
-                return folder / name
-        raise NotFoundError(
-            f"model '{name}' not found on binding '{self.binding_instance_name}' "
-            f"(available: {', '.join(self._names()) or 'none: save a MusicGen model in <models_folder>/musicgen/'})"
-        )
-
-    async def resolve_model(self, model_name: str | None) -> str | None:
-        name = model_name or self.default_model_name
-        if not name:
-            raise BadRequestError(f"binding '{self.binding_instance_name}': name a model or set default_model")
-        await anyio.to_thread.run_sync(self._path, name)
-        return name
-
-    async def list_available_models(self) -> list[dict[str, Any]]:
-        return [{"name": name, "format": "transformers"} for name in await anyio.to_thread.run_sync(self._names)]
 
     async def get_model_info(self, model_name: str | None = None) -> dict[str, Any]:
         name = await self.resolve_model(model_name)
@@ -97,21 +55,20 @@ class MusicgenBinding(Binding):
         return True
 
     async def _model(self, name: str) -> tuple[Any, Any, str]:
-        async with self._load_lock:
-            if name not in self._loaded:
-                path = await anyio.to_thread.run_sync(self._path, name)
-                device = pick_device(str(self.config.get("device") or "auto"))
+        async def load() -> tuple[Any, Any, str]:
+            path = await anyio.to_thread.run_sync(self.folder.path, name)
+            device = torch_device(str(self.config.get("device") or "auto"))
 
-                def load() -> tuple[Any, Any, str]:
-                    from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
+            def build() -> tuple[Any, Any, str]:
+                from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
 
-                    model = MusicgenForConditionalGeneration.from_pretrained(path, local_files_only=True).to(device)
-                    return model.eval(), MusicgenProcessor.from_pretrained(path, local_files_only=True), device
+                model = MusicgenForConditionalGeneration.from_pretrained(path, local_files_only=True).to(device)
+                return model.eval(), MusicgenProcessor.from_pretrained(path, local_files_only=True), device
 
-                async with self.resource_manager.acquire_gpu_resource(f"load {name} on {self.binding_instance_name}"):
-                    self._loaded[name] = await anyio.to_thread.run_sync(load)
-                self._locks[name] = asyncio.Lock()
-        return self._loaded[name]
+            async with self.resource_manager.acquire_gpu_resource(f"load {name} on {self.binding_instance_name}"):
+                return await anyio.to_thread.run_sync(build)
+
+        return await self._loaded.get(name, load)
 
     async def generate(
         self,
@@ -120,12 +77,7 @@ class MusicgenBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> list[dict[str, Any]]:
-        outputs: list[dict[str, Any]] = []
-        async with contextlib.aclosing(self._compose(prompt, params, request_info)) as chunks:
-            async for chunk in chunks:
-                if chunk["type"] == "final":
-                    outputs = chunk["content"]
-        return outputs
+        return await final_outputs(self._compose(prompt, params, request_info))
 
     async def generate_stream(
         self,
@@ -198,7 +150,7 @@ class MusicgenBinding(Binding):
             emit({"final": audio_output(data, mime, metadata)})
 
         async with self.resource_manager.acquire_gpu_resource(f"compose on {self.binding_instance_name}"):
-            async with self._locks[name]:
+            async with self._loaded.lock(name):
                 async with contextlib.aclosing(stream_from_thread(work)) as items:
                     async for item in items:
                         if "final" in item:

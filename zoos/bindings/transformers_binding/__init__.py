@@ -6,18 +6,16 @@ comes; a client that leaves stops it at the next token (a stopping criterion).""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncGenerator
-from pathlib import Path
 from typing import Any
 
 import anyio
 
 from lollms_server.core.bindings import Binding, collect_outputs, token_usage
-from lollms_server.core.errors import BadRequestError, NotFoundError
-from lollms_server.core.limits import check_name
+from lollms_server.core.errors import BadRequestError
+from lollms_server.core.local_models import FolderModels, LoadedModels, torch_device
 from lollms_server.core.thread_stream import Emit, stream_from_thread
 
 # Our parameters -> generate() keyword arguments.
@@ -33,61 +31,20 @@ class Stopped(Exception):
     """Raised inside generate() when nobody waits for the answer any more."""
 
 
-def pick_device(setting: str) -> str:
-    import torch
-
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available():
-        return "cuda"
-    return "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
-
-
-class TransformersBinding(Binding):
+class TransformersBinding(FolderModels, Binding):
     binding_type_name = "transformers_binding"
     input_modalities = ("text",)
     output_modalities = ("text",)
     streams = True
+    model_kind = "transformers"
+    model_format = "safetensors"
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
         super().__init__(config, resource_manager)
-        self._loaded: dict[str, tuple[Any, Any, str]] = {}  # name -> (model, tokenizer, device)
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._load_lock = asyncio.Lock()
+        self._loaded: LoadedModels[tuple[Any, Any, str]] = LoadedModels()  # (model, tokenizer, device)
 
     def get_resource_requirements(self) -> dict[str, Any]:
         return {"gpu_required": True}
-
-    # --- models ------------------------------------------------------------------------------------
-    def _folder(self) -> Path | None:
-        return self.models_folder / "transformers" if self.models_folder else None
-
-    def _names(self) -> list[str]:
-        folder = self._folder()
-        if folder is None or not folder.is_dir():
-            return []
-        return sorted(path.name for path in folder.iterdir() if (path / "config.json").is_file())
-
-    def _path(self, name: str) -> Path:
-        check_name("model name", name)
-        folder = self._folder()
-        if folder is not None and "/" not in name and "\\" not in name and name not in (".", ".."):
-            if (folder / name / "config.json").is_file():
-                return folder / name
-        available = ", ".join(self._names()) or "none: save a model in <models_folder>/transformers/"
-        raise NotFoundError(
-            f"model '{name}' not found on binding '{self.binding_instance_name}' (available: {available})"
-        )
-
-    async def resolve_model(self, model_name: str | None) -> str | None:
-        name = model_name or self.default_model_name
-        if not name:
-            raise BadRequestError(f"binding '{self.binding_instance_name}': name a model or set default_model")
-        await anyio.to_thread.run_sync(self._path, name)
-        return name
-
-    async def list_available_models(self) -> list[dict[str, Any]]:
-        return [{"name": name, "format": "safetensors"} for name in await anyio.to_thread.run_sync(self._names)]
 
     async def get_model_info(self, model_name: str | None = None) -> dict[str, Any]:
         name = str(await self.resolve_model(model_name))
@@ -95,7 +52,7 @@ class TransformersBinding(Binding):
         def read() -> Any:
             from transformers import AutoConfig
 
-            return AutoConfig.from_pretrained(self._path(name), local_files_only=True)
+            return AutoConfig.from_pretrained(self.folder.path(name), local_files_only=True)
 
         config = await anyio.to_thread.run_sync(read)
         return {
@@ -115,30 +72,29 @@ class TransformersBinding(Binding):
         return True
 
     async def _model(self, name: str) -> tuple[Any, Any, str]:
-        async with self._load_lock:
-            if name not in self._loaded:
-                path = await anyio.to_thread.run_sync(self._path, name)
-                device = pick_device(str(self.config.get("device") or "auto"))
-                dtype_setting = str(self.config.get("dtype") or "auto")
+        async def load() -> tuple[Any, Any, str]:
+            path = await anyio.to_thread.run_sync(self.folder.path, name)
+            device = torch_device(str(self.config.get("device") or "auto"))
+            dtype_setting = str(self.config.get("dtype") or "auto")
 
-                def load() -> tuple[Any, Any, str]:
-                    import torch
-                    from transformers import AutoModelForCausalLM, AutoTokenizer
+            def build() -> tuple[Any, Any, str]:
+                import torch
+                from transformers import AutoModelForCausalLM, AutoTokenizer
 
-                    if self.config.get("num_threads"):
-                        torch.set_num_threads(int(self.config["num_threads"]))
-                    dtype = (
-                        getattr(torch, dtype_setting)
-                        if dtype_setting != "auto"
-                        else (torch.float32 if device == "cpu" else torch.float16)
-                    )
-                    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).to(device)
-                    return model.eval(), AutoTokenizer.from_pretrained(path, local_files_only=True), device
+                if self.config.get("num_threads"):
+                    torch.set_num_threads(int(self.config["num_threads"]))
+                dtype = (
+                    getattr(torch, dtype_setting)
+                    if dtype_setting != "auto"
+                    else (torch.float32 if device == "cpu" else torch.float16)
+                )
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).to(device)
+                return model.eval(), AutoTokenizer.from_pretrained(path, local_files_only=True), device
 
-                async with self.resource_manager.acquire_gpu_resource(f"load {name} on {self.binding_instance_name}"):
-                    self._loaded[name] = await anyio.to_thread.run_sync(load)
-                self._locks[name] = asyncio.Lock()
-        return self._loaded[name]
+            async with self.resource_manager.acquire_gpu_resource(f"load {name} on {self.binding_instance_name}"):
+                return await anyio.to_thread.run_sync(build)
+
+        return await self._loaded.get(name, load)
 
     # --- tokens ------------------------------------------------------------------------------------
     async def tokenize(
@@ -242,7 +198,7 @@ class TransformersBinding(Binding):
             emit({"generated": int(output.shape[1] - len(prompt_ids)), "limit": options["max_new_tokens"]})
 
         async with self.resource_manager.acquire_gpu_resource(f"generate on {self.binding_instance_name}"):
-            async with self._locks[name]:
+            async with self._loaded.lock(name):
                 async with contextlib.aclosing(stream_from_thread(work)) as pieces:
                     async for piece in pieces:
                         if isinstance(piece, dict):

@@ -8,7 +8,6 @@ timestamps when asked)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import threading
@@ -18,9 +17,9 @@ from typing import Any
 
 import anyio
 
-from lollms_server.core.bindings import Binding
-from lollms_server.core.errors import BadRequestError, NotFoundError
-from lollms_server.core.limits import check_name
+from lollms_server.core.bindings import Binding, collect_outputs
+from lollms_server.core.errors import BadRequestError
+from lollms_server.core.local_models import LoadedModels, ModelFolder
 from lollms_server.core.thread_stream import Emit, stream_from_thread
 
 BUNDLED = "tiny.en"
@@ -45,38 +44,25 @@ class WhisperBinding(Binding):
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
         super().__init__(config, resource_manager)
         self.default_model_name = str(config.get("default_model") or BUNDLED)
-        self._models: dict[str, Any] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._load_lock = asyncio.Lock()
+        self._models: LoadedModels[Any] = LoadedModels()
 
     # --- models ------------------------------------------------------------------------------------
     def get_resource_requirements(self) -> dict[str, Any]:
         return {"gpu_required": True}
 
-    def _folder(self) -> Path | None:
-        return self.models_folder / "whisper" if self.models_folder else None
+    @property
+    def folder(self) -> ModelFolder:
+        # models_folder is set by the BindingManager after the binding is built.
+        return ModelFolder(self.models_folder, "whisper", "model.bin", self.binding_instance_name)
 
     def _model_path(self, name: str) -> Path:
         """The folder of model ``name``: the bundled tiny.en, or a folder of <models_folder>/whisper (by name)."""
-        check_name("model name", name)
         if name == BUNDLED and (bundled := bundled_model_path()) is not None:
             return bundled
-        folder = self._folder()
-        if folder is not None and "/" not in name and "\\" not in name and name not in (".", ".."):
-            candidate = folder / name
-            if (candidate / "model.bin").is_file():
-                return candidate
-        raise NotFoundError(
-            f"model '{name}' not found on binding '{self.binding_instance_name}' "
-            f"(available: {', '.join(self._names())})"
-        )
+        return self.folder.path(name, extra=[BUNDLED] if bundled_model_path() is not None else [])
 
     def _names(self) -> list[str]:
-        names = [BUNDLED] if bundled_model_path() is not None else []
-        folder = self._folder()
-        if folder is not None and folder.is_dir():
-            names += sorted(path.name for path in folder.iterdir() if (path / "model.bin").is_file())
-        return names
+        return ([BUNDLED] if bundled_model_path() is not None else []) + self.folder.names()
 
     async def resolve_model(self, model_name: str | None) -> str | None:
         name = model_name or self.default_model_name
@@ -110,30 +96,29 @@ class WhisperBinding(Binding):
         return True
 
     async def _model(self, name: str) -> Any:
-        async with self._load_lock:
-            if name not in self._models:
-                path = await anyio.to_thread.run_sync(self._model_path, name)
-                settings = {
-                    "device": str(self.config.get("device") or "auto"),
-                    "compute_type": str(self.config.get("compute_type") or "default"),
-                    "cpu_threads": int(self.config.get("cpu_threads") or 0),
-                    "local_files_only": True,  # never a download at request time
-                }
+        async def load() -> Any:
+            path = await anyio.to_thread.run_sync(self._model_path, name)
+            settings = {
+                "device": str(self.config.get("device") or "auto"),
+                "compute_type": str(self.config.get("compute_type") or "default"),
+                "cpu_threads": int(self.config.get("cpu_threads") or 0),
+                "local_files_only": True,  # never a download at request time
+            }
 
-                def load() -> Any:
-                    import ctranslate2
-                    from faster_whisper import WhisperModel
+            def build() -> Any:
+                import ctranslate2
+                from faster_whisper import WhisperModel
 
-                    if settings["device"] == "auto":
-                        settings["device"] = "cuda" if ctranslate2.get_cuda_device_count() else "cpu"
-                    if settings["compute_type"] == "default":  # int8 on the CPU: about twice float32's speed
-                        settings["compute_type"] = "float16" if settings["device"] == "cuda" else "int8"
-                    return WhisperModel(str(path), **settings)
+                if settings["device"] == "auto":
+                    settings["device"] = "cuda" if ctranslate2.get_cuda_device_count() else "cpu"
+                if settings["compute_type"] == "default":  # int8 on the CPU: about twice float32's speed
+                    settings["compute_type"] = "float16" if settings["device"] == "cuda" else "int8"
+                return WhisperModel(str(path), **settings)
 
-                async with self.resource_manager.acquire_gpu_resource(f"load {name} on {self.binding_instance_name}"):
-                    self._models[name] = await anyio.to_thread.run_sync(load)
-                self._locks[name] = asyncio.Lock()
-        return self._models[name]
+            async with self.resource_manager.acquire_gpu_resource(f"load {name} on {self.binding_instance_name}"):
+                return await anyio.to_thread.run_sync(build)
+
+        return await self._models.get(name, load)
 
     # --- transcription -----------------------------------------------------------------------------
     def _audio(self, multimodal: list[Any] | None) -> Any:
@@ -177,12 +162,7 @@ class WhisperBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> list[dict[str, Any]]:
-        final: list[dict[str, Any]] = []
-        async with contextlib.aclosing(self._transcribe(params, request_info, multimodal_data)) as chunks:
-            async for chunk in chunks:
-                if chunk["type"] == "final":
-                    final = chunk["content"]
-        return final
+        return await collect_outputs(self._transcribe(params, request_info, multimodal_data))
 
     async def generate_stream(
         self,
@@ -252,7 +232,7 @@ class WhisperBinding(Binding):
         about: dict[str, Any] = {}
         segments: list[dict[str, Any]] = []
         async with self.resource_manager.acquire_gpu_resource(f"transcribe on {self.binding_instance_name}"):
-            async with self._locks[name]:
+            async with self._models.lock(name):
                 async with contextlib.aclosing(stream_from_thread(work)) as items:
                     async for item in items:
                         if "info" in item:
