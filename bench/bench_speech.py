@@ -100,9 +100,7 @@ async def main() -> None:
                         first_chunk.append(time.perf_counter() - start)
             whole.append(time.perf_counter() - start)
     medians = {name: statistics.median(values) for name, values in rates.items()}
-    print(
-        f"audio: {seconds:.1f} s; real-time factors (audio seconds per second), medians of {args.runs} runs:"
-    )
+    print(f"audio: {seconds:.1f} s; real-time factors (audio seconds per second), medians of {args.runs} runs:")
     for task in ("tts", "stt"):
         direct, served = medians[f"{task} direct"], medians[f"{task} server"]
         print(f"   {task}: direct {direct:6.1f}x   through the server {served:6.1f}x   ratio {served / direct:.3f}")
