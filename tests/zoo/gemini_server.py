@@ -30,6 +30,10 @@
 # web server where base_url points wrong would send, or an event stream to a plain call). Every call is
 # recorded in ``calls``.
 #
+# Speech: a model whose name holds "tts" asked for ``responseModalities`` AUDIO answers raw 16-bit PCM at 24 kHz
+# (``audio/L16;codec=pcm;rate=24000``), a tone of 0.1 s per word; audio ``inlineData`` parts are echoed as
+# ``[n audio]``.
+#
 # Function calling: with ``tools`` (functionDeclarations) and toolConfig mode ANY (or AUTO when the prompt says
 # "call"), the answer is one ``functionCall`` part (the allowed or first function; each required string argument
 # set to the prompt's text); ``functionResponse`` parts in the last user turn are echoed as
@@ -94,6 +98,7 @@ def default_models() -> list[dict[str, Any]]:
         model_entry("text-embedding-004", 2048, 1, thinking=False, methods=["embedContent"]),
         model_entry("gemma-3-27b-it", 131072, 8192, thinking=False),
         model_entry("gemini-2.5-flash-image", 32768, 32768, thinking=False),
+        model_entry("gemini-2.5-flash-preview-tts", 8192, 16384, thinking=False),
         model_entry("imagen-4.0-generate-001", 480, 8192, thinking=False, methods=["predict"]),
     ]
 
@@ -257,10 +262,16 @@ class FakeGemini:
             (turn["parts"] for turn in reversed(contents) if turn.get("role") == "user"), []
         )
         text = " ".join(part["text"] for part in user_parts if "text" in part)
-        images = sum(1 for part in user_parts if proto_field(part, "inlineData") is not None)
+        blobs = [proto_field(part, "inlineData") for part in user_parts]
+        sounds = sum(1 for blob in blobs if blob and str(proto_field(blob, "mimeType")).startswith("audio/"))
+        images = sum(1 for blob in blobs if blob) - sounds
         results = [proto_field(part, "functionResponse") for part in user_parts]
         answer = f"Echo: {text}" + (f" [{images} image{'s' * (images > 1)}]" if images else "")
+        answer += f" [{sounds} audio]" if sounds else ""
         answer += "".join(f" [{r['name']} said {r['response']['result']}]" for r in results if r)
+        config = proto_field(body, "generationConfig") or {}
+        if "tts" in model and "AUDIO" in (proto_field(config, "responseModalities") or []):
+            return FakeGemini._speech(model, text, config)
         call = FakeGemini._call(body, text)
         if call is not None:
             candidate = {"content": {"role": "model", "parts": [{"functionCall": call}]}, "finishReason": "STOP"}
@@ -292,6 +303,26 @@ class FakeGemini:
             usage["thoughtsTokenCount"] = THOUGHT_TOKENS
         candidate = {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
+
+    @staticmethod
+    def _speech(model: str, text: str, config: dict[str, Any]) -> dict[str, Any]:
+        """A TTS model's answer: raw 16-bit PCM at 24 kHz, a 220 Hz tone of 0.1 s per word of the text."""
+        import numpy
+
+        seconds = 0.1 * max(1, len(text.split()))
+        wave = 0.3 * numpy.sin(2 * numpy.pi * 220 * numpy.arange(int(24000 * seconds)) / 24000)
+        pcm = (wave * 32767).astype("<i2").tobytes()
+        voice = proto_field(
+            proto_field(proto_field(config, "speechConfig") or {}, "voiceConfig") or {}, "prebuiltVoiceConfig"
+        )
+        part = {"inlineData": {"mimeType": "audio/L16;codec=pcm;rate=24000", "data": base64.b64encode(pcm).decode()}}
+        candidate = {"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}
+        usage = {
+            "promptTokenCount": len(text.split()),
+            "candidatesTokenCount": 1,
+            "totalTokenCount": len(text.split()) + 1,
+        }
+        return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "voice": voice}
 
     @staticmethod
     def _call(body: dict[str, Any], text: str) -> dict[str, Any] | None:

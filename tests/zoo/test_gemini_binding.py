@@ -202,6 +202,7 @@ async def test_model_listing_info_and_unknown_models(tmp_path: Path) -> None:
         THINKER,
         "gemma-3-27b-it",
         "gemini-2.5-flash-image",
+        "gemini-2.5-flash-preview-tts",
         "imagen-4.0-generate-001",
     ]
     assert by_name["imagen-4.0-generate-001"]["model_type"] == "tti"
@@ -249,8 +250,8 @@ async def test_backend_failures_map_to_statuses_and_recover(tmp_path: Path, capl
     assert any("Binding 'gemini'" in line and "injected failure (key ***" in line for line in remote_warnings(caplog))
     assert leaks(caplog.text, API_KEY) == []
     listed = (
-        "gemini-2.0-flash, gemini-2.0-flash-thinking-exp, gemini-2.5-flash, gemini-2.5-flash-image, gemma-3-27b-it, "
-        "imagen-4.0-generate-001"
+        "gemini-2.0-flash, gemini-2.0-flash-thinking-exp, gemini-2.5-flash, gemini-2.5-flash-image, "
+        "gemini-2.5-flash-preview-tts, gemma-3-27b-it, imagen-4.0-generate-001"
     )
     assert unknown.status_code == 404 and unknown.json()["detail"].endswith(f"(models it lists: {listed})")
     assert limited.status_code == 429 and limited_calls == 3

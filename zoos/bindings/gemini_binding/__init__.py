@@ -14,7 +14,17 @@ from lollms_server.core.bindings import Binding
 from lollms_server.core.errors import BadRequestError, LollmsError, NotFoundError
 from lollms_server.core.remote import RetryPolicy
 
-from .catalog import EXAMPLE_MODEL, ModelCatalog, accepts_images, bare_name, describe, is_imagen, outputs_images, thinks
+from .catalog import (
+    EXAMPLE_MODEL,
+    ModelCatalog,
+    accepts_images,
+    bare_name,
+    describe,
+    is_imagen,
+    is_tts,
+    outputs_images,
+    thinks,
+)
 
 if TYPE_CHECKING:
     from .backend import GeminiBackend
@@ -39,8 +49,8 @@ def resolve_api_key(configured: str | None) -> str | None:
 
 class GeminiBinding(Binding):
     binding_type_name = "gemini_binding"
-    input_modalities = ("text", "image")
-    output_modalities = ("text", "image")
+    input_modalities = ("text", "image", "audio")
+    output_modalities = ("text", "image", "audio")
     streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
@@ -67,6 +77,8 @@ class GeminiBinding(Binding):
         return role in CONVERSATION_ROLES if data_type == "text" else data_type == "image"
 
     def model_supports_input(self, model_name: str | None, data_type: str, role: str) -> bool:
+        if data_type == "audio":  # transcription: Gemini models listen (not the TTS or image-only ones)
+            return role == "input_audio" and accepts_images(bare_name(model_name or self.default_model_name or ""))
         if data_type == "image":  # Gemini has no mask: an inpainting request is refused, not half-done
             return role != "mask_image" and accepts_images(bare_name(model_name or self.default_model_name or ""))
         return self.supports_input_role(data_type, role)
@@ -151,6 +163,9 @@ class GeminiBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> list[dict[str, Any]]:
+        speech = await self._speech(prompt, params, request_info, multimodal_data)
+        if speech is not None:
+            return [speech]
         imagen = self._imagen_request(prompt, params, request_info)
         if imagen is not None:
             return await self.backend.predict_images(*imagen)
@@ -164,6 +179,10 @@ class GeminiBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
+        speech = await self._speech(prompt, params, request_info, multimodal_data)
+        if speech is not None:  # speech and transcripts come whole, in the final chunk
+            yield {"type": "final", "content": [speech], "metadata": {"model": speech["metadata"]["model"]}}
+            return
         imagen = self._imagen_request(prompt, params, request_info)
         if imagen is not None:  # Imagen does not stream: its images come in the final chunk
             outputs = await self.backend.predict_images(*imagen)
@@ -174,6 +193,27 @@ class GeminiBinding(Binding):
         async with contextlib.aclosing(self.backend.stream(model, request)) as chunks:
             async for chunk in chunks:
                 yield chunk
+
+    async def _speech(
+        self, prompt: str, params: dict[str, Any], request_info: dict[str, Any], items: list[Any] | None
+    ) -> dict[str, Any] | None:
+        """Speech (tts, with a Gemini TTS model) or a transcript (stt), else None."""
+        task = request_info.get("generation_type")
+        model = bare_name(request_info.get("model_name") or self.model_name or self.default_model_name or "")
+        if task == "tts":
+            if not is_tts(model):
+                raise BadRequestError(
+                    f"binding '{self.binding_instance_name}': model '{model}' does not speak; use a Gemini TTS model "
+                    "such as gemini-2.5-flash-preview-tts"
+                )
+            return await self.backend.speak(model, prompt, params)
+        if is_tts(model) and task not in (None, "tts"):
+            raise BadRequestError(
+                f"binding '{self.binding_instance_name}': model '{model}' only speaks (generation_type 'tts')"
+            )
+        if task == "stt":
+            return await self.backend.transcribe(model, items or [], params)
+        return None
 
     def _imagen_request(
         self, prompt: str, params: dict[str, Any], request_info: dict[str, Any]

@@ -29,6 +29,7 @@ from .messages import (
     text_and_thoughts,
     usage_of,
 )
+from .speech import speech_config, spoken_output, transcription_contents
 
 API_VERSION = "v1beta"
 QUICK_TIMEOUT = 5.0  # seconds, for health checks and the model list behind resolve_model
@@ -171,6 +172,30 @@ class GeminiBackend:
         async with contextlib.aclosing(responses):
             async for response in responses:
                 yield response
+
+    async def speak(self, model: str, text: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Text-to-speech with a Gemini TTS model (raw PCM back, encoded as asked)."""
+        config = speech_config(params)
+
+        async def call() -> types.GenerateContentResponse:
+            models = await self._models()
+            return await models.generate_content(model=model, contents=text, config=config)
+
+        response = await call_with_retries(call, self.policy, self.classify)
+        return await anyio.to_thread.run_sync(spoken_output, response, model, params)
+
+    async def transcribe(self, model: str, items: list[Any], params: dict[str, Any]) -> dict[str, Any]:
+        """The text of one audio item, from a model that listens."""
+        contents = transcription_contents(items, params)
+
+        async def call() -> types.GenerateContentResponse:
+            models = await self._models()
+            return await models.generate_content(model=model, contents=contents)
+
+        response = await call_with_retries(call, self.policy, self.classify)
+        text, _ = text_and_thoughts(response)
+        task = "translate" if params.get("translate") else "transcribe"
+        return {"type": "text", "data": text.strip(), "metadata": {"model": model, "task": task}}
 
     async def predict_images(self, model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         """Imagen's ``models/<model>:predict`` on the Gemini API, as our image outputs."""

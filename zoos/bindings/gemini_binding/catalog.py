@@ -20,6 +20,11 @@ def bare_name(name: str) -> str:
 # The Gemini API does not list input modalities, so images go by name: gemini-* models take them (every Gemini
 # generation model is multimodal) except embedding and text-to-speech variants; other families (gemma,
 # learnlm...) are treated as text-only.
+def is_tts(name: str) -> bool:
+    """Gemini's speech models go by name: gemini-*-tts (gemini-2.5-flash-preview-tts...)."""
+    return "tts" in name
+
+
 def accepts_images(name: str) -> bool:
     return name.startswith("gemini") and not any(word in name for word in NOT_MULTIMODAL)
 
