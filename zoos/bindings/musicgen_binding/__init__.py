@@ -38,13 +38,19 @@ class MusicgenBinding(FolderModels, Binding):
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
         super().__init__(config, resource_manager)
         self._loaded: LoadedModels[tuple[Any, Any, str]] = LoadedModels()  # (model, processor, device)
+        self.steps_run = 0  # generation steps made, all requests together (get_model_info shows it)
 
     def get_resource_requirements(self) -> dict[str, Any]:
         return {"gpu_required": True}
 
     async def get_model_info(self, model_name: str | None = None) -> dict[str, Any]:
         name = await self.resolve_model(model_name)
-        return {"model_name": name, "model_type": "ttm", "supports_streaming": True, "details": {}}
+        return {
+            "model_name": name,
+            "model_type": "ttm",
+            "supports_streaming": True,
+            "details": {"steps_run": self.steps_run},
+        }
 
     async def load_model(self, model_name: str) -> bool:
         await self._model(model_name)
@@ -107,6 +113,8 @@ class MusicgenBinding(FolderModels, Binding):
         audio_format = str(params.get("audio_format") or self.config.get("default_format") or "wav")
         seed = params.get("seed")
 
+        binding = self
+
         def work(emit: Emit, stop: threading.Event) -> None:
             import torch
             from transformers import StoppingCriteria, StoppingCriteriaList
@@ -124,6 +132,7 @@ class MusicgenBinding(FolderModels, Binding):
                     if stop.is_set():
                         raise Stopped
                     self.step += 1
+                    binding.steps_run += 1
                     if self.step % every == 0 or self.step == steps:
                         emit({"step": self.step, "total": steps})
                     return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
