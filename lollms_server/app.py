@@ -13,7 +13,7 @@ import anyio
 from fastapi import FastAPI
 
 from lollms_server import __version__
-from lollms_server.api import artifacts, endpoints, generate, lollms_helpers, personalities, root, tokens
+from lollms_server.api import artifacts, endpoints, generate, lollms_helpers, personalities, tokens
 from lollms_server.api.anthropic_compat import routes as anthropic_routes
 from lollms_server.api.auth import ApiKeyMiddleware
 from lollms_server.api.body_limit import RequestBodyGuard
@@ -24,6 +24,7 @@ from lollms_server.api.json_body import JsonBodyMiddleware
 from lollms_server.api.ollama_compat import routes as ollama_routes
 from lollms_server.api.openai_compat import routes as openai_routes
 from lollms_server.api.openapi import customize_openapi
+from lollms_server.api.webui import install_ui
 from lollms_server.core.artifacts import ArtifactStore
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig, load_main_config
@@ -111,7 +112,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     install_error_handlers(app)
     install_fallbacks(app)
     customize_openapi(app)
-    app.include_router(root.router)  # GET /: where the docs are, until the web UI is served there
+    install_ui(app, bool(config.section("webui")["enable_ui"]))  # the web UI at /, or where the docs are
     app.include_router(endpoints.public_router)
     for module in (endpoints, tokens, personalities, artifacts):
         app.include_router(module.router)

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lollms_server.api.errors import error_response
+from lollms_server.api.webui import page_for
 
 # Longest first: /api/v1/ is ours, the rest of /api/ is Ollama's.
 _API_OF_PREFIX = (
@@ -38,6 +39,11 @@ def unknown_endpoint_router(fallback: ASGIApp) -> ASGIApp:
     async def unknown_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await fallback(scope, receive, send)
+            return
+        dist = getattr(scope["app"].state, "spa_dist", None) if "app" in scope else None
+        page = page_for(dist, scope) if dist is not None else None
+        if page is not None:  # a browser page of the web UI
+            await page(scope, receive, send)
             return
         path = scope["path"]
         api = api_of(path)
