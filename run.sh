@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
-"$PYTHON" install_core.py --ensure --extras llamacpp,speech
+"$PYTHON" install_core.py --ensure --extras llamacpp,speech --webui
 exec venv/bin/lollms-server "$@"

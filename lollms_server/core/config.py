@@ -363,6 +363,7 @@ def create_default_config(path: Path, extra_values: Mapping[str, Any] | None = N
         "server": {"host": "127.0.0.1"},
         "paths": _checkout_personal_folders(path.parent),
         "security": {"allowed_api_keys": [hash_api_key(api_key)]},
+        "webui": {"enable_ui": True},
         "bindings_map": dict(DEFAULT_INSTANCES),
         "defaults": {
             "ttt_binding": "llamacpp",
