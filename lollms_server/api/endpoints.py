@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -106,3 +107,21 @@ async def get_model_info(
     details = {**info.pop("details", {}), **info}
     known.setdefault("model_name", resolved)
     return GetModelInfoResponse(binding_instance_name=binding_instance_name, details=details, **known)
+
+
+@router.get(
+    "/status", responses=error_responses(503), summary="What the server is doing: the compute queue and loaded models"
+)
+async def status(request: Request) -> dict[str, Any]:
+    """The compute queue (active, waiting, totals) and the models local bindings hold loaded (names, never
+    paths): what the web UI's status page shows beside the bindings, personalities and functions."""
+    resources = request.app.state.resource_manager
+    residency = resources.models.stats()
+    return {
+        "version": __version__,
+        "queue": asdict(resources.stats()),
+        "loaded_models": [
+            {key: model[key] for key in ("instance", "model", "size", "in_use", "idle_seconds")}
+            for model in residency.models
+        ],
+    }

@@ -1,7 +1,7 @@
-"""The web UI in a real browser (Chromium driven by Playwright) against the real server with the embedded model:
+"""The web UI in a real browser (Chromium driven by Playwright) against the real server and the embedded model:
 the key flow, a streamed answer that visibly grows, Stop freeing the server's slot, a personality choice
-reaching the server, and model output that tries to run script staying inert. Screenshots at desktop and phone
-widths go to tests/webui/screenshots/."""
+reaching the server, model output that tries to run script staying inert, and the status page. Screenshots at
+desktop and phone widths go to tests/webui/screenshots/."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ if (reason := _missing()) is not None:
 async def server(tmp_path: Path) -> AsyncIterator[tuple[str, Any]]:
     config = make_config(
         tmp_path,
-        bindings_map={"llama": "llamacpp_binding"},
+        bindings_map={"llama": "llamacpp_binding", "ghost": "no_such_binding"},  # ghost: broken on purpose
         defaults={"ttt_binding": "llama"},
         webui={"enable_ui": True},
     )
@@ -129,3 +129,12 @@ async def test_a_chosen_personality_answers_and_its_markup_stays_inert(page: Any
     assert await page.query_selector("li.assistant img[onerror]") is None
     assert await page.query_selector("li.assistant a[href^='javascript']") is None
     assert await page.inner_text("li.assistant strong") == "bold"
+
+
+async def test_the_status_page_lists_a_broken_binding_with_its_reason(page: Any) -> None:
+    await sign_in(page)
+    await page.click("nav >> text=Status")
+    row = page.locator("tr", has_text="ghost")
+    await row.wait_for()
+    assert "no_such_binding" in (await row.inner_text())
+    assert "active" in (await page.locator("p.queue").inner_text())
