@@ -138,3 +138,57 @@ async def test_the_status_page_lists_a_broken_binding_with_its_reason(page: Any)
     await row.wait_for()
     assert "no_such_binding" in (await row.inner_text())
     assert "active" in (await page.locator("p.queue").inner_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("diffusers", reason="install with ./run_tests.sh (the diffusers extra)")
+    from tests.zoo.tiny_diffusion import build_tiny_pipeline
+
+    return build_tiny_pipeline(tmp_path_factory.mktemp("ui-diffusion") / "tiny-sd")
+
+
+@pytest.fixture
+async def media_page(tmp_path: Path, tiny_sd: Path) -> AsyncIterator[Any]:
+    """The UI on a server that draws (the tiny diffusers pipeline) and speaks (hibari)."""
+    pytest.importorskip("hibari", reason="install with ./run_tests.sh (the speech extra)")
+    from playwright.async_api import async_playwright
+
+    config = make_config(
+        tmp_path,
+        bindings_map={"sd": "diffusers_binding", "voice": "hibari_binding"},
+        defaults={"tti_binding": "sd", "tts_binding": "voice"},
+        webui={"enable_ui": True},
+    )
+    folder = config.paths.models_folder / "diffusers_models"
+    folder.mkdir(parents=True)
+    (folder / "tiny-sd").symlink_to(tiny_sd, target_is_directory=True)
+    write_instance(config, "sd", {"type": "diffusers_binding", "default_model": "tiny-sd", "num_threads": 1})
+    write_instance(config, "voice", {"type": "hibari_binding"})
+    async with serving(create_app(config)) as url, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        tab = await browser.new_page()
+        await tab.goto(url + "/")
+        yield tab
+        await browser.close()
+
+
+async def test_an_image_is_shown_and_speech_can_be_played(media_page: Any) -> None:
+    page = media_page
+    await sign_in(page)
+    await page.select_option("#task", "tti")
+    await page.fill("textarea", "a red fox")
+    await page.press("textarea", "Enter")
+    image = page.locator("li.assistant img")
+    await image.wait_for()
+    assert await image.evaluate("element => element.decode().then(() => element.naturalWidth)") == 64
+    await page.select_option("#task", "tts")
+    await page.fill("textarea", "Hello from the web UI.")
+    await page.press("textarea", "Enter")
+    audio = page.locator("li.assistant audio")
+    await audio.wait_for()
+    seconds = await audio.evaluate(
+        "element => new Promise(done => element.readyState >= 1 ? done(element.duration)"
+        " : element.addEventListener('loadedmetadata', () => done(element.duration)))"
+    )
+    assert 0.5 < seconds < 5

@@ -59,6 +59,10 @@ export class Api {
     return (await this.check(await fetch(`${this.base}/health`))).json();
   }
 
+  async blob(path: string): Promise<Blob> {
+    return (await this.check(await fetch(`${this.base}${path}`, { headers: this.headers() }))).blob();
+  }
+
   async get<T>(path: string): Promise<T> {
     return (await this.check(await fetch(`${this.base}${path}`, { headers: this.headers() }))).json();
   }
@@ -81,4 +85,12 @@ export class Api {
       for (const event of parser.feed(value)) yield JSON.parse(event.data) as StreamChunk;
     }
   }
+}
+
+/** A browser-displayable source for a binary output: inline base64 as a data: URL, an artifact path fetched with
+ * the key (never put in a URL) as a blob: URL. */
+export async function mediaSource(api: Api, output: OutputItem): Promise<string> {
+  const data = String(output.data ?? "");
+  if (data.startsWith("/api/v1/artifacts/")) return URL.createObjectURL(await api.blob(data));
+  return `data:${output.mime_type ?? "application/octet-stream"};base64,${data}`;
 }

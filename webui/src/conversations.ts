@@ -1,7 +1,13 @@
 // Conversations kept in this browser (localStorage): messages, and the personality they were held with.
+export interface Media {
+  type: "image" | "audio" | "video";
+  src: string; // a data: URL (inline output) or a blob: URL (an artifact fetched with the key)
+}
 export interface Message {
   role: "user" | "assistant";
   text: string;
+  media?: Media[];
+  progress?: string;
   thoughts?: string;
   error?: string;
   usage?: { prompt_tokens?: number; completion_tokens?: number };
