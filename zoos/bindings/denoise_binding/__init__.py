@@ -106,7 +106,8 @@ class DenoiseBinding(Binding):
         items = [item for item in multimodal_data or [] if item.type == "audio" and item.role == "input_audio"]
         if len(items) != 1:
             raise BadRequestError(f"send exactly one audio item with role input_audio (got {len(items)})")
-        samples, rate = await anyio.to_thread.run_sync(decode, items[0].binary(), "input_audio")
+        item = items[0]  # base64 and audio decoding both off the event loop
+        samples, rate = await anyio.to_thread.run_sync(lambda: decode(item.binary(), "input_audio"))
         limit = int(self.config.get("max_audio_seconds") or 1800)
         if len(samples) / rate > limit:
             raise BadRequestError(

@@ -186,7 +186,7 @@ class GeminiBackend:
 
     async def transcribe(self, model: str, items: list[Any], params: dict[str, Any]) -> dict[str, Any]:
         """The text of one audio item, from a model that listens."""
-        contents = transcription_contents(items, params)
+        contents = await anyio.to_thread.run_sync(transcription_contents, items, params)  # decodes the audio
 
         async def call() -> types.GenerateContentResponse:
             models = await self._models()

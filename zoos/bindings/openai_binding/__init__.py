@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+import anyio
 import openai
 
 from lollms_server.core.bindings import Binding, token_usage
@@ -276,7 +277,7 @@ class OpenAIBinding(Binding):
 
             response = await call_with_retries(speak, self.policy, self._classify)
             return speech_output(response.read(), model, arguments)
-        arguments = transcription_arguments(model, params, items)
+        arguments = await anyio.to_thread.run_sync(transcription_arguments, model, params, items)  # decodes the audio
         endpoint = self.client.audio.translations if params.get("translate") else self.client.audio.transcriptions
 
         async def listen() -> Any:
