@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import ctypes
 import threading
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
@@ -155,12 +154,3 @@ class DenoiseBinding(Binding):
                 async for output in items_out:
                     outputs.append(output)
         return outputs
-
-    async def generate_stream(
-        self,
-        prompt: str,
-        params: dict[str, Any],
-        request_info: dict[str, Any],
-        multimodal_data: list[Any] | None = None,
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        yield {"type": "final", "content": await self.generate(prompt, params, request_info, multimodal_data)}

@@ -83,7 +83,7 @@ class MusicgenBinding(FolderModels, Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> list[dict[str, Any]]:
-        return await final_outputs(self._compose(prompt, params, request_info))
+        return await final_outputs(self.generate_stream(prompt, params, request_info, multimodal_data))
 
     async def generate_stream(
         self,
@@ -92,13 +92,7 @@ class MusicgenBinding(FolderModels, Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
-        async with contextlib.aclosing(self._compose(prompt, params, request_info)) as chunks:
-            async for chunk in chunks:
-                yield chunk
-
-    async def _compose(
-        self, prompt: str, params: dict[str, Any], request_info: dict[str, Any]
-    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Progress ``info`` events, then the music in the final chunk."""
         if not prompt.strip():
             raise BadRequestError("describe the music in the user_prompt")
         duration = float(params.get("duration") or self.config.get("default_duration") or 8.0)

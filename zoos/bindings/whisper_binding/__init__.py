@@ -162,7 +162,7 @@ class WhisperBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> list[dict[str, Any]]:
-        return await collect_outputs(self._transcribe(params, request_info, multimodal_data))
+        return await collect_outputs(self.generate_stream(prompt, params, request_info, multimodal_data))
 
     async def generate_stream(
         self,
@@ -171,13 +171,7 @@ class WhisperBinding(Binding):
         request_info: dict[str, Any],
         multimodal_data: list[Any] | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
-        async with contextlib.aclosing(self._transcribe(params, request_info, multimodal_data)) as chunks:
-            async for chunk in chunks:
-                yield chunk
-
-    async def _transcribe(
-        self, params: dict[str, Any], request_info: dict[str, Any], multimodal: list[Any] | None
-    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Each segment's text as it is decoded, then the transcript with its segments in the final chunk."""
         name = str(request_info.get("model_name") or self.default_model_name)
         english_only = name.endswith(".en")
         language = params.get("language")
@@ -189,7 +183,7 @@ class WhisperBinding(Binding):
             raise BadRequestError(
                 f"model '{name}' is English-only: language '{language}' needs a multilingual whisper model"
             )
-        samples = await anyio.to_thread.run_sync(self._audio, multimodal)
+        samples = await anyio.to_thread.run_sync(self._audio, multimodal_data)
         model = await self._model(name)
         words = params.get("timestamps") == "word"
         options = {
