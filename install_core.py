@@ -167,11 +167,12 @@ def _modules_current() -> bool:
     return installed.is_file() and installed.stat().st_mtime >= (WEBUI / "package-lock.json").stat().st_mtime
 
 
-def build_webui(test: bool = False) -> bool:
-    """Build the web UI when it is missing or older than its sources (``test``: run its unit tests too)."""
+def build_webui(test: bool = False, npm: list[str] | None = None) -> bool:
+    """Build the web UI when it is missing or older than its sources (``test``: run its unit tests too), with
+    ``npm`` (a command line) or else the system's or PyPI's npm."""
     if not (WEBUI / "package.json").is_file() or (webui_is_current() and not test):
         return True
-    npm = npm_command()
+    npm = npm or npm_command()
     if npm is None:
         print("The web UI cannot be built here (no npm, and Node from PyPI could not be installed).", file=sys.stderr)
         return False

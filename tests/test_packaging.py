@@ -1,4 +1,5 @@
-"""The wheel ships the zoos, so a `pip install` (not only a checkout) finds the built-in components."""
+"""The wheel ships the zoos and the built web UI, so a `pip install` (not only a checkout) finds the built-in
+components and serves the UI without Node."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_wheel_contains_every_zoo_file(tmp_path: Path) -> None:
+def test_wheel_contains_every_zoo_file_and_the_web_ui(tmp_path: Path) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -43,3 +44,8 @@ def test_wheel_contains_every_zoo_file(tmp_path: Path) -> None:
     for init in (ROOT / "lollms_server").rglob("__init__.py"):
         assert init.relative_to(ROOT).as_posix() in names, init
     assert not any(name.startswith("zoos/") for name in names)  # no top-level "zoos" package in site-packages
+    # The web UI as built (setup.py builds it first when it is missing or stale).
+    built = ROOT / "webui" / "dist"
+    shipped = sorted(name.removeprefix("lollms_server/webui_dist/") for name in names if "/webui_dist/" in name)
+    assert "index.html" in shipped and any(name.startswith("assets/") and name.endswith(".js") for name in shipped)
+    assert shipped == sorted(path.relative_to(built).as_posix() for path in built.rglob("*") if path.is_file())

@@ -19,11 +19,13 @@ from lollms_server.api.models import (
     ListAvailableModelsResponse,
     ListBindingsResponse,
     ListModelsResponse,
+    ListTasksResponse,
     ModelInfo,
 )
 from lollms_server.core.errors import LollmsError
 from lollms_server.core.model_scan import scan_models_folder
 from lollms_server.core.security import ApiKeyVerifier
+from lollms_server.core.task_catalog import describe_tasks
 
 public_router = APIRouter()
 router = protected_router()
@@ -63,6 +65,16 @@ async def list_active_bindings(manager: BindingManagerDep) -> ListActiveBindings
 )
 async def get_default_bindings(config: ConfigDep) -> GetDefaultBindingsResponse:
     return GetDefaultBindingsResponse(defaults=config.defaults)
+
+
+@router.get(
+    "/list_tasks",
+    response_model=ListTasksResponse,
+    responses=error_responses(503),
+    summary="Generation types: their inputs, parameters (JSON Schema) and the instances that can run them",
+)
+async def list_tasks(manager: BindingManagerDep, config: ConfigDep) -> ListTasksResponse:
+    return ListTasksResponse.model_validate({"tasks": await describe_tasks(manager, config)})
 
 
 @router.get(

@@ -89,6 +89,21 @@ class ListFunctionsResponse(BaseModel):
     problems: dict[str, str] = Field(default_factory=dict, description="Files or functions that were rejected.")
 
 
+class TaskInfo(BaseModel):
+    description: str
+    output: str = Field(description="The modality it produces: text, image, audio or video.")
+    needs_prompt: bool
+    required_inputs: list[str] = Field(description="input_data roles it cannot do without.")
+    optional_inputs: list[str] = Field(description="input_data roles it uses when given (mask_image).")
+    default_binding: str | None = Field(description="The instance used when a request names none, if active.")
+    bindings: list[str] = Field(description="Active instances whose input and output modalities fit the task.")
+    parameters: dict[str, Any] = Field(description="JSON Schema of the task's `parameters`.")
+
+
+class ListTasksResponse(BaseModel):
+    tasks: dict[str, TaskInfo] = Field(description="Generation types by name.")
+
+
 class ListModelsResponse(BaseModel):
     models: dict[str, list[str]]
 

@@ -1,4 +1,5 @@
-"""The built web UI (``webui/dist``, from ``npm run build``) served at ``/`` when ``webui.enable_ui`` is true.
+"""The built web UI (``webui/dist`` from ``npm run build``, or the copy inside an installed wheel) served at
+``/`` when ``webui.enable_ui`` is true.
 
 - ``/assets/*`` (names with content hashes) are cached for a year, immutable;
 - a GET no route serves, from a browser asking for HTML, gets ``index.html`` (the app routes in the browser), so
@@ -19,6 +20,8 @@ from starlette.types import Scope
 
 from lollms_server.api import root
 
+# A wheel ships the build inside the package (setup.py); a checkout serves webui/dist, built by run.sh.
+PACKAGED_DIST = Path(__file__).resolve().parents[1] / "webui_dist"
 CHECKOUT_DIST = Path(__file__).resolve().parents[2] / "webui" / "dist"
 RESERVED_PREFIXES = ("/api/", "/v1/", "/lollms/", "/docs", "/redoc", "/openapi.json", "/health", "/version")
 CSP = (
@@ -94,7 +97,7 @@ def not_built_page() -> HTMLResponse:
 
 def install_ui(app: FastAPI, enabled: bool, dist: Path | None = None) -> None:
     """The UI at ``/`` when enabled and built; else the root page (with a note when enabled but not built)."""
-    built = built_ui(dist or CHECKOUT_DIST) if enabled else None
+    built = built_ui(dist or (PACKAGED_DIST if built_ui(PACKAGED_DIST) else CHECKOUT_DIST)) if enabled else None
     if built is not None:
         app.include_router(ui_router(built))
         app.state.spa_dist = built  # the unknown-endpoint fallback serves the app's pages (fallbacks.py)

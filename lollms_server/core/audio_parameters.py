@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from lollms_server.core.errors import BadRequestError
+from lollms_server.core.parameters import checked_model
 
 # Output audio formats and their media types (what soundfile writes: WAV, FLAC, MP3, Ogg Opus; pcm is raw
 # 16-bit little-endian mono samples, as OpenAI's speech API answers it).
@@ -78,13 +78,7 @@ class MusicParameters(BaseModel):
 
 
 def _checked(model: type[BaseModel], parameters: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
-    try:
-        return model.model_validate(dict(parameters or {})).model_dump(exclude_none=True)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'parameters'}: {error['msg']}" for error in exc.errors()
-        )
-        raise BadRequestError(f"invalid {what} parameters: {problems}") from None
+    return checked_model(model, parameters, f"{what} parameters").model_dump(exclude_none=True)
 
 
 def speech_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:

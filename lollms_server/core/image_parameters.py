@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lollms_server.core.errors import BadRequestError
+from lollms_server.core.parameters import checked_model
 
 _SIZE = re.compile(r"\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*")
 
@@ -51,14 +52,7 @@ class ImageParameters(BaseModel):
     @classmethod
     def checked(cls, parameters: Mapping[str, Any] | None) -> ImageParameters:
         """The parameters, or BadRequestError naming what is wrong."""
-        try:
-            return cls.model_validate(dict(parameters or {}))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc']) or 'parameters'}: {error['msg']}"
-                for error in exc.errors()
-            )
-            raise BadRequestError(f"invalid image parameters: {problems}") from None
+        return checked_model(cls, parameters, "image parameters")
 
 
 @dataclass(frozen=True)

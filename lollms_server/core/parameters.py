@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -16,6 +16,19 @@ from lollms_server.core.tools import MAX_TOOLS, ToolChoice, ToolSpec, check_tool
 MAX_STOP_SEQUENCES = 16
 MAX_STOP_CHARS = 500
 MAX_RESPONSE_FORMAT_CHARS = 64 * 1024
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def checked_model(model: type[Model], parameters: Mapping[str, Any] | None, what: str) -> Model:
+    """``parameters`` validated by ``model``, or BadRequestError naming each problem ("invalid {what}: ...")."""
+    try:
+        return model.model_validate(dict(parameters or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'parameters'}: {error['msg']}" for error in exc.errors()
+        )
+        raise BadRequestError(f"invalid {what}: {problems}") from None
 
 
 class GenerationParameters(BaseModel):
@@ -65,13 +78,7 @@ def validate_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     """Check the known parameters of an untrusted layer (a request); BadRequestError says what is wrong."""
     if not parameters:
         return {}
-    try:
-        return GenerationParameters.model_validate(dict(parameters)).model_dump(exclude_none=True)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        raise BadRequestError(f"invalid parameters: {problems}") from None
+    return checked_model(GenerationParameters, parameters, "parameters").model_dump(exclude_none=True)
 
 
 def layer_parameters(*layers: Mapping[str, Any] | None) -> dict[str, Any]:

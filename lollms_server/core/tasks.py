@@ -8,7 +8,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from lollms_server.core.audio_parameters import (
+    AudioToAudioParameters,
+    MusicParameters,
+    SpeechParameters,
+    TranscriptionParameters,
     audio_to_audio_parameters,
     music_parameters,
     speech_parameters,
@@ -17,8 +23,8 @@ from lollms_server.core.audio_parameters import (
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.image_parameters import ImageParameters
 from lollms_server.core.limits import InputLimits
-from lollms_server.core.parameters import validate_parameters
-from lollms_server.core.video_parameters import video_parameters
+from lollms_server.core.parameters import GenerationParameters, validate_parameters
+from lollms_server.core.video_parameters import VideoParameters, video_parameters
 
 
 def validate_image_parameters(parameters: Mapping[str, Any] | None, limits: InputLimits) -> dict[str, Any]:
@@ -65,7 +71,9 @@ class GenerationTask:
     needs_prompt: bool  # a text item with role user_prompt
     required_roles: tuple[str, ...]  # other input roles it cannot do without
     validate: Callable[[Mapping[str, Any] | None, InputLimits], dict[str, Any]]
+    parameters: type[BaseModel]  # what ``validate`` checks first; its JSON Schema is the task's public description
     default_max_tokens: bool = False  # text outputs get defaults.default_max_output_tokens
+    optional_roles: tuple[str, ...] = ()  # other input roles it uses when given
 
     def check_inputs(self, prompt: str, roles: set[str]) -> None:
         # A text answer may be about an image alone (an OpenAI message can be just an image part).
@@ -77,28 +85,33 @@ class GenerationTask:
 
 
 # Tasks whose modality has no binding yet take the text parameters (passed on to the binding as they are).
+# fmt: off
 TASKS: dict[str, GenerationTask] = {
     task.name: task
     for task in (
-        GenerationTask("ttt", "text", "text generation", True, (), validate_text_parameters, default_max_tokens=True),
-        GenerationTask("tti", "image", "text to image", True, (), validate_image_parameters),
         GenerationTask(
-            "i2i",
-            "image",
-            "image to image, inpainting with a mask_image",
-            False,
-            ("input_image",),
-            validate_image_parameters,
-        ),  # fmt: skip
-        GenerationTask("ttv", "video", "text to video", True, (), validate_video_parameters),
-        GenerationTask("ttm", "audio", "text to music", True, (), validate_music_parameters),
-        GenerationTask("tts", "audio", "text to speech", True, (), validate_speech_parameters),
-        GenerationTask("stt", "text", "speech to text", False, ("input_audio",), validate_transcription_parameters),
+            "ttt", "text", "text generation", True, (), validate_text_parameters, GenerationParameters,
+            default_max_tokens=True,
+        ),
+        GenerationTask("tti", "image", "text to image", True, (), validate_image_parameters, ImageParameters),
         GenerationTask(
-            "audio2audio", "audio", "audio to audio", False, ("input_audio",), validate_audio_to_audio_parameters
+            "i2i", "image", "image to image, inpainting with a mask_image", False, ("input_image",),
+            validate_image_parameters, ImageParameters, optional_roles=("mask_image",),
+        ),
+        GenerationTask("ttv", "video", "text to video", True, (), validate_video_parameters, VideoParameters),
+        GenerationTask("ttm", "audio", "text to music", True, (), validate_music_parameters, MusicParameters),
+        GenerationTask("tts", "audio", "text to speech", True, (), validate_speech_parameters, SpeechParameters),
+        GenerationTask(
+            "stt", "text", "speech to text", False, ("input_audio",), validate_transcription_parameters,
+            TranscriptionParameters,
+        ),
+        GenerationTask(
+            "audio2audio", "audio", "audio to audio", False, ("input_audio",), validate_audio_to_audio_parameters,
+            AudioToAudioParameters,
         ),
     )
 }
+# fmt: on
 
 
 def task_of(name: str) -> GenerationTask:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from lollms_server.core.errors import BadRequestError
 from lollms_server.core.image_parameters import ImageParameters
+from lollms_server.core.parameters import checked_model
 
 VIDEO_FORMATS = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
 
@@ -30,13 +30,7 @@ class VideoParameters(BaseModel):
 
 
 def video_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
-    try:
-        checked = VideoParameters.model_validate(dict(parameters or {}))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'parameters'}: {error['msg']}" for error in exc.errors()
-        )
-        raise BadRequestError(f"invalid video parameters: {problems}") from None
+    checked = checked_model(VideoParameters, parameters, "video parameters")
     values = checked.model_dump(exclude_none=True)
     if checked.image_size is not None:  # the same "WxH" rules as images
         size = ImageParameters.checked({"image_size": checked.image_size})

@@ -9,7 +9,14 @@ from lollms_server import __version__
 from lollms_server.app import create_app
 from tests.conftest import running_client
 from tests.core.test_binding_manager import free_port
-from tests.helpers import make_config, write_binding_type, write_instance
+from tests.helpers import (
+    SCRIPTED_BINDING_CODE,
+    SCRIPTED_CARD,
+    add_scripted_binding,
+    make_config,
+    write_binding_type,
+    write_instance,
+)
 
 
 async def test_list_bindings_and_active_bindings(tmp_path: Path) -> None:
@@ -181,3 +188,39 @@ async def test_the_root_points_to_the_docs(tmp_path: Path) -> None:
     assert '<a href="/docs">' in as_html.text and '<a href="/health">' in as_html.text
     assert "<script" not in as_html.text and as_html.headers["Content-Security-Policy"] == "default-src 'none'"
     assert docs.status_code == 200
+
+
+async def test_list_tasks_describes_inputs_parameters_and_who_can_run_each(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        bindings_map={"scripted": "scripted_binding", "ears": "listener_binding", "gone": "tcp_binding"},
+        defaults={"ttt_binding": "scripted", "stt_binding": "ears", "tti_binding": "gone"},
+    )
+    add_scripted_binding(config)
+    listener = SCRIPTED_BINDING_CODE.replace('"scripted_binding"', '"listener_binding"').replace(
+        'return ["text", "image"]', 'return ["audio"]'
+    )
+    write_binding_type(
+        config.paths.bindings_folder,
+        "listener_binding",
+        code=listener,
+        card={**SCRIPTED_CARD, "type_name": "listener_binding"},
+    )
+    write_instance(config, "ears", {"type": "listener_binding"})
+    write_binding_type(config.paths.bindings_folder)
+    write_instance(config, "gone", {"port": free_port()})  # nothing listens: unavailable
+    async with running_client(create_app(config)) as client:
+        tasks = (await client.get("/api/v1/list_tasks")).json()["tasks"]
+    assert set(tasks) == {"ttt", "tti", "i2i", "ttv", "ttm", "tts", "stt", "audio2audio"}
+    assert tasks["ttt"]["bindings"] == ["scripted"] and tasks["ttt"]["default_binding"] == "scripted"
+    # Both make text, but only the listener takes audio; the unavailable default is not offered.
+    assert tasks["stt"]["bindings"] == ["ears"] and tasks["stt"]["required_inputs"] == ["input_audio"]
+    assert tasks["tti"]["bindings"] == [] and tasks["tti"]["default_binding"] is None
+    assert tasks["i2i"]["optional_inputs"] == ["mask_image"] and not tasks["i2i"]["needs_prompt"]
+    # The parameters are the JSON Schema of the models that validate them, limits included.
+    width = tasks["tti"]["parameters"]["properties"]["width"]["anyOf"][0]
+    assert width == {"type": "integer", "minimum": 64, "maximum": 8192, "multipleOf": 8}
+    formats = tasks["tts"]["parameters"]["properties"]["audio_format"]["anyOf"][0]["enum"]
+    assert formats == ["wav", "mp3", "opus", "flac", "pcm"]
+    assert tasks["tts"]["parameters"]["additionalProperties"] is False
+    assert "max_tokens" in tasks["ttt"]["parameters"]["properties"]

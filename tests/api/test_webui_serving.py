@@ -30,6 +30,7 @@ def fake_build(root: Path) -> Path:
 def ui_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dist: Path | None = None) -> FastAPI:
     # The checkout's webui/dist may or may not be built: create_app serves the stand-in instead.
     monkeypatch.setattr(webui, "CHECKOUT_DIST", dist or fake_build(tmp_path))
+    monkeypatch.setattr(webui, "PACKAGED_DIST", tmp_path / "not-installed-from-a-wheel")
     return create_app(make_config(tmp_path / "config", webui={"enable_ui": True}))
 
 
@@ -75,3 +76,11 @@ async def test_an_enabled_ui_that_is_not_built_says_how_to_build_it(
         and "default-src 'none'" in page.headers["content-security-policy"]
     )
     assert api_root.json()["name"] == "lollms_server"
+
+
+async def test_a_wheel_install_serves_the_ui_it_ships(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(webui, "PACKAGED_DIST", fake_build(tmp_path / "site-packages"))
+    monkeypatch.setattr(webui, "CHECKOUT_DIST", tmp_path / "no-checkout")
+    async with running_client(create_app(make_config(tmp_path / "config", webui={"enable_ui": True}))) as client:
+        home = await client.get("/", headers=HTML)
+    assert home.status_code == 200 and "app-1a2b3c.js" in home.text
