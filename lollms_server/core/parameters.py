@@ -36,18 +36,19 @@ class GenerationParameters(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0)
-    top_k: int | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    repeat_penalty: float | None = Field(default=None, ge=0.0)
-    repeat_last_n: int | None = Field(default=None, ge=0)
-    seed: int | None = None
+    max_tokens: int | None = Field(default=None, ge=1, description="Most tokens to generate.")
+    temperature: float | None = Field(default=None, ge=0.0, description="Randomness; 0 always takes the likeliest.")
+    top_k: int | None = Field(default=None, ge=0, description="Sample among this many likeliest tokens.")
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0, description="Sample among tokens making this mass.")
+    repeat_penalty: float | None = Field(default=None, ge=0.0, description="Above 1 discourages repeating.")
+    repeat_last_n: int | None = Field(default=None, ge=0, description="How many recent tokens the penalty sees.")
+    seed: int | None = Field(default=None, description="The same seed, the same answer.")
     stop: list[str] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
     response_format: dict[str, Any] | None = None
     tools: list[ToolSpec] | None = Field(default=None, max_length=MAX_TOOLS)
-    tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
+    # Meaningful only with ``tools``: marked so that a form built from this schema leaves them to API clients.
+    tool_choice: ToolChoice | None = Field(default=None, json_schema_extra={"x-form": False})
+    parallel_tool_calls: bool | None = Field(default=None, json_schema_extra={"x-form": False})
 
     @model_validator(mode="after")
     def _choice_among_tools(self) -> GenerationParameters:

@@ -1,16 +1,21 @@
-"""The web UI in a real browser (Chromium driven by Playwright) against the real server and the embedded model:
-the key flow, a streamed answer that visibly grows, Stop freeing the server's slot, a personality choice
-reaching the server, model output that tries to run script staying inert, and the status page. Screenshots at
-desktop and phone widths go to tests/webui/screenshots/."""
+"""The web UI in a real browser (Chromium driven by Playwright) against the real server and real models: the key
+flow, a streamed answer that visibly grows, Stop freeing the server's slot, a personality choice reaching the
+server, model output that tries to run script staying inert, code blocks copied, conversations renamed and kept
+across a reload, the status page; images made with parameters from the server's own description and edited
+again ("use as input"), speech played, and transcriptions of an uploaded file and of the (fake) microphone.
+Screenshots at desktop and phone widths go to tests/webui/screenshots/."""
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from lollms_server.api import webui
@@ -20,7 +25,10 @@ from tests.server import serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(__file__).parent / "screenshots"
-XSS = '<img src=x onerror="window.pwned=1"> [click](javascript:window.pwned=2) **bold**'
+XSS = '<img src=x onerror="window.pwned=1"> [click](javascript:window.pwned=2) **bold**\n\n```python\nprint(1)\n```'
+FOX = "The quick brown fox jumps over the lazy dog."
+# Chromium's fake microphone (a tone), granted without a prompt.
+CHROMIUM_ARGS = ["--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 XSS_WORKFLOW = f"""
 async def run_workflow(prompt, params, context):
     return {XSS!r}
@@ -70,8 +78,9 @@ async def page(server: tuple[str, Any]) -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = await browser.new_context(viewport={"width": 1280, "height": 720})
+        await context.grant_permissions(["clipboard-read", "clipboard-write"])
         tab = await context.new_page()
         await tab.goto(server[0] + "/")
         yield tab
@@ -93,7 +102,7 @@ async def test_the_key_flow_and_a_streamed_answer(page: Any) -> None:
     await page.fill("textarea", "Tell me about the city of Paris in France.")
     await page.press("textarea", "Enter")
     lengths: set[int] = set()
-    while await page.query_selector("li.assistant .meta") is None:  # until the answer is complete
+    while await page.query_selector("li.assistant .timing") is None:  # until the answer is complete
         lengths.add(len(await page.text_content("li.assistant .text") or ""))
         await page.wait_for_timeout(20)
     final = await page.text_content("li.assistant .text") or ""
@@ -102,6 +111,10 @@ async def test_the_key_flow_and_a_streamed_answer(page: Any) -> None:
     await page.screenshot(path=str(SCREENSHOTS / "chat-desktop.png"))
     await page.set_viewport_size({"width": 390, "height": 800})
     await page.screenshot(path=str(SCREENSHOTS / "chat-phone.png"))
+    # At phone width the conversations are a panel opened on demand.
+    assert not await page.is_visible("aside.sidebar")
+    await page.click("button.sidebar-toggle")
+    await page.locator("aside.sidebar button.title", has_text="Tell me about").wait_for()
 
 
 async def test_stop_frees_the_servers_slot(page: Any, server: tuple[str, Any]) -> None:
@@ -111,24 +124,38 @@ async def test_stop_frees_the_servers_slot(page: Any, server: tuple[str, Any]) -
     while not (await page.text_content("li.assistant .text") or ""):  # the answer has begun
         await page.wait_for_timeout(20)
     await page.click("button.stop")
-    await page.wait_for_selector("li.assistant .meta")
+    await page.wait_for_selector("li.assistant .timing")
     app = server[1]
     await wait_until(lambda: app.state.resource_manager.stats().active == 0)
-    tokens = int((await page.text_content("li.assistant .meta") or "0").split()[0].replace("?", "0") or 0)
-    assert tokens < 1024  # stopped, not run to the default max_tokens
+    counted = re.search(r"(\d+) tokens", await page.text_content("li.assistant .timing") or "")
+    assert counted is None or int(counted[1]) < 1024  # stopped (no usage: before the end), not run to max_tokens
 
 
 async def test_a_chosen_personality_answers_and_its_markup_stays_inert(page: Any) -> None:
     await sign_in(page)
     await page.fill("#filter", "inert")
-    await page.select_option("select", "inert_check")
+    await page.select_option("select[aria-label=Personality]", "inert_check")
     await page.fill("textarea", "hello")
     await page.press("textarea", "Enter")
-    await page.wait_for_selector("li.assistant .meta")
+    await page.wait_for_selector("li.assistant .timing")
     assert await page.evaluate("window.pwned") is None
     assert await page.query_selector("li.assistant img[onerror]") is None
     assert await page.query_selector("li.assistant a[href^='javascript']") is None
     assert await page.inner_text("li.assistant strong") == "bold"
+    # The code block is highlighted and its copy button copies it.
+    assert await page.inner_text("li.assistant .code .hljs-built_in") == "print"
+    await page.click("li.assistant button.copy")
+    await page.locator("li.assistant button.copy", has_text="Copied").wait_for()
+    assert await page.evaluate("navigator.clipboard.readText()") == "print(1)\n"
+    # Renamed, the conversation keeps its name, its answer and its personality across a reload.
+    await page.click("aside button[aria-label^=Rename]")
+    await page.fill("aside input", "Inert checks")
+    await page.press("aside input", "Enter")
+    await page.reload()
+    await page.wait_for_selector("textarea")
+    await page.click("aside button.title >> text=Inert checks")
+    assert await page.inner_text("li.assistant strong") == "bold"
+    assert await page.input_value("select[aria-label=Personality]") == "inert_check"
 
 
 async def test_the_status_page_lists_a_broken_binding_with_its_reason(page: Any) -> None:
@@ -138,6 +165,7 @@ async def test_the_status_page_lists_a_broken_binding_with_its_reason(page: Any)
     await row.wait_for()
     assert "no_such_binding" in (await row.inner_text())
     assert "active" in (await page.locator("p.queue").inner_text())
+    await page.locator("dl.folder dt").first.wait_for()  # the models folder, by kind
 
 
 @pytest.fixture(scope="module")
@@ -149,15 +177,13 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def media_page(tmp_path: Path, tiny_sd: Path) -> AsyncIterator[Any]:
-    """The UI on a server that draws (the tiny diffusers pipeline) and speaks (hibari)."""
+async def media_server(tmp_path: Path, tiny_sd: Path) -> AsyncIterator[str]:
+    """A server that draws (the tiny diffusers pipeline), speaks (hibari) and listens (whisper tiny.en)."""
     pytest.importorskip("hibari", reason="install with ./run_tests.sh (the speech extra)")
-    from playwright.async_api import async_playwright
-
     config = make_config(
         tmp_path,
-        bindings_map={"sd": "diffusers_binding", "voice": "hibari_binding"},
-        defaults={"tti_binding": "sd", "tts_binding": "voice"},
+        bindings_map={"sd": "diffusers_binding", "voice": "hibari_binding", "ears": "whisper_binding"},
+        defaults={"tti_binding": "sd", "i2i_binding": "sd", "tts_binding": "voice", "stt_binding": "ears"},
         webui={"enable_ui": True},
     )
     folder = config.paths.models_folder / "diffusers_models"
@@ -165,23 +191,61 @@ async def media_page(tmp_path: Path, tiny_sd: Path) -> AsyncIterator[Any]:
     (folder / "tiny-sd").symlink_to(tiny_sd, target_is_directory=True)
     write_instance(config, "sd", {"type": "diffusers_binding", "default_model": "tiny-sd", "num_threads": 1})
     write_instance(config, "voice", {"type": "hibari_binding"})
-    async with serving(create_app(config)) as url, async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    write_instance(config, "ears", {"type": "whisper_binding"})
+    async with serving(create_app(config)) as url:
+        yield url
+
+
+@pytest.fixture
+async def media_page(media_server: str) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         tab = await browser.new_page()
-        await tab.goto(url + "/")
+        await tab.goto(media_server + "/")
         yield tab
         await browser.close()
 
 
-async def test_an_image_is_shown_and_speech_can_be_played(media_page: Any) -> None:
+async def natural_width(image: Any) -> int:
+    return int(await image.evaluate("element => element.decode().then(() => element.naturalWidth)"))
+
+
+async def test_images_with_the_servers_parameters_and_used_as_input_again(media_page: Any) -> None:
     page = media_page
     await sign_in(page)
     await page.select_option("#task", "tti")
+    # The parameter form comes from the server's schema: its limits are the server's.
+    await page.click("summary >> text=Parameters of Image")
+    assert await page.get_attribute("input[name=width]", "max") == "8192"
+    assert await page.get_attribute("input[name=width]", "step") == "8"
+    await page.fill("input[name=width]", "128")
+    await page.fill("input[name=height]", "96")
     await page.fill("textarea", "a red fox")
     await page.press("textarea", "Enter")
-    image = page.locator("li.assistant img")
+    image = page.locator("li.assistant img").first
     await image.wait_for()
-    assert await image.evaluate("element => element.decode().then(() => element.naturalWidth)") == 64
+    assert await natural_width(image) == 128
+    # "Use as input": image to image from the picture just made.
+    await page.click("li.assistant >> text=Use as input")
+    assert await page.input_value("#task") == "i2i"
+    await page.locator(".inputs img.thumb").wait_for()
+    await page.fill("textarea", "the same fox, in blue")
+    await page.press("textarea", "Enter")
+    edited = page.locator("li.assistant img").nth(1)
+    await edited.wait_for()
+    assert await natural_width(edited) == 128  # the input's size
+    assert await page.locator("li.user img").count() == 1  # the input, shown in the user's turn
+    SCREENSHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "images-desktop.png"))
+
+
+async def test_speech_is_played_and_transcribed_from_a_file_and_the_microphone(
+    media_page: Any, media_server: str, tmp_path: Path
+) -> None:
+    page = media_page
+    await sign_in(page)
     await page.select_option("#task", "tts")
     await page.fill("textarea", "Hello from the web UI.")
     await page.press("textarea", "Enter")
@@ -192,3 +256,30 @@ async def test_an_image_is_shown_and_speech_can_be_played(media_page: Any) -> No
         " : element.addEventListener('loadedmetadata', () => done(element.duration)))"
     )
     assert 0.5 < seconds < 5
+    # A transcription of an uploaded file (speech the server made, saved as a WAV file).
+    async with httpx.AsyncClient(base_url=media_server, timeout=120) as client:
+        spoken = await client.post(
+            "/api/v1/generate",
+            headers={"X-API-Key": TEST_API_KEY},
+            json={"generation_type": "tts", "input_data": [{"type": "text", "role": "user_prompt", "data": FOX}]},
+        )
+    wav = tmp_path / "fox.wav"
+    wav.write_bytes(base64.b64decode(spoken.json()["output"][0]["data"]))
+    await page.select_option("#task", "stt")
+    await page.set_input_files("#file-input_audio", str(wav))
+    await page.locator(".inputs audio.thumb").wait_for()
+    await page.click("button[type=submit]")
+    answer = page.locator("li.assistant").nth(1)
+    await answer.locator(".timing").wait_for()
+    assert "quick brown fox" in (await answer.locator(".text").inner_text()).lower()
+    # The microphone (Chromium's fake one): recorded, sent, transcribed without an error.
+    await page.click("text=Record")
+    await page.locator("button", has_text="Stop recording").wait_for()
+    await page.wait_for_timeout(1000)  # a second of sound: the length of the recording, not a synchronization
+    await page.click("text=Stop recording")
+    await page.locator(".inputs audio.thumb").wait_for()
+    await page.click("button[type=submit]")
+    answer = page.locator("li.assistant").nth(2)
+    await answer.locator(".timing").wait_for()
+    assert await answer.locator(".error").count() == 0
+    assert await page.locator("li.user").nth(2).locator("audio").count() == 1

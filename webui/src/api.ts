@@ -1,5 +1,6 @@
 // The server's API as the UI uses it. The key travels in the X-API-Key header only, never in a URL.
 import { SseParser } from "./sse";
+import type { TaskInfo } from "./tasks";
 
 export interface InputItem {
   type: string;
@@ -67,6 +68,18 @@ export class Api {
     return (await this.check(await fetch(`${this.base}${path}`, { headers: this.headers() }))).json();
   }
 
+  async tasks(): Promise<Record<string, TaskInfo>> {
+    return (await this.get<{ tasks: Record<string, TaskInfo> }>("/api/v1/list_tasks")).tasks;
+  }
+
+  /** The names of the models a binding instance can use. */
+  async models(instance: string): Promise<string[]> {
+    const listed = await this.get<{ models: { name: string }[] }>(
+      `/api/v1/list_available_models/${encodeURIComponent(instance)}`,
+    );
+    return listed.models.map((model) => model.name);
+  }
+
   /** The stream of a generation; aborting ``signal`` closes the connection, which stops it on the server. */
   async *stream(body: GenerateBody, signal: AbortSignal): AsyncGenerator<StreamChunk> {
     const response = await this.check(
@@ -87,10 +100,23 @@ export class Api {
   }
 }
 
+// The blobs behind the blob: URLs made here, so an output can be sent back as an input without a fetch (the
+// CSP's connect-src allows the server only).
+const blobs = new Map<string, Blob>();
+
+export function blobBehind(url: string): Blob | undefined {
+  return blobs.get(url);
+}
+
 /** A browser-displayable source for a binary output: inline base64 as a data: URL, an artifact path fetched with
  * the key (never put in a URL) as a blob: URL. */
 export async function mediaSource(api: Api, output: OutputItem): Promise<string> {
   const data = String(output.data ?? "");
-  if (data.startsWith("/api/v1/artifacts/")) return URL.createObjectURL(await api.blob(data));
+  if (data.startsWith("/api/v1/artifacts/")) {
+    const blob = await api.blob(data);
+    const url = URL.createObjectURL(blob);
+    blobs.set(url, blob);
+    return url;
+  }
   return `data:${output.mime_type ?? "application/octet-stream"};base64,${data}`;
 }

@@ -1,7 +1,9 @@
 // Conversations kept in this browser (localStorage): messages, and the personality they were held with.
 export interface Media {
   type: "image" | "audio" | "video";
-  src: string; // a data: URL (inline output) or a blob: URL (an artifact fetched with the key)
+  // A data: URL (inline output or input), a blob: URL (an artifact fetched with the key; gone after a reload),
+  // or "" when it could not be kept.
+  src: string;
 }
 export interface Message {
   role: "user" | "assistant";
@@ -22,16 +24,34 @@ export interface Conversation {
 
 const STORE = "lollms.conversations";
 
+function withoutMedia(all: Conversation[], drop: (src: string) => boolean): Conversation[] {
+  return all.map((conversation) => ({
+    ...conversation,
+    messages: conversation.messages.map((message) => ({
+      ...message,
+      media: message.media?.map((item) => (drop(item.src) ? { ...item, src: "" } : item)),
+    })),
+  }));
+}
+
 export function loadConversations(): Conversation[] {
   try {
-    return JSON.parse(localStorage.getItem(STORE) ?? "[]") as Conversation[];
+    const stored = JSON.parse(localStorage.getItem(STORE) ?? "[]") as Conversation[];
+    return withoutMedia(stored, (src) => src.startsWith("blob:")); // blob: URLs die with the page
   } catch {
     return [];
   }
 }
 
-export function saveConversations(all: Conversation[]): void {
-  localStorage.setItem(STORE, JSON.stringify(all));
+/** Keep the conversations; when the browser's storage is full, without their images and sounds (false). */
+export function saveConversations(all: Conversation[]): boolean {
+  try {
+    localStorage.setItem(STORE, JSON.stringify(all));
+    return true;
+  } catch {
+    localStorage.setItem(STORE, JSON.stringify(withoutMedia(all, () => true)));
+    return false;
+  }
 }
 
 export function newConversation(): Conversation {
