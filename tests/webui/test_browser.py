@@ -2,7 +2,8 @@
 flow, a streamed answer that visibly grows, Stop freeing the server's slot, a personality choice reaching the
 server, model output that tries to run script staying inert, code blocks copied, conversations renamed and kept
 across a reload, the status page; images made with parameters from the server's own description and edited
-again ("use as input"), speech played, and transcriptions of an uploaded file and of the (fake) microphone.
+again ("use as input"), speech played, transcriptions of an uploaded file and of the (fake) microphone, and a
+video and music from the model and parameters chosen in the UI.
 Screenshots at desktop and phone widths go to tests/webui/screenshots/."""
 
 from __future__ import annotations
@@ -283,3 +284,72 @@ async def test_speech_is_played_and_transcribed_from_a_file_and_the_microphone(
     await answer.locator(".timing").wait_for()
     assert await answer.locator(".error").count() == 0
     assert await page.locator("li.user").nth(2).locator("audio").count() == 1
+
+
+@pytest.fixture
+async def motion_page(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    """The UI on a server that makes videos (the tiny text-to-video pipeline) and music (a tiny MusicGen)."""
+    from playwright.async_api import async_playwright
+
+    from tests.zoo.tiny_diffusion import build_tiny_video_pipeline
+    from tests.zoo.tiny_musicgen import build_tiny_musicgen
+
+    pytest.importorskip("imageio_ffmpeg", reason="install with ./run_tests.sh (the diffusers extra)")
+    built = tmp_path_factory.mktemp("ui-motion")
+    config = make_config(
+        tmp_path,
+        bindings_map={"clips": "diffusers_binding", "music": "musicgen_binding"},
+        defaults={"ttv_binding": "clips", "ttm_binding": "music"},
+        webui={"enable_ui": True},
+    )
+    videos = config.paths.models_folder / "diffusers_models"
+    videos.mkdir(parents=True)
+    build_tiny_video_pipeline(videos / "tiny-video")
+    build_tiny_musicgen(built / "tiny-musicgen")
+    (config.paths.models_folder / "musicgen").mkdir()
+    (config.paths.models_folder / "musicgen" / "tiny-musicgen").symlink_to(built / "tiny-musicgen")
+    write_instance(config, "clips", {"type": "diffusers_binding", "num_threads": 1, "max_frames": 8})
+    write_instance(config, "music", {"type": "musicgen_binding", "default_model": "tiny-musicgen"})
+    async with serving(create_app(config)) as url, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = await browser.new_page()
+        await tab.goto(url + "/")
+        yield tab
+        await browser.close()
+
+
+async def media_duration(element: Any) -> float:
+    return float(
+        await element.evaluate(
+            "element => new Promise(done => element.readyState >= 1 ? done(element.duration)"
+            " : element.addEventListener('loadedmetadata', () => done(element.duration)))"
+        )
+    )
+
+
+async def test_a_video_and_music_from_the_chosen_model_with_the_forms_choices(motion_page: Any) -> None:
+    page = motion_page
+    await sign_in(page)
+    await page.select_option("#task", "ttv")
+    # The instance has no default model: pick it among the instance's models, as listed by the server.
+    await page.locator("#model option[value=tiny-video]").wait_for(state="attached")
+    await page.select_option("#model", "tiny-video")
+    await page.click("summary >> text=Parameters of Video")
+    await page.fill("input[name=num_inference_steps]", "2")
+    await page.fill("input[name=num_frames]", "4")
+    await page.fill("input[name=fps]", "4")
+    await page.select_option("select[name=video_format]", "webm")
+    await page.fill("textarea", "a cat walking")
+    await page.press("textarea", "Enter")
+    video = page.locator("li.assistant video")
+    await video.wait_for()
+    assert await media_duration(video) == pytest.approx(1.0, abs=0.15)  # 4 frames at 4 fps
+    assert await page.get_attribute("li.assistant a[download]", "download") == "video.webm"
+    await page.select_option("#task", "ttm")
+    await page.locator("summary", has_text="Parameters of Music").wait_for()  # the panel stays open
+    await page.fill("input[name=duration]", "1.5")
+    await page.fill("textarea", "a calm piano tune")
+    await page.press("textarea", "Enter")
+    music = page.locator("li.assistant audio")
+    await music.wait_for()
+    assert await media_duration(music) == pytest.approx(1.5, abs=0.05)
