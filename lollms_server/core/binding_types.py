@@ -33,6 +33,12 @@ class BindingType:
     cls: type[Binding] | None = None
     error: str | None = None
     missing_requirements: list[str] = field(default_factory=list)
+    import_failed_for_missing_requirements: bool = False
+
+    @property
+    def not_installed(self) -> bool:
+        """An optional binding whose packages are not installed (nothing wrong with it otherwise)."""
+        return bool(self.missing_requirements) and (self.error is None or self.import_failed_for_missing_requirements)
 
     @property
     def usable(self) -> bool:
@@ -115,6 +121,7 @@ def _load_type(folder: Path, source: str) -> BindingType:
         hint = ""
         if isinstance(exc, ImportError) and entry.missing_requirements:
             hint = f" (missing requirements: {', '.join(entry.missing_requirements)})"
+            entry.import_failed_for_missing_requirements = True
         entry.error = f"import failed: {type(exc).__name__}: {exc}{hint}"
         logger.debug("Import of binding %s failed:\n%s", folder, traceback.format_exc())
     return entry
@@ -138,13 +145,12 @@ def discover_binding_types(folders: list[tuple[Path, str]]) -> dict[str, Binding
                     types[entry.type_name].folder,
                 )
             types[entry.type_name] = entry
-            if entry.error:
+            if entry.error and not entry.not_installed:
                 logger.error("Binding type '%s' (%s) is unusable: %s", entry.type_name, folder, entry.error)
-            elif entry.missing_requirements:
-                logger.warning(
-                    "Binding type '%s' misses requirements: %s (install: lollms-server install-requirements %s)",
-                    entry.type_name,
-                    ", ".join(entry.missing_requirements),
-                    entry.type_name,
-                )
+    not_installed = [entry for entry in types.values() if entry.not_installed]
+    if not_installed:  # optional bindings: one line, not an error per type
+        logger.info(
+            "Optional binding types not installed: %s; install one with `lollms-server install-requirements TYPE`",
+            ", ".join(f"{entry.type_name} ({', '.join(entry.missing_requirements)})" for entry in not_installed),
+        )
     return types

@@ -6,6 +6,7 @@ Nothing here runs at import time; the CLI (or a test) loads a ``ServerConfig`` a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -236,6 +237,19 @@ class ServerConfig:
     @property
     def port(self) -> int:
         return int(self.values["server"]["port"])
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """``server.allowed_origins`` and the server's own origins on the port it listens on (so a page it
+        serves works on any port, ``--port`` included)."""
+        configured = list(self.values["server"]["allowed_origins"])
+        own = [f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"]
+        return configured + [origin for origin in own if origin not in configured]
+
+    def listening_on(self, host: str | None, port: int | None) -> ServerConfig:
+        """This configuration with ``server.host``/``server.port`` overridden (the command line's --host/--port)."""
+        server = {**self.values["server"], **({"host": host} if host else {}), **({"port": port} if port else {})}
+        return dataclasses.replace(self, values={**self.values, "server": server})
 
     @property
     def api_keys(self) -> list[str]:

@@ -1,9 +1,8 @@
-"""Declared pip requirements: which are missing, and the explicit operator action that installs them."""
+"""Declared pip requirements: which are missing (``lollms_server.installing`` installs them, on an operator's
+command only)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -28,10 +27,3 @@ def missing_requirements(requirements: list[str]) -> list[str]:
         if requirement.specifier and not requirement.specifier.contains(found, prereleases=True):
             missing.append(f"{spec} (found {found})")
     return missing
-
-
-def install_requirements(requirements: list[str]) -> int:
-    """Run pip for ``requirements`` in this interpreter; only ever called from an operator command."""
-    if not requirements:
-        return 0
-    return subprocess.call([sys.executable, "-m", "pip", "install", *requirements])

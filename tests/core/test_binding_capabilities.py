@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import pytest
 
 from lollms_server.core.binding_types import discover_binding_types
 from tests.helpers import write_binding_type
@@ -75,3 +78,26 @@ def test_every_built_in_binding_agrees_with_its_card() -> None:
     types = discover_binding_types([(builtin_zoo_dir() / "bindings", "builtin")])
     problems = {name: entry.error for name, entry in types.items() if entry.error}
     assert problems == {}
+
+
+def test_optional_types_whose_packages_are_missing_are_one_info_line_not_errors(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing_sdk = "import surely_not_installed_sdk\n" + DECLARED.format(streams=None)
+    write_binding_type(
+        tmp_path, "declared_binding", code=missing_sdk, card={**CARD, "requirements": ["surely-not-installed-sdk>=1"]}
+    )
+    broken = DECLARED.format(streams=None) + "\nraise RuntimeError('a real bug')\n"
+    write_binding_type(
+        tmp_path,
+        "buggy_binding",
+        code=broken.replace("declared_binding", "buggy_binding"),
+        card={**CARD, "type_name": "buggy_binding"},
+    )
+    with caplog.at_level(logging.INFO, logger="lollms_server.core.binding_types"):
+        types = discover_binding_types([(tmp_path, "personal")])
+    assert types["declared_binding"].not_installed and not types["buggy_binding"].not_installed
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(errors) == 1 and "buggy_binding" in errors[0] and "a real bug" in errors[0]
+    [info] = [record.getMessage() for record in caplog.records if record.levelno == logging.INFO]
+    assert "declared_binding (surely-not-installed-sdk>=1)" in info and "install-requirements" in info
