@@ -2,6 +2,9 @@
 
 import sys
 
-from lollms_server.cli import main
+from lollms_server.relaunch import in_project_venv
+
+in_project_venv()
+from lollms_server.cli import main  # noqa: E402
 
 sys.exit(main())

@@ -149,13 +149,21 @@ def _install_requirements(args: argparse.Namespace) -> int:
     from subprocess import CalledProcessError
 
     from lollms_server.core.binding_types import discover_binding_types
+    from lollms_server.core.config import builtin_zoo_dir
     from lollms_server.core.requirements import missing_requirements
     from lollms_server.installing import install_packages
 
-    config = _config_or_exit(args, create=False)
-    types = discover_binding_types(
-        [(config.paths.example_bindings_folder, "builtin"), (config.paths.bindings_folder, "personal")]
-    )
+    try:  # the configuration's binding folders; without one (an installer), the built-in types
+        config, _ = open_main_config(getattr(args, "config", None), create=False)
+        folders = [(config.paths.example_bindings_folder, "builtin"), (config.paths.bindings_folder, "personal")]
+    except ConfigError:
+        folders = [(builtin_zoo_dir() / "bindings", "builtin")]
+    logging.basicConfig(level=logging.CRITICAL)  # discovery's notes are not this command's output
+    types = discover_binding_types(folders)
+    if args.list:
+        for name in sorted(name for name, entry in types.items() if entry.missing_requirements):
+            sys.stdout.write(f"{name}\n")
+        return 0
     wanted = sorted(types) if args.all else args.binding_types
     unknown = [name for name in wanted if name not in types or types[name].card is None]
     if unknown:
@@ -200,6 +208,20 @@ def _install_personality_deps(args: argparse.Namespace) -> int:
     return 0 if pipmaster.ensure_packages(personality.config.dependencies) else 1
 
 
+def _wizard(args: argparse.Namespace) -> int:
+    from lollms_server.wizard.main import main as wizard_main
+
+    return wizard_main(args.wizard_args)
+
+
+def _instances(args: argparse.Namespace) -> int:
+    from lollms_server.wizard import instances
+
+    config = _config_or_exit(args, create=False, migrate=False)
+    assert config.path is not None
+    return instances.run(args, config.path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     config_help = "main config file or its folder (default: $LOLLMS_CONFIG_DIR, else ./lollms_configs)"
     parser = argparse.ArgumentParser(prog="lollms-server", description="LOLLMS multi-modal generation server.")
@@ -232,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     install = command("install-requirements", "pip-install the requirements of binding types", _install_requirements)
     install.add_argument("binding_types", nargs="*")
     install.add_argument("--all", action="store_true", help="every discovered binding type")
+    install.add_argument("--list", action="store_true", help="print the binding types that miss requirements")
     install.add_argument(
         "--torch", default="cpu", choices=TORCH_VARIANTS, help="torch build when one is needed (default: cpu)"
     )
@@ -239,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
         "install-personality-deps", "pip-install the dependencies a personality declares", _install_personality_deps
     )
     personality_deps.add_argument("personality", help="personality id or name")
+    wizard = command("wizard", "create or edit the configuration (configuration_wizard.py; --help there)", _wizard)
+    wizard.add_argument("wizard_args", nargs=argparse.REMAINDER, help="the wizard's own options")
+    from lollms_server.wizard.instances import add_arguments
+
+    add_arguments(command("instances", "list, show, add, edit or remove binding instances", _instances))
     return parser
 
 

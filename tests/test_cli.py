@@ -99,28 +99,6 @@ def test_generate_and_hash_key_commands(tmp_path: Path) -> None:
     assert hashed == "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
-def test_wizard_writes_the_chosen_format_and_never_overwrites(tmp_path: Path) -> None:
-    answers = "conf\ntoml\n0.0.0.0\n9700\n"
-    wizard = [sys.executable, str(ROOT / "configuration_wizard.py")]
-    result = subprocess.run(wizard, cwd=tmp_path, input=answers, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    written = tmp_path / "conf" / "main_config.toml"
-    assert 'host = "0.0.0.0"' in written.read_text() and "port = 9700" in written.read_text()
-    before = written.read_bytes()
-    again = subprocess.run(wizard, cwd=tmp_path, input=answers, capture_output=True, text=True, timeout=60)
-    assert again.returncode == 1 and "already exists" in again.stdout
-    assert written.read_bytes() == before
-
-
-def test_wizard_reports_an_unusable_main_config_in_one_line(tmp_path: Path) -> None:
-    (tmp_path / "conf").mkdir()
-    os.symlink(tmp_path / "gone.yaml", tmp_path / "conf" / "main_config.yaml")
-    wizard = [sys.executable, str(ROOT / "configuration_wizard.py")]
-    result = subprocess.run(wizard, cwd=tmp_path, input="conf\n", capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "does not exist" in result.stdout and "Traceback" not in result.stderr
-    assert sorted(path.name for path in (tmp_path / "conf").iterdir()) == ["main_config.yaml"]
-
-
 def test_install_personality_deps_reports_and_refuses_unknown(tmp_path: Path) -> None:
     config_dir = tmp_path / "conf"
     assert run_cli("check-config", "--config", str(config_dir), cwd=tmp_path).returncode == 2  # no file yet

@@ -355,7 +355,7 @@ def load_main_config(path: Path, *, migrate: bool = True) -> ServerConfig:
     return config
 
 
-def _checkout_personal_folders(config_dir: Path) -> dict[str, str]:
+def checkout_personal_folders(config_dir: Path) -> dict[str, str]:
     """Point the personal folders at a checkout's top-level ones when the config lives inside it."""
     if not (config_dir.parent / "personal_bindings").is_dir():
         return {}
@@ -375,7 +375,7 @@ def create_default_config(path: Path, extra_values: Mapping[str, Any] | None = N
     api_key = "lollms_" + secrets.token_urlsafe(32)
     values: dict[str, Any] = {
         "server": {"host": "127.0.0.1"},
-        "paths": _checkout_personal_folders(path.parent),
+        "paths": checkout_personal_folders(path.parent),
         "security": {"allowed_api_keys": [hash_api_key(api_key)]},
         "webui": {"enable_ui": True},
         "bindings_map": dict(DEFAULT_INSTANCES),
