@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Create or edit the lollms_server configuration (the wizard lives in ``lollms_server/wizard``).
 
-    python configuration_wizard.py                              interactive
-    python configuration_wizard.py --preset offline --yes       no questions (see --help, --list-presets)
+python configuration_wizard.py                              interactive
+python configuration_wizard.py --preset offline --yes       no questions (see --help, --list-presets)
 """
 
 import sys
