@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.table import Table
 
 from lollms_server.core.binding_cards import BindingCard
@@ -21,9 +22,8 @@ from lollms_server.core.secrets import ENCRYPTION_KEY_ENV, generate_key
 from lollms_server.wizard.plan import FORMATS, ConfigPlan, Preset, is_loopback, load_presets, new_plan, open_plan
 from lollms_server.wizard.questions import Asker, ask_setting, shown_value
 
-# Sections edited by their own steps, or free-form (edited in the file).
+# Sections edited by their own steps.
 OWN_STEPS = ("server", "security", "defaults", "bindings_map")
-FREE_FORM = ("personalities_config",)
 
 
 def ask_instance(asker: Asker, name: str, plan: ConfigPlan, card: BindingCard, only: tuple[str, ...] | None) -> None:
@@ -141,14 +141,23 @@ def edit_section(asker: Asker, plan: ConfigPlan, section: str) -> None:
     asker.heading(section)
     asker.say(schema.get("help", ""), style="dim")
     values = plan.section(section)
-    if not schema["schema"]:  # model_aliases: alias=target lines
-        asker.say("Entries as name=value, one per line; an empty line ends; '-name' removes one.")
+    if not schema["schema"]:  # keyed entries (model_aliases, personalities_config), checked when saving
+        for key, value in values.items():
+            asker.say(f"  {key} = {value}")
+        asker.say(
+            "Entries as name=value (the value read as YAML: {enabled: false}); an empty line ends; '-name' removes one."
+        )
         while line := asker.text("entry", ""):
+            key, separator, value = line.partition("=")
             if line.startswith("-"):
                 values.pop(line[1:].strip(), None)
-            elif "=" in line:
-                key, _, value = line.partition("=")
-                values[key.strip()] = value.strip()
+            elif not separator:
+                asker.say("  write name=value", style="red")
+            else:
+                try:
+                    values[key.strip()] = yaml.safe_load(value)
+                except yaml.YAMLError as exc:
+                    asker.say(f"  the value cannot be read: {exc}", style="red")
         return
     for setting, definition in schema["schema"].items():
         if section == "server" and setting == "port":
@@ -268,7 +277,7 @@ def run(asker: Asker, folder: Path, cards_for: Any) -> int:
     while True:
         sections = [("save", "review and save"), ("instances", "binding instances"), ("server", "server (host, port)")]
         sections += [("security", "security (API keys, encryption)"), ("defaults", "defaults per task")]
-        sections += [(name, name) for name in MAIN_SCHEMA if name not in ("__version__", *OWN_STEPS, *FREE_FORM)]
+        sections += [(name, name) for name in MAIN_SCHEMA if name not in ("__version__", *OWN_STEPS)]
         sections.append(("quit", "quit without saving"))
         choice = asker.choose("Edit", sections, default="save")
         if choice == "quit":

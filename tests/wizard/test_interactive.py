@@ -127,6 +127,9 @@ def test_an_existing_configuration_is_opened_edited_and_backed_up(tmp_path: Path
     answer(child, "What now", "")  # edit
     answer(child, "Edit", "webui")
     answer(child, r"webui\.enable_ui", "n")
+    answer(child, "Edit", "model_aliases")
+    answer(child, "entry", "gpt-4o=llamacpp")
+    answer(child, "entry", "")
     answer(child, "Edit", "9999")
     child.expect("is not a choice")
     child.sendline("")  # save
@@ -134,7 +137,8 @@ def test_an_existing_configuration_is_opened_edited_and_backed_up(tmp_path: Path
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0, child.before
-    assert yaml.safe_load((tmp_path / "conf" / "main_config.yaml").read_text())["webui"]["enable_ui"] is False
+    edited = yaml.safe_load((tmp_path / "conf" / "main_config.yaml").read_text())
+    assert edited["webui"]["enable_ui"] is False and edited["model_aliases"] == {"gpt-4o": "llamacpp"}
     assert (tmp_path / "conf" / "main_config.yaml.wizard.bak").read_text() == before
 
 
