@@ -13,9 +13,9 @@ import anyio
 from fastapi import FastAPI
 
 from lollms_server import __version__
-from lollms_server.api import artifacts, endpoints, generate, lollms_helpers, personalities, tokens
+from lollms_server.api import admin, artifacts, endpoints, generate, lollms_helpers, personalities, tokens
+from lollms_server.api.access import add_http_metrics, install_access, start_access, stop_access
 from lollms_server.api.anthropic_compat import routes as anthropic_routes
-from lollms_server.api.auth import ApiKeyMiddleware
 from lollms_server.api.body_limit import RequestBodyGuard
 from lollms_server.api.cors import BrowserCORSMiddleware
 from lollms_server.api.errors import REQUEST_ID_HEADER, RequestIdMiddleware, install_error_handlers
@@ -33,7 +33,6 @@ from lollms_server.core.functions import FunctionManager
 from lollms_server.core.generation import GenerationService
 from lollms_server.core.personalities import PersonalityManager
 from lollms_server.core.resource_manager import ResourceManager
-from lollms_server.core.security import ApiKeyVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +78,14 @@ def create_app(config: ServerConfig) -> FastAPI:
             config, binding_manager, resource_manager, personality_manager, function_manager, artifact_store
         )
         app.state.embedding_service = EmbeddingService(config, binding_manager)
+        key_watcher = await start_access(app, config)
         # Everything built so far lives as long as the server: keep it out of the garbage collector's
         # scans, which otherwise grow with every loaded module and make each full collection slower.
         gc.freeze()
         try:
             yield
         finally:
+            await stop_access(app, key_watcher)
             app.state.generation_service = None
             app.state.embedding_service = None
             app.state.binding_manager = None
@@ -104,7 +105,6 @@ def create_app(config: ServerConfig) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.config = config
-    app.state.api_key_verifier = ApiKeyVerifier(config.api_keys)
     app.state.binding_manager = None
     app.state.generation_service = None
     app.state.embedding_service = None
@@ -114,7 +114,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     customize_openapi(app)
     install_ui(app, bool(config.section("webui")["enable_ui"]))  # the web UI at /, or where the docs are
     app.include_router(endpoints.public_router)
-    for module in (endpoints, tokens, personalities, artifacts):
+    for module in (endpoints, tokens, personalities, artifacts, admin):
         app.include_router(module.router)
     app.include_router(openai_routes.router)
     app.include_router(anthropic_routes.router)
@@ -126,13 +126,14 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.add_middleware(JsonBodyMiddleware)
     # Innermost first: the body is read (and bounded) only for requests that passed the key check.
     app.add_middleware(RequestBodyGuard, max_bytes=int(config.section("limits")["max_request_bytes"]))
-    app.add_middleware(ApiKeyMiddleware, verifier=app.state.api_key_verifier)
+    install_access(app, config)  # per-key limits inside the key check, then the key check
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
         BrowserCORSMiddleware,
         allow_origins=config.allowed_origins,
         expose_headers=[REQUEST_ID_HEADER],
     )
+    add_http_metrics(app)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -60,9 +61,17 @@ def _serve(args: argparse.Namespace) -> int:
             port=port,
             workers=workers,
             log_level=logging.getLevelName(config.log_level).lower(),
+            timeout_graceful_shutdown=math.ceil(config.section("server")["shutdown_grace_seconds"]),
         )
     else:
-        uvicorn.run(create_app(config), host=host, port=port, log_level=logging.getLevelName(config.log_level).lower())
+        uvicorn.run(
+            create_app(config),
+            host=host,
+            port=port,
+            log_level=logging.getLevelName(config.log_level).lower(),
+            # Stop accepting at once; running requests and streams get this long, then the lifespan unloads.
+            timeout_graceful_shutdown=math.ceil(config.section("server")["shutdown_grace_seconds"]),
+        )
     return 0
 
 
@@ -208,6 +217,37 @@ def _install_personality_deps(args: argparse.Namespace) -> int:
     return 0 if pipmaster.ensure_packages(personality.config.dependencies) else 1
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from lollms_server.api.access import keys_path
+    from lollms_server.core.api_keys import KeyFile, KeyLimits
+
+    config = _config_or_exit(args, create=False, migrate=False)
+    try:
+        keys = KeyFile.load(keys_path(config))
+        if args.action == "list":
+            for record in keys.records.values():
+                public = record.public()
+                limits = ", ".join(f"{k}={v}" for k, v in public["limits"].items() if v is not None) or "no limits"
+                expiry = f", expires {public['expires']}" + (" (expired)" if public["expired"] else "")
+                sys.stdout.write(f"{public['name']}: {public['role']}, {limits}{expiry if public['expires'] else ''}\n")
+            return 0
+        if args.action == "revoke":
+            keys.revoke(args.name)
+            keys.save()
+            sys.stdout.write(f"revoked {args.name} (running servers drop it within seconds)\n")
+            return 0
+        key_limits = KeyLimits(args.rpm, args.tpm, args.tokens_per_day, args.concurrent)
+        models = tuple(item for item in (args.models or "").split(",") if item)
+        personalities = tuple(item for item in (args.personalities or "").split(",") if item)
+        secret = keys.create(args.name, args.role, key_limits, models, personalities, args.expires)
+        keys.save()
+    except ConfigError as exc:
+        return _report(exc.problems, heading="keys")
+    sys.stdout.write(f"{secret}\n")
+    _say(f"key '{args.name}' ({args.role}) created; its secret above is shown only this once")
+    return 0
+
+
 def _wizard(args: argparse.Namespace) -> int:
     from lollms_server.wizard.main import main as wizard_main
 
@@ -262,6 +302,21 @@ def build_parser() -> argparse.ArgumentParser:
         "install-personality-deps", "pip-install the dependencies a personality declares", _install_personality_deps
     )
     personality_deps.add_argument("personality", help="personality id or name")
+    keys = command("keys", "create, list or revoke named API keys (roles, expiry, limits)", _keys)
+    key_actions = keys.add_subparsers(title="actions", dest="action", required=True)
+    create = key_actions.add_parser("create", help="a new key; its secret is printed once")
+    create.add_argument("name")
+    create.add_argument("--role", choices=["admin", "user"], default="user")
+    create.add_argument("--expires", help="date or time, e.g. 2027-01-31 or 2027-01-31T12:00Z")
+    create.add_argument("--rpm", type=int, help="requests per minute")
+    create.add_argument("--tpm", type=int, help="tokens per minute")
+    create.add_argument("--tokens-per-day", type=int)
+    create.add_argument("--concurrent", type=int, help="concurrent requests")
+    create.add_argument("--models", help="comma-separated model ids or patterns it may use (default: all)")
+    create.add_argument("--personalities", help="comma-separated personalities or patterns (default: all)")
+    key_actions.add_parser("list", help="the keys, their roles and limits (never their secrets)")
+    revoke = key_actions.add_parser("revoke", help="remove a key")
+    revoke.add_argument("name")
     wizard = command("wizard", "create or edit the configuration (configuration_wizard.py; --help there)", _wizard)
     wizard.add_argument("wizard_args", nargs=argparse.REMAINDER, help="the wizard's own options")
     from lollms_server.wizard.instances import add_arguments

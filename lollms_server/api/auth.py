@@ -11,13 +11,14 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lollms_server.api.errors import error_response
-from lollms_server.core.security import ApiKeyVerifier
+from lollms_server.core.api_keys import ANONYMOUS, ApiKeyVerifier, Principal, current_principal
 
 API_KEY_HEADER = "X-API-Key"
 PROTECTED_PREFIX = "/api/v1"
 # /api/ holds our /api/v1 and the Ollama-compatible API; /v1/ the OpenAI-compatible one; /lollms/ the
 # helpers of lollms_client. /health, /version and the docs stay public.
 PROTECTED_PREFIXES = ("/api/", "/v1/", "/lollms/")
+METRICS_PATH = "/metrics"  # protected like the API unless metrics.public
 _HEADER_NAME = API_KEY_HEADER.lower().encode("latin-1")
 _AUTHORIZATION = b"authorization"
 _BEARER = b"bearer "
@@ -34,24 +35,41 @@ def presented_key(scope: Scope) -> bytes | None:
 
 
 class ApiKeyMiddleware:
-    """403 without a key, 401 with a wrong one (spec "Authentication"); a no-op when auth is disabled."""
+    """403 without a key, 401 with a wrong or expired one (spec "Authentication"). The caller's identity (its
+    ``Principal``) goes into the scope's state and ``current_principal`` for limits, checks and usage; with
+    authentication disabled everyone is ``ANONYMOUS``."""
 
-    def __init__(self, app: ASGIApp, verifier: ApiKeyVerifier) -> None:
+    def __init__(self, app: ASGIApp, verifier: ApiKeyVerifier, prefixes: tuple[str, ...] = PROTECTED_PREFIXES) -> None:
         self.app = app
         self.verifier = verifier
+        self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.verifier.required or not scope["path"].startswith(PROTECTED_PREFIXES):
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
             await self.app(scope, receive, send)
+            return
+        if not self.verifier.required:
+            await self._as(ANONYMOUS, scope, receive, send)
             return
         presented = presented_key(scope)
-        if presented and self.verifier.is_valid(presented.decode("latin-1")):
-            await self.app(scope, receive, send)
+        principal = self.verifier.identify(presented.decode("latin-1")) if presented else None
+        if principal is not None and not principal.expired():
+            await self._as(principal, scope, receive, send)
             return
         request = Request(scope)
-        if presented:
+        if principal is not None:
+            response = error_response(request, 401, "unauthorized", f"the API key '{principal.name}' has expired")
+        elif presented:
             response = error_response(request, 401, "unauthorized", "invalid API key")
         else:
             detail = f"missing API key: send it in the {API_KEY_HEADER} header or as Authorization: Bearer <key>"
             response = error_response(request, 403, "forbidden", detail)
         await response(scope, receive, send)
+
+    async def _as(self, principal: Principal, scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("state", {})["principal"] = principal
+        token = current_principal.set(principal)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_principal.reset(token)

@@ -22,9 +22,9 @@ from lollms_server.api.models import (
     ListTasksResponse,
     ModelInfo,
 )
+from lollms_server.core.api_keys import ApiKeyVerifier
 from lollms_server.core.errors import LollmsError
 from lollms_server.core.model_scan import scan_models_folder
-from lollms_server.core.security import ApiKeyVerifier
 from lollms_server.core.task_catalog import describe_tasks
 
 public_router = APIRouter()

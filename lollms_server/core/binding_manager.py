@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 from lollms_server.core.binding_types import BindingType, discover_binding_types
 from lollms_server.core.bindings import Binding
 from lollms_server.core.config import ServerConfig
+from lollms_server.core.config_paths import find_config_file
 from lollms_server.core.config_validation import secret_paths, without_secrets
 from lollms_server.core.errors import ConfigError, NotFoundError, UnavailableError
 from lollms_server.core.instance_files import load_instance_values, type_problem
@@ -44,6 +46,7 @@ class BindingInstance:
     public_config: dict[str, Any] = field(default_factory=dict)
     secret_values: list[str] = field(default_factory=list)
     last_check: float = 0.0
+    fingerprint: str = ""  # of its type and instance file: a reload rebuilds it only when this changes
 
     def public_info(self) -> dict[str, Any]:
         info = dict(self.public_config) or {"type": self.type_name, "binding_instance_name": self.name}
@@ -135,8 +138,17 @@ class BindingManager:
             logger.error("Encryption key unusable: %s; encrypted instance settings cannot be read", exc)
             return None
 
+    def _fingerprint(self, name: str, type_name: str) -> str:
+        path = find_config_file(self.config.paths.instance_bindings_folder, name)
+        content = path.read_bytes() if path is not None and path.is_file() else b""
+        return hashlib.sha256(type_name.encode() + b"\0" + content).hexdigest()
+
     def _build_instance(self, name: str, type_name: str, cipher: SecretCipher | None) -> BindingInstance:
         instance = BindingInstance(name=name, type_name=type_name, state=InstanceState.ERROR)
+        try:
+            instance.fingerprint = self._fingerprint(name, type_name)
+        except (OSError, ConfigError):
+            instance.fingerprint = ""
         instance.reason = type_problem(self.types, type_name)
         binding_type = self.types.get(type_name)
         if instance.reason is not None or binding_type is None or binding_type.card is None or binding_type.cls is None:
@@ -160,6 +172,48 @@ class BindingManager:
         instance.state = InstanceState.UNAVAILABLE
         instance.reason = NOT_CHECKED
         return instance
+
+    async def reload(self, config: ServerConfig, grace_seconds: float = 30.0) -> dict[str, str]:
+        """Take ``config``'s bindings_map, defaults and aliases and re-read the instance files: new and changed
+        instances are built and checked, removed ones dropped. Requests already running keep the binding they
+        hold; replaced ones are unloaded after ``grace_seconds``. A new file that cannot be used keeps the
+        instance in force and says why. Returns what happened to each instance."""
+        cipher = self._cipher()
+        report: dict[str, str] = {}
+        fresh: dict[str, BindingInstance] = {}
+        for name, type_name in config.bindings_map.items():
+            old = self.instances.get(name)
+            try:
+                fingerprint = self._fingerprint(name, type_name)
+            except (OSError, ConfigError):
+                fingerprint = ""
+            if old is not None and old.fingerprint == fingerprint and old.type_name == type_name:
+                fresh[name], report[name] = old, "unchanged"
+                continue
+            built = self._build_instance(name, type_name, cipher)
+            if built.binding is None and old is not None and old.binding is not None:
+                fresh[name], report[name] = old, f"kept the running instance: {built.reason}"
+                continue
+            await self._check(built)
+            fresh[name], report[name] = built, "added" if old is None else "reloaded"
+        for name in self.instances:
+            if name not in fresh:
+                report[name] = "removed"
+        retired = [i.binding for n, i in self.instances.items() if i.binding and fresh.get(n) is not i]
+        self.instances = fresh
+        for section in ("bindings_map", "defaults", "model_aliases"):
+            self.config.values[section] = config.values[section]
+        if retired:
+            asyncio.get_running_loop().call_later(grace_seconds, lambda: asyncio.ensure_future(self._unload(retired)))
+        logger.info("Binding instances reloaded: %s", ", ".join(f"{n} {r}" for n, r in report.items()) or "none")
+        return report
+
+    async def _unload(self, bindings: list[Binding]) -> None:
+        for binding in bindings:
+            try:
+                await binding.unload_model()
+            except Exception as exc:  # retired: report and go on
+                logger.warning("Unloading a replaced binding instance failed: %s", exc)
 
     # --- health -------------------------------------------------------------------------------
     async def _check(self, instance: BindingInstance) -> None:

@@ -194,6 +194,11 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
                 f"model_aliases.{alias} = {target!r}: '{instance}' is not a key of bindings_map (an alias names a "
                 "model id directly, never another alias)"
             )
+    if values["server"]["workers"] > 1 and not values["shared_state"]["redis_url"]:
+        problems.append(
+            f"server.workers = {values['server']['workers']}: each worker would enforce its own limits (compute slots, "
+            "per-key quotas), multiplying them; set shared_state.redis_url, or keep workers: 1"
+        )
     for index, domain in enumerate(values["url_inputs"]["allowed_domains"]):
         if not isinstance(domain, str) or not _ALLOWED_DOMAIN.match(domain):
             problems.append(

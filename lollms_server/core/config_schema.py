@@ -96,6 +96,14 @@ MAIN_SCHEMA: dict[str, Any] = {
                 min_val=1.0,
                 max_val=86400.0,
             ),
+            "shutdown_grace_seconds": _setting(
+                "float",
+                "On shutdown: new connections are refused at once; running requests and streams get this long to "
+                "finish before they are cut, then models are unloaded.",
+                30.0,
+                min_val=0.0,
+                max_val=3600.0,
+            ),
         },
     ),
     "paths": _section(
@@ -139,6 +147,52 @@ MAIN_SCHEMA: dict[str, Any] = {
                 "Fernet key encrypting secret fields of binding instance files. LOLLMS_ENCRYPTION_KEY overrides it.",
                 nullable=True,
                 secret=True,
+            ),
+            "keys_file": _setting(
+                "str",
+                "File of named API keys (name, role, expiry, allowed models, limits; secrets stored hashed), managed "
+                "with `lollms-server keys`, relative to the main config's folder. allowed_api_keys keep working as "
+                "anonymous admin keys without limits.",
+                "api_keys.yaml",
+            ),
+        },
+    ),
+    "shared_state": _section(
+        "State shared by every replica of the server through Redis: per-key rate limits, quotas and concurrency, "
+        "usage counts, and the compute slots of resource_manager. Without redis_url the same limits hold in memory "
+        "for one process.",
+        {
+            "redis_url": _setting(
+                "str",
+                "redis://[:password@]host:6379/0 (rediss:// for TLS); null keeps the state in this process. Needed "
+                "when server.workers > 1.",
+                nullable=True,
+                secret=True,
+            ),
+            "failure_policy": _setting(
+                "str",
+                "When Redis cannot be reached: closed refuses requests that need it (503), open lets them through "
+                "unlimited; either way it is logged and counted, and the next request tries Redis again.",
+                "closed",
+                options=["closed", "open"],
+            ),
+            "key_prefix": _setting("str", "Prefix of every Redis key this server uses.", "lollms:"),
+            "lease_seconds": _setting(
+                "int",
+                "Longest a request holds a concurrency or compute slot in Redis: a replica that dies mid-request "
+                "frees its slots after this long.",
+                900,
+                min_val=10,
+                max_val=86400,
+            ),
+        },
+    ),
+    "metrics": _section(
+        "Prometheus metrics at /metrics.",
+        {
+            "enabled": _setting("bool", "Serve /metrics and measure requests, generations and the queue.", True),
+            "public": _setting(
+                "bool", "Serve /metrics without an API key (for a scraper inside a trusted network).", False
             ),
         },
     ),

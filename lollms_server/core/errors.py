@@ -19,6 +19,10 @@ class NotFoundError(LollmsError):
     """A named binding instance, model or personality does not exist."""
 
 
+class ForbiddenError(LollmsError):
+    """The caller's key may not do this (a model or personality outside its list, an admin action)."""
+
+
 class BadRequestError(LollmsError):
     """The request is well-formed but cannot be served as asked (wrong input type, no default binding...)."""
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import anyio
 from pydantic import ValidationError
 
+from lollms_server.core.api_keys import current_principal
 from lollms_server.core.artifacts import ArtifactStore
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding, GenerateResult
@@ -24,6 +25,7 @@ from lollms_server.core.domain import GenerationRequest, InputData, OutputData, 
 from lollms_server.core.errors import (
     BadRequestError,
     CapabilityError,
+    ForbiddenError,
     LollmsError,
     NotFoundError,
     UnavailableError,
@@ -36,6 +38,7 @@ from lollms_server.core.events import (
     SideEvent,
     event_of,
 )
+from lollms_server.core.generation_record import GenerationObserver, GenerationRecord, notify
 from lollms_server.core.limits import check_name
 from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.nested import nested_generators
@@ -207,6 +210,8 @@ class GenerationService:
         self.limits = config.input_limits
         self.inline_max_bytes = int(config.section("artifacts")["inline_max_bytes"])
         self.url_inputs = UrlInputs(config.url_input_policy)
+        self.observers: list[GenerationObserver] = []  # per-key usage, metrics: told about every generation
+        self.active_streams = 0
 
     async def prepare(
         self, request: GenerationRequest, request_id: str, raw_prompt: bool = False
@@ -226,6 +231,11 @@ class GenerationService:
                 f"binding '{binding_name}' cannot produce {output_type} ('{request.generation_type}' generation)"
             )
         model_name = await binding.resolve_model(request.model_name or binding.default_model_for(task.name))
+        principal = current_principal.get()
+        if principal is not None and not principal.allows_model(binding_name, model_name):
+            raise ForbiddenError(f"this API key may not use the model '{binding_name}/{model_name}'")
+        if principal is not None and not principal.allows_personality(request.personality):
+            raise ForbiddenError(f"this API key may not use the personality '{request.personality}'")
         conversation = build_conversation(request.input_data, personality.system_prompt if personality else None)
         task.check_inputs(conversation.prompt, {item.role for item in conversation.multimodal})
         workflow = personality.workflow if personality else None
@@ -346,6 +356,19 @@ class GenerationService:
         )
 
     async def run(self, prepared: PreparedGeneration) -> list[OutputData]:
+        record = self._record(prepared, streamed=False)
+        try:
+            outputs = await self._run(prepared)
+        except BaseException as exc:
+            record.error = type(exc).__name__
+            await notify(self.observers, record)
+            raise
+        record.output_seen()
+        record.finish(outputs, None, prepared.prompt_tokens)
+        await notify(self.observers, record)
+        return outputs
+
+    async def _run(self, prepared: PreparedGeneration) -> list[OutputData]:
         if prepared.workflow_call is not None:
             outputs = normalize_outputs(await collect_workflow(prepared.workflow_call), prepared.model_name)
             return await self.deliver(prepared, outputs)
@@ -363,6 +386,9 @@ class GenerationService:
                 slot.release()
         return await self.deliver(prepared, normalize_outputs(result, prepared.model_name))
 
+    def _record(self, prepared: PreparedGeneration, streamed: bool) -> GenerationRecord:
+        return GenerationRecord(prepared.binding_name, prepared.model_name, prepared.generation_type, streamed)
+
     def _source(self, prepared: PreparedGeneration) -> AsyncIterator[dict[str, Any]]:
         if prepared.workflow_call is not None:
             return stream_workflow(prepared.workflow_call)
@@ -376,6 +402,21 @@ class GenerationService:
     async def stream(self, prepared: PreparedGeneration, slot: ResourceSlot | None) -> AsyncIterator[GenerationEvent]:
         """Typed events: text deltas (thoughts split out) and side events as they come, then ``Completed`` with
         every output and the usage."""
+        record = self._record(prepared, streamed=True)
+        self.active_streams += 1
+        try:
+            async for event in self._stream(prepared, slot, record):
+                yield event
+        except BaseException as exc:
+            record.error = type(exc).__name__
+            raise
+        finally:
+            self.active_streams -= 1
+            await notify(self.observers, record)
+
+    async def _stream(
+        self, prepared: PreparedGeneration, slot: ResourceSlot | None, record: GenerationRecord
+    ) -> AsyncIterator[GenerationEvent]:
         accumulator = OutputAccumulator()
         try:
             with slot.held() if slot else contextlib.nullcontext():
@@ -383,6 +424,7 @@ class GenerationService:
                     event = event_of(item)
                     delta = accumulator.add(event)
                     if delta is not None:
+                        record.output_seen()
                         yield delta
                     elif isinstance(event, (SideEvent, MediaDelta)):
                         yield event
@@ -391,8 +433,12 @@ class GenerationService:
                 slot.release()
         delta = accumulator.flush()
         if delta is not None:
+            record.output_seen()
             yield delta
         outputs = await self.deliver(
             prepared, normalize_outputs(accumulator.outputs(text_when_empty=True), prepared.model_name)
         )
-        yield Completed(outputs, {"model": prepared.model_name, **accumulator.metadata})
+        record.output_seen()
+        metadata = {"model": prepared.model_name, **accumulator.metadata}
+        record.finish(outputs, metadata, prepared.prompt_tokens)
+        yield Completed(outputs, metadata)

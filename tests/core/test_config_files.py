@@ -19,7 +19,7 @@ from lollms_server.core.config import (
 from lollms_server.core.config_files import load_config_file, write_config_file, write_raw
 from lollms_server.core.config_schema import MAIN_SCHEMA_VERSION
 from lollms_server.core.errors import ConfigError
-from lollms_server.core.security import ApiKeyVerifier
+from lollms_server.core.api_keys import ApiKeyVerifier
 from tests.helpers import TCP_INSTANCE_SCHEMA
 
 FORMATS = ["yaml", "toml", "json", "db"]

@@ -1,0 +1,153 @@
+"""Who may call and how much, wired into the app: the named keys (reloaded when their file changes, or on
+demand), the per-key limits store (Redis when configured, else memory), the usage accounting and the metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from lollms_server.api.auth import METRICS_PATH, PROTECTED_PREFIXES, ApiKeyMiddleware
+from lollms_server.api.metrics import HttpMetricsMiddleware
+from lollms_server.api.metrics import router as metrics_router
+from lollms_server.api.quota import QuotaMiddleware
+from lollms_server.core.api_keys import ApiKeyVerifier, KeyFile
+from lollms_server.core.config import ServerConfig, load_main_config
+from lollms_server.core.errors import ConfigError
+from lollms_server.core.metrics import ServerMetrics
+from lollms_server.core.quotas import LimitStore, MemoryLimitStore, StoreHealth, UsageAccounting
+
+logger = logging.getLogger(__name__)
+
+KEYS_CHECK_SECONDS = 2.0  # how often the key file's change time is looked at (replicas pick up new keys)
+
+
+def keys_path(config: ServerConfig) -> Path:
+    path = Path(os.path.expanduser(config.section("security")["keys_file"]))
+    return path if path.is_absolute() else config.paths.config_dir / path
+
+
+def build_limit_store(config: ServerConfig) -> LimitStore:
+    shared = config.section("shared_state")
+    if not shared["redis_url"]:
+        return MemoryLimitStore(lease_seconds=float(shared["lease_seconds"]))
+    from lollms_server.core.redis_state import RedisLimitStore
+
+    return RedisLimitStore(shared["redis_url"], shared["key_prefix"], int(shared["lease_seconds"]))
+
+
+def install_access(app: FastAPI, config: ServerConfig) -> None:
+    """The key check, the limits and the metrics (middleware added innermost first: call it where the key check
+    belongs in the stack). A key file that cannot be read stops the start (a config mistake fails closed)."""
+    keys = KeyFile.load(keys_path(config))
+    verifier = ApiKeyVerifier(config.api_keys, keys)
+    app.state.keys = keys
+    app.state.api_key_verifier = verifier
+    app.state.limit_store = None
+    metrics_section = config.section("metrics")
+    metrics = ServerMetrics() if metrics_section["enabled"] else None
+    app.state.metrics = metrics
+    health = StoreHealth(on_error=metrics.shared_state_errors.inc if metrics else None)
+    app.state.store_health = health
+
+    def reload_keys() -> None:
+        fresh = KeyFile.load(keys.path)
+        keys.records = fresh.records
+        verifier.update(config.api_keys, keys)
+
+    app.state.reload_keys = reload_keys
+
+    async def reload() -> dict[str, Any]:
+        """Keys and binding instances from their files; what cannot be used keeps what is in force."""
+        report: dict[str, Any] = {}
+        try:
+            await asyncio.to_thread(reload_keys)
+            report["keys"] = f"{len(keys.records)} named key(s)"
+        except ConfigError as exc:
+            report["keys"] = f"kept the keys in force: {'; '.join(exc.problems)}"
+        try:
+            fresh = await asyncio.to_thread(load_main_config, config.path, migrate=False) if config.path else config
+        except ConfigError as exc:
+            report["binding_instances"] = f"kept the instances in force: {'; '.join(exc.problems)}"
+            return report
+        grace = float(config.section("server")["shutdown_grace_seconds"])
+        report["binding_instances"] = await app.state.binding_manager.reload(fresh, grace)
+        return report
+
+    app.state.reload = reload
+    app.add_middleware(
+        QuotaMiddleware,
+        store=lambda: app.state.limit_store,
+        fail_open=config.section("shared_state")["failure_policy"] == "open",
+        health=health,
+        on_refused=metrics.refused if metrics else None,
+    )
+    protected = PROTECTED_PREFIXES if metrics_section["public"] else (*PROTECTED_PREFIXES, METRICS_PATH)
+    app.add_middleware(ApiKeyMiddleware, verifier=verifier, prefixes=protected)
+    if metrics is not None:
+        metrics.watch(lambda: app.state)
+        app.include_router(metrics_router)
+
+
+def add_http_metrics(app: FastAPI) -> None:
+    """Outermost: every request is measured, refused ones included."""
+    if app.state.metrics is not None:
+        app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics)
+
+
+async def start_access(app: FastAPI, config: ServerConfig) -> asyncio.Task[Any]:
+    """The limits store and the observers of generations; returns the task that follows the key file."""
+    store = build_limit_store(config)
+    app.state.limit_store = store
+    service = app.state.generation_service
+    service.observers.append(UsageAccounting(store, app.state.store_health))
+    if app.state.metrics is not None:
+        service.observers.append(app.state.metrics)
+    try:  # SIGHUP reloads, as for most daemons (the main thread's loop only)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(app.state.reload()))
+    except (AttributeError, NotImplementedError, RuntimeError, ValueError):
+        logger.debug("SIGHUP cannot be handled here; POST /api/v1/admin/reload reloads")
+    return asyncio.create_task(_follow_key_file(app), name="keys-file-watch")
+
+
+async def stop_access(app: FastAPI, watcher: asyncio.Task[Any]) -> None:
+    with suppress(AttributeError, NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+    watcher.cancel()
+    with suppress(asyncio.CancelledError):
+        await watcher
+    store = app.state.limit_store
+    app.state.limit_store = None
+    if store is not None:
+        await store.close()
+
+
+def _changed(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+async def _follow_key_file(app: FastAPI) -> None:
+    """Reload the keys when their file changes (another replica, or `lollms-server keys`, wrote it); a broken
+    file keeps the keys in force and says why."""
+    path = app.state.keys.path
+    seen = _changed(path)
+    while True:
+        await asyncio.sleep(KEYS_CHECK_SECONDS)
+        current = await asyncio.to_thread(_changed, path)
+        if current == seen:
+            continue
+        seen = current
+        try:
+            await asyncio.to_thread(app.state.reload_keys)
+            logger.info("Reloaded the API keys of %s", path)
+        except ConfigError as exc:
+            logger.error("Kept the API keys in force: %s", "; ".join(exc.problems))

@@ -1,0 +1,67 @@
+"""What one generation did — who asked, where it ran, how long it took to its first output and to its end, the
+tokens and outputs it made, whether it failed — handed to the observers that account for it (per-key usage,
+metrics) once it ends."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lollms_server.core.api_keys import Principal, current_principal
+from lollms_server.core.domain import OutputData
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationRecord:
+    binding: str
+    model: str | None
+    task: str
+    streamed: bool
+    principal: Principal | None = field(default_factory=current_principal.get)
+    started: float = field(default_factory=time.perf_counter)
+    first_output: float | None = None
+    ended: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    outputs: Counter[str] = field(default_factory=Counter)
+    error: str | None = None  # the exception's class name
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.binding}/{self.model}" if self.model else self.binding
+
+    def output_seen(self) -> None:
+        if self.first_output is None:
+            self.first_output = time.perf_counter()
+
+    def finish(
+        self, outputs: Sequence[OutputData], metadata: Mapping[str, Any] | None, prompt_tokens: int | None
+    ) -> None:
+        """The usage (from the binding's metadata, else the counted prompt) and the outputs by type."""
+        found = (metadata or {}).get("usage") or next(
+            ((output.metadata or {}).get("usage") for output in outputs if (output.metadata or {}).get("usage")), None
+        )
+        usage: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        self.prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens or 0)
+        self.completion_tokens = int(usage.get("completion_tokens") or 0)
+        self.outputs.update(output.type for output in outputs)
+
+
+class GenerationObserver(Protocol):
+    async def observe(self, record: GenerationRecord) -> None: ...
+
+
+async def notify(observers: Sequence[GenerationObserver], record: GenerationRecord) -> None:
+    """Every observer sees the record; one that fails is logged, never the request's failure."""
+    record.ended = time.perf_counter()
+    for observer in observers:
+        try:
+            await observer.observe(record)
+        except Exception:
+            logger.exception("Accounting for a generation on '%s' failed", record.binding)

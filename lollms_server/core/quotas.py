@@ -1,0 +1,202 @@
+"""Per-key limits and usage: requests per minute, tokens per minute and per day, concurrent requests.
+
+Windows are fixed (the UTC minute, the UTC day) so counts are exact and the same on every replica. A request is
+counted when it is admitted (a replica that dies mid-stream loses no count); its tokens when it ends. Two stores
+keep the counts with the same semantics: ``MemoryLimitStore`` for one process, ``RedisLimitStore``
+(``redis_state.py``) shared by every replica."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lollms_server.core.api_keys import KeyLimits
+
+logger = logging.getLogger(__name__)
+
+
+class StoreUnavailableError(Exception):
+    """The shared store (Redis) cannot be reached."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    allowed: bool
+    lease: str | None = None
+    refused_by: str | None = None  # the limit that refused it
+    retry_after: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The current minute and day, and the seconds until each ends."""
+
+    minute: int
+    day: int
+    minute_reset: int
+    day_reset: int
+
+    @classmethod
+    def at(cls, now: float) -> Windows:
+        second = int(now)
+        return cls(second // 60, second // 86400, 60 - second % 60, 86400 - second % 86400)
+
+
+def decide(
+    limits: KeyLimits,
+    windows: Windows,
+    requests: int,
+    minute_tokens: int,
+    day_tokens: int,
+    concurrent: int,
+) -> tuple[str | None, int]:
+    """Which limit refuses a new request given the counts before it (None: admitted), and when to retry."""
+    if limits.tokens_per_day is not None and day_tokens >= limits.tokens_per_day:
+        return "tokens_per_day", windows.day_reset
+    if limits.tokens_per_minute is not None and minute_tokens >= limits.tokens_per_minute:
+        return "tokens_per_minute", windows.minute_reset
+    if limits.requests_per_minute is not None and requests >= limits.requests_per_minute:
+        return "requests_per_minute", windows.minute_reset
+    if limits.concurrent_requests is not None and concurrent >= limits.concurrent_requests:
+        return "concurrent_requests", 1
+    return None, 0
+
+
+def rate_headers(limits: KeyLimits, windows: Windows, requests: int, minute_tokens: int) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers for the limits a key has (counts include the request being answered)."""
+    headers = {}
+    if limits.requests_per_minute is not None:
+        headers["x-ratelimit-limit-requests"] = str(limits.requests_per_minute)
+        headers["x-ratelimit-remaining-requests"] = str(max(0, limits.requests_per_minute - requests))
+        headers["x-ratelimit-reset-requests"] = f"{windows.minute_reset}s"
+    if limits.tokens_per_minute is not None:
+        headers["x-ratelimit-limit-tokens"] = str(limits.tokens_per_minute)
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, limits.tokens_per_minute - minute_tokens))
+        headers["x-ratelimit-reset-tokens"] = f"{windows.minute_reset}s"
+    return headers
+
+
+class LimitStore(Protocol):
+    async def admit(self, name: str, limits: KeyLimits, now: float | None = None) -> Admission: ...
+
+    async def release(self, name: str, lease: str) -> None: ...
+
+    async def record(self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool) -> None: ...
+
+    async def usage(self) -> dict[str, dict[str, Any]]: ...
+
+    async def close(self) -> None: ...
+
+
+def empty_usage() -> dict[str, Any]:
+    return {"requests": 0, "errors": 0, "prompt_tokens": {}, "completion_tokens": {}}
+
+
+class MemoryLimitStore:
+    """The counts of one process (no awaits inside a decision: each is atomic on the event loop)."""
+
+    def __init__(self, lease_seconds: float = 900.0) -> None:
+        self.lease_seconds = lease_seconds
+        self.requests: dict[tuple[str, int], int] = defaultdict(int)
+        self.minute_tokens: dict[tuple[str, int], int] = defaultdict(int)
+        self.day_tokens: dict[tuple[str, int], int] = defaultdict(int)
+        self.leases: dict[str, dict[str, float]] = defaultdict(dict)
+        self.totals: dict[str, dict[str, Any]] = defaultdict(empty_usage)
+
+    def _forget_old(self, windows: Windows) -> None:
+        for table, current in ((self.requests, windows.minute), (self.minute_tokens, windows.minute)):
+            for key in [key for key in table if key[1] < current]:
+                del table[key]
+        for key in [key for key in self.day_tokens if key[1] < windows.day]:
+            del self.day_tokens[key]
+
+    async def admit(self, name: str, limits: KeyLimits, now: float | None = None) -> Admission:
+        now = time.time() if now is None else now
+        windows = Windows.at(now)
+        if len(self.requests) > 4096:
+            self._forget_old(windows)
+        leases = self.leases[name]
+        for lease, expiry in list(leases.items()):
+            if expiry <= now:
+                del leases[lease]
+        requests = self.requests[(name, windows.minute)]
+        minute_tokens = self.minute_tokens[(name, windows.minute)]
+        refused, retry = decide(
+            limits, windows, requests, minute_tokens, self.day_tokens[(name, windows.day)], len(leases)
+        )
+        headers = rate_headers(limits, windows, requests + (refused is None), minute_tokens)
+        if refused is not None:
+            return Admission(False, refused_by=refused, retry_after=retry, headers=headers)
+        self.requests[(name, windows.minute)] = requests + 1
+        self.totals[name]["requests"] += 1
+        lease = uuid.uuid4().hex
+        leases[lease] = now + self.lease_seconds
+        return Admission(True, lease=lease, headers=headers)
+
+    async def release(self, name: str, lease: str) -> None:
+        self.leases[name].pop(lease, None)
+
+    async def record(self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool) -> None:
+        windows = Windows.at(time.time())
+        self.minute_tokens[(name, windows.minute)] += prompt_tokens + completion_tokens
+        self.day_tokens[(name, windows.day)] += prompt_tokens + completion_tokens
+        usage = self.totals[name]
+        usage["errors"] += int(error)
+        for kind, count in (("prompt_tokens", prompt_tokens), ("completion_tokens", completion_tokens)):
+            if count:
+                usage[kind][model] = usage[kind].get(model, 0) + count
+
+    async def usage(self) -> dict[str, dict[str, Any]]:
+        return {name: {**usage, "active": len(self.leases.get(name, {}))} for name, usage in self.totals.items()}
+
+    async def close(self) -> None:
+        return None
+
+
+class StoreHealth:
+    """Whether the shared store answered last time: one log line per outage and per recovery."""
+
+    def __init__(self, on_error: Callable[[], None] | None = None) -> None:
+        self.down = False
+        self.on_error = on_error
+
+    def failed(self, exc: Exception) -> None:
+        if self.on_error is not None:
+            self.on_error()
+        if not self.down:
+            logger.error("Shared state store unreachable: %s; per-key limits follow shared_state.failure_policy", exc)
+        self.down = True
+
+    def answered(self) -> None:
+        if self.down:
+            logger.warning("Shared state store reachable again; per-key limits apply")
+        self.down = False
+
+
+class UsageAccounting:
+    """The generation observer that adds each generation's tokens (and failures) to its key's counts."""
+
+    def __init__(self, store: LimitStore, health: StoreHealth) -> None:
+        self.store = store
+        self.health = health
+
+    async def observe(self, record: Any) -> None:
+        if record.principal is None:
+            return
+        try:
+            await self.store.record(
+                record.principal.name,
+                record.model_id,
+                record.prompt_tokens,
+                record.completion_tokens,
+                record.error is not None,
+            )
+            self.health.answered()
+        except StoreUnavailableError as exc:
+            self.health.failed(exc)

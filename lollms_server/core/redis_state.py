@@ -1,0 +1,138 @@
+"""The per-key limits and usage in Redis, shared by every replica: each admission is one Lua script (read the
+counts, decide, count the request and take a concurrency lease, atomically), each completion one pipeline.
+
+Concurrency leases are members of a sorted set scored by their expiry, so a replica that dies mid-request frees
+its slots after ``lease_seconds``. Any connection problem is ``StoreUnavailableError``; redis-py reconnects on the
+next call, so recovery needs no restart."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from lollms_server.core.api_keys import KeyLimits
+from lollms_server.core.quotas import Admission, StoreUnavailableError, Windows, empty_usage, rate_headers
+
+# The same order of checks as quotas.decide(); -1 means no limit.
+ADMIT = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+local requests = tonumber(redis.call('GET', KEYS[1]) or '0')
+local minute_tokens = tonumber(redis.call('GET', KEYS[2]) or '0')
+local day_tokens = tonumber(redis.call('GET', KEYS[3]) or '0')
+local concurrent = redis.call('ZCARD', KEYS[4])
+local rpm, tpm, tpd, conc = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local refused = ''
+if tpd >= 0 and day_tokens >= tpd then refused = 'tokens_per_day'
+elseif tpm >= 0 and minute_tokens >= tpm then refused = 'tokens_per_minute'
+elseif rpm >= 0 and requests >= rpm then refused = 'requests_per_minute'
+elseif conc >= 0 and concurrent >= conc then refused = 'concurrent_requests' end
+if refused == '' then
+  redis.call('INCR', KEYS[1])
+  redis.call('EXPIRE', KEYS[1], 120)
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[3])
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[8]))
+  redis.call('HINCRBY', KEYS[5], 'requests', 1)
+  redis.call('SADD', KEYS[6], ARGV[9])
+end
+return {refused, requests, minute_tokens, day_tokens, concurrent}
+"""
+
+
+def _limit(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+class RedisLimitStore:
+    def __init__(self, url: str, prefix: str = "lollms:", lease_seconds: int = 900, timeout: float = 2.0) -> None:
+        import redis.asyncio as redis
+
+        self.client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self.prefix = prefix
+        self.lease_seconds = lease_seconds
+        self._admit = self.client.register_script(ADMIT)
+
+    def _keys(self, name: str, windows: Windows) -> list[str]:
+        p = self.prefix
+        return [
+            f"{p}req:{name}:{windows.minute}",
+            f"{p}tpm:{name}:{windows.minute}",
+            f"{p}tpd:{name}:{windows.day}",
+            f"{p}conc:{name}",
+            f"{p}usage:{name}",
+            f"{p}names",
+        ]
+
+    async def _call(self, awaitable: Any) -> Any:
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        try:
+            return await awaitable
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise StoreUnavailableError(f"Redis is unreachable: {exc}") from exc
+
+    async def admit(self, name: str, limits: KeyLimits, now: float | None = None) -> Admission:
+        now = time.time() if now is None else now
+        windows = Windows.at(now)
+        lease = uuid.uuid4().hex
+        arguments: list[str | int | float] = [
+            now,
+            now + self.lease_seconds,
+            lease,
+            _limit(limits.requests_per_minute),
+            _limit(limits.tokens_per_minute),
+            _limit(limits.tokens_per_day),
+            _limit(limits.concurrent_requests),
+            self.lease_seconds,
+            name,
+        ]
+        refused, requests, minute_tokens, _, _ = await self._call(self._admit(self._keys(name, windows), arguments))
+        refused = refused.decode() if isinstance(refused, bytes) else refused
+        headers = rate_headers(limits, windows, int(requests) + (not refused), int(minute_tokens))
+        if refused:
+            retry = {"tokens_per_day": windows.day_reset, "concurrent_requests": 1}.get(refused, windows.minute_reset)
+            return Admission(False, refused_by=refused, retry_after=retry, headers=headers)
+        return Admission(True, lease=lease, headers=headers)
+
+    async def release(self, name: str, lease: str) -> None:
+        await self._call(self.client.zrem(f"{self.prefix}conc:{name}", lease))
+
+    async def record(self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool) -> None:
+        windows = Windows.at(time.time())
+        keys = self._keys(name, windows)
+        tokens = prompt_tokens + completion_tokens
+        pipe = self.client.pipeline(transaction=False)
+        if tokens:
+            pipe.incrby(keys[1], tokens)
+            pipe.expire(keys[1], 120)
+            pipe.incrby(keys[2], tokens)
+            pipe.expire(keys[2], 2 * 86400)
+        if error:
+            pipe.hincrby(keys[4], "errors", 1)
+        if prompt_tokens:
+            pipe.hincrby(keys[4], f"prompt_tokens:{model}", prompt_tokens)
+        if completion_tokens:
+            pipe.hincrby(keys[4], f"completion_tokens:{model}", completion_tokens)
+        pipe.sadd(keys[5], name)
+        await self._call(pipe.execute())
+
+    async def usage(self) -> dict[str, dict[str, Any]]:
+        names = sorted(item.decode() for item in await self._call(self.client.smembers(f"{self.prefix}names")))
+        now = time.time()
+        result = {}
+        for name in names:
+            raw = await self._call(self.client.hgetall(f"{self.prefix}usage:{name}"))
+            usage = empty_usage()
+            for field_name, value in ((key.decode(), int(value)) for key, value in raw.items()):
+                kind, _, model = field_name.partition(":")
+                if model:
+                    usage[kind][model] = value
+                else:
+                    usage[kind] = value
+            usage["active"] = int(await self._call(self.client.zcount(f"{self.prefix}conc:{name}", now, "+inf")))
+            result[name] = usage
+        return result
+
+    async def close(self) -> None:
+        await self.client.aclose()
