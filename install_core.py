@@ -40,6 +40,7 @@ EXTRAS = [
     "llamacpp",
     "diffusers",
     "speech",
+    "redis",
     "all",
     "dev",
 ]

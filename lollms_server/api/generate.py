@@ -13,12 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from lollms_server.api.auth import PROTECTED_PREFIX
 from lollms_server.api.deps import get_generation_service
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import keepalive_seconds, run_to_completion, start_stream
+from lollms_server.api.metrics import LabelledRoute
 from lollms_server.api.models import GenerateRequest, GenerateResponse
 from lollms_server.api.streaming import EventStreamResponse, sse_events
 from lollms_server.core.events import stream_chunk
@@ -55,4 +55,4 @@ async def generate(request: Request) -> Response:
     return Response(response.model_dump_json(), media_type="application/json")
 
 
-routes = [Route(GENERATE_PATH, generate, methods=["POST"])]
+routes = [LabelledRoute(GENERATE_PATH, generate, methods=["POST"])]

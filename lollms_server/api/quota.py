@@ -12,6 +12,7 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lollms_server.api.auth import METRICS_PATH
 from lollms_server.api.errors import error_response
 from lollms_server.core.api_keys import Principal
 from lollms_server.core.quotas import LimitStore, StoreHealth, StoreUnavailableError
@@ -41,7 +42,8 @@ class QuotaMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal: Principal | None = scope.get("state", {}).get("principal") if scope["type"] == "http" else None
-        store = self.store() if principal is not None else None
+        # Monitoring is not usage: /metrics stays readable (during a Redis outage above all).
+        store = self.store() if principal is not None and scope["path"] != METRICS_PATH else None
         if principal is None or store is None:
             await self.app(scope, receive, send)
             return

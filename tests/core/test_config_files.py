@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lollms_server.core.api_keys import ApiKeyVerifier
 from lollms_server.core.config import (
     MAIN_SCHEMA,
     create_default_config,
@@ -19,7 +20,6 @@ from lollms_server.core.config import (
 from lollms_server.core.config_files import load_config_file, write_config_file, write_raw
 from lollms_server.core.config_schema import MAIN_SCHEMA_VERSION
 from lollms_server.core.errors import ConfigError
-from lollms_server.core.api_keys import ApiKeyVerifier
 from tests.helpers import TCP_INSTANCE_SCHEMA
 
 FORMATS = ["yaml", "toml", "json", "db"]

