@@ -97,9 +97,14 @@ class BindingManager:
         cipher = self._cipher()
         for name, type_name in self.config.bindings_map.items():
             self.instances[name] = self._build_instance(name, type_name, cipher)
-        await asyncio.gather(
-            *(self._check(instance) for instance in self.instances.values() if instance.binding is not None)
-        )
+        for second_wave in (False, True):  # instances over other instances (routers) once those are checked
+            await asyncio.gather(
+                *(
+                    self._check(instance)
+                    for instance in self.instances.values()
+                    if instance.binding is not None and instance.binding.uses_other_instances is second_wave
+                )
+            )
         for instance in self.instances.values():
             if instance.state is InstanceState.ACTIVE:
                 logger.info("Binding instance '%s' (%s) is active", instance.name, instance.type_name)
@@ -166,6 +171,7 @@ class BindingManager:
         try:
             instance.binding = binding_type.cls(config=values, resource_manager=self.resource_manager)
             instance.binding.models_folder = self.config.paths.models_folder
+            instance.binding.instance_of = self.get_binding
         except Exception as exc:
             instance.reason = scrub(f"initialisation failed: {type(exc).__name__}: {exc}", instance.secret_values)
             return instance

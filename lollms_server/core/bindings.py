@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -59,8 +59,11 @@ class Binding(ABC):
     input_modalities: ClassVar[tuple[str, ...] | None] = None
     output_modalities: ClassVar[tuple[str, ...] | None] = None
     streams: ClassVar[bool | None] = None  # overrides generate_stream with a real stream
-    # Set by the BindingManager: the server's models folder (``paths.models_folder``).
+    uses_other_instances: ClassVar[bool] = False  # health depends on other instances: checked after them
+    # Set by the BindingManager: the server's models folder (``paths.models_folder``), and how to reach the other
+    # instances by name (what a binding over other bindings, such as the router, calls).
     models_folder: Path | None = None
+    instance_of: Callable[[str], Awaitable[Binding]] | None = None
 
     def __init__(self, config: dict[str, Any], resource_manager: ResourceManager) -> None:
         self.config = config

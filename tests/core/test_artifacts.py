@@ -153,3 +153,11 @@ def test_mime_types_are_normalised_or_replaced() -> None:
     assert checked_mime_type(None) == "application/octet-stream"
     assert checked_mime_type("text/html\r\nX-Evil: 1") == "application/octet-stream"
     assert checked_mime_type("nonsense") == "application/octet-stream"
+
+
+async def test_replicas_sharing_the_folder_serve_each_others_artifacts(tmp_path: Path) -> None:
+    """No index in memory: what one replica stored, another serves (the artifacts folder on shared storage)."""
+    one, other = ArtifactStore(tmp_path / "shared", 1 << 20, 60), ArtifactStore(tmp_path / "shared", 1 << 20, 60)
+    stored = await one.put(b"made by replica one", "image/png")
+    served = await other.get(stored.id)
+    assert served.file.read_bytes() == b"made by replica one" and served.artifact.mime_type == "image/png"
