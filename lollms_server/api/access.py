@@ -21,7 +21,13 @@ from lollms_server.core.api_keys import ApiKeyVerifier, KeyFile
 from lollms_server.core.config import ServerConfig, load_main_config
 from lollms_server.core.errors import ConfigError
 from lollms_server.core.metrics import ServerMetrics
-from lollms_server.core.quotas import LimitStore, MemoryLimitStore, StoreHealth, UsageAccounting
+from lollms_server.core.quotas import (
+    LimitStore,
+    MemoryLimitStore,
+    StoreHealth,
+    StoreUnavailableError,
+    UsageAccounting,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +111,7 @@ async def start_access(app: FastAPI, config: ServerConfig) -> asyncio.Task[Any]:
     """The limits store and the observers of generations; returns the task that follows the key file."""
     store = build_limit_store(config)
     app.state.limit_store = store
+    share_compute_slots(app, config, store)
     service = app.state.generation_service
     service.observers.append(UsageAccounting(store, app.state.store_health))
     if app.state.metrics is not None:
@@ -114,6 +121,27 @@ async def start_access(app: FastAPI, config: ServerConfig) -> asyncio.Task[Any]:
     except (AttributeError, NotImplementedError, RuntimeError, ValueError):
         logger.debug("SIGHUP cannot be handled here; POST /api/v1/admin/reload reloads")
     return asyncio.create_task(_follow_key_file(app), name="keys-file-watch")
+
+
+def share_compute_slots(app: FastAPI, config: ServerConfig, store: LimitStore) -> None:
+    """With Redis, resource_manager's limit holds across every replica."""
+    resources = app.state.resource_manager
+    if resources.limit is None or not config.section("shared_state")["redis_url"]:
+        return
+    from lollms_server.core.redis_state import RedisLimitStore, RedisSlots
+
+    assert isinstance(store, RedisLimitStore)
+    resources.shared = RedisSlots(store, resources.limit)
+    fail_open = config.section("shared_state")["failure_policy"] == "open"
+    health: StoreHealth = app.state.store_health
+
+    def unavailable(exc: Exception) -> bool:
+        if not isinstance(exc, StoreUnavailableError):
+            return False
+        health.failed(exc)
+        return fail_open
+
+    resources.shared_unavailable = unavailable
 
 
 async def stop_access(app: FastAPI, watcher: asyncio.Task[Any]) -> None:

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lollms_server.core.api_keys import KeyLimits
+from lollms_server.core.errors import UnavailableError
 
 logger = logging.getLogger(__name__)
 
 
-class StoreUnavailableError(Exception):
+class StoreUnavailableError(UnavailableError):
     """The shared store (Redis) cannot be reached."""
 
 

@@ -136,3 +136,43 @@ class RedisLimitStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+# A semaphore across replicas: leases in a sorted set scored by their expiry.
+ACQUIRE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]))
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+  return 1
+end
+return 0
+"""
+
+
+class RedisSlots:
+    """The compute slots of ``resource_manager`` shared by every replica (``ResourceManager.shared``)."""
+
+    def __init__(self, store: RedisLimitStore, limit: int) -> None:
+        self.store = store
+        self.key = f"{store.prefix}compute_slots"
+        self.limit = limit
+        self._acquire = store.client.register_script(ACQUIRE_SLOT)
+
+    async def try_acquire(self) -> str | None:
+        now, lease = time.time(), uuid.uuid4().hex
+        arguments: list[str | int | float] = [
+            now,
+            now + self.store.lease_seconds,
+            lease,
+            self.limit,
+            self.store.lease_seconds,
+        ]
+        granted = await self.store._call(self._acquire([self.key], arguments))
+        return lease if granted else None
+
+    async def release(self, lease: str) -> None:
+        await self.store._call(self.store.client.zrem(self.key, lease))
+
+    async def in_use(self) -> int:
+        return int(await self.store._call(self.store.client.zcount(self.key, time.time(), "+inf")))

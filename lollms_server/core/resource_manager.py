@@ -15,10 +15,10 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -35,6 +35,7 @@ MAX_BYPASS = 4
 # Weight of the newest hold time in the running average behind Retry-After.
 _HOLD_AVERAGE_WEIGHT = 0.2
 _MAX_RETRY_AFTER = 3600
+_SHARED_POLL_SECONDS = 0.05  # how often a task waiting for a shared slot asks again
 
 
 # The slot the current task already holds: nested acquisitions (a binding acquiring inside a request
@@ -42,18 +43,30 @@ _MAX_RETRY_AFTER = 3600
 _held_slot: contextvars.ContextVar[ResourceSlot | None] = contextvars.ContextVar("lollms_held_slot", default=None)
 
 
+class SharedSlots(Protocol):
+    """Compute slots shared with other replicas (Redis): a lease per task, ``None`` when none is free."""
+
+    async def try_acquire(self) -> str | None: ...
+
+    async def release(self, lease: str) -> None: ...
+
+
 class ResourceSlot:
     """One admitted task's hold on the resource; ``release`` is idempotent."""
 
-    def __init__(self, manager: ResourceManager, holds_permit: bool) -> None:
+    def __init__(self, manager: ResourceManager, holds_permit: bool, shared_lease: str | None = None) -> None:
         self._manager = manager
         self._holds_permit = holds_permit
+        self._shared_lease = shared_lease
         self._since = time.monotonic()
 
     def release(self) -> None:
         if self._holds_permit:
             self._holds_permit = False
             self._manager._give_back(time.monotonic() - self._since)
+        if self._shared_lease is not None:
+            lease, self._shared_lease = self._shared_lease, None
+            self._manager._release_shared(lease)
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -115,6 +128,11 @@ class ResourceManager:
         self._rejected = 0
         self._max_wait = 0.0
         self._average_hold: float | None = None
+        # With replicas (shared_state.redis_url): the limit holds across all of them. A task takes its local
+        # slot first (the local queue keeps its order and bounds), then a shared one, polling until it is free.
+        self.shared: SharedSlots | None = None
+        self.shared_unavailable: Callable[[Exception], bool] | None = None  # True: go on without (fail open)
+        self._releases: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> ResourceManager:
@@ -142,7 +160,7 @@ class ResourceManager:
         if self._active < self.limit and not self._waiters:
             self._active += 1
             self._admitted += 1
-            return ResourceSlot(self, holds_permit=True)
+            return await self._with_shared(ResourceSlot(self, holds_permit=True), task_name, timeout)
         if len(self._waiters) >= self.max_queue:
             self._rejected += 1
             logger.warning(
@@ -190,7 +208,49 @@ class ResourceManager:
             logger.info(
                 "'%s' waited %.2fs for a compute slot (%d still waiting)", task_name, waited, len(self._waiters)
             )
-        return ResourceSlot(self, holds_permit=True)
+        remaining = max(0.0, limit - waited)
+        return await self._with_shared(ResourceSlot(self, holds_permit=True), task_name, remaining)
+
+    async def _with_shared(self, slot: ResourceSlot, task_name: str, timeout: float | None) -> ResourceSlot:
+        """The local slot plus a shared one when replicas share the limit (waiting up to ``timeout``)."""
+        if self.shared is None:
+            return slot
+        deadline = time.monotonic() + (self.queue_timeout if timeout is None else timeout)
+        try:
+            while (lease := await self.shared.try_acquire()) is None:
+                if time.monotonic() >= deadline:
+                    self._timed_out += 1
+                    raise QueueTimeoutError(
+                        f"no compute slot became free on any replica within the queue timeout ({self.limit} shared)",
+                        retry_after=self.retry_after(),
+                    )
+                await asyncio.sleep(_SHARED_POLL_SECONDS)
+        except QueueTimeoutError:
+            slot.release()
+            raise
+        except Exception as exc:
+            if self.shared_unavailable is not None and self.shared_unavailable(exc):
+                return slot  # fail open: this replica's own limit still holds
+            slot.release()
+            raise
+        except BaseException:
+            slot.release()
+            raise
+        slot._shared_lease = lease
+        return slot
+
+    def _release_shared(self, lease: str) -> None:
+        if self.shared is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._release_lease(self.shared, lease))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release_lease(self, shared: SharedSlots, lease: str) -> None:
+        try:
+            await shared.release(lease)
+        except Exception as exc:  # the lease expires on its own (shared_state.lease_seconds)
+            logger.warning("A shared compute slot could not be given back now: %s", exc)
 
     def _next_waiter(self) -> _Waiter:
         """The oldest waiter, unless a later one wants a loaded model and nobody before it was passed over

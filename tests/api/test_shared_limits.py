@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,7 +81,10 @@ class Cluster:
         config_dir = root / "conf"
         write_binding_type(config_dir / "personal_bindings", "scripted_binding", SCRIPTED_BINDING_CODE, SCRIPTED_CARD)
         (config_dir / "bindings").mkdir(parents=True)
-        (config_dir / "bindings" / "scripted.yaml").write_text("type: scripted_binding\ndefault_model: model-a\n")
+        # local: the binding takes a compute slot (resource_manager.gpu_limit 1, shared by the replicas).
+        (config_dir / "bindings" / "scripted.yaml").write_text(
+            "type: scripted_binding\ndefault_model: model-a\nlocal: true\n"
+        )
         main = {
             "server": {"host": "127.0.0.1"},
             "security": {"allowed_api_keys": [TEST_API_KEY]},
@@ -94,6 +98,7 @@ class Cluster:
         keys = KeyFile(config_dir / "api_keys.yaml")
         self.team = {"X-API-Key": keys.create("team", "user", KeyLimits(requests_per_minute=5))}
         self.free = {"X-API-Key": keys.create("free", "user")}
+        self.crash = {"X-API-Key": keys.create("crash", "user")}
         keys.save()
         self.urls: list[str] = []
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -153,6 +158,35 @@ def test_a_per_key_limit_holds_across_replicas_exactly(cluster: Cluster) -> None
     assert usage["team"]["requests"] == 5
 
 
+def test_the_compute_slot_limit_holds_across_replicas(cluster: Cluster) -> None:
+    """gpu_limit 1 on two replicas: two streams sent at once, one to each, run one after the other."""
+    body = {
+        "input_data": [{"type": "text", "role": "user_prompt", "data": "slot"}],
+        "stream": True,
+        "parameters": {"chunks": ["a", "b", "c"], "delay": 0.3},
+    }
+    arrivals: dict[int, list[float]] = {1: [], 2: []}
+
+    def run(replica: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            with client.stream(
+                "POST", f"{cluster.urls[replica]}/api/v1/generate", json=body, headers=cluster.free
+            ) as stream:
+                assert stream.status_code == 200
+                for line in stream.iter_lines():
+                    if line.startswith("data: ") and '"type":"chunk"' in line.replace(" ", ""):
+                        arrivals[replica].append(time.monotonic())
+
+    threads = [threading.Thread(target=run, args=(replica,)) for replica in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, second = sorted(arrivals.values(), key=lambda times: times[0])
+    assert len(first) == len(second) == 3
+    assert second[0] > first[-1]  # the second began only once the first had finished: one slot for both
+
+
 def test_a_replica_killed_mid_stream_loses_no_counts(cluster: Cluster) -> None:
     body = {
         "input_data": [{"type": "text", "role": "user_prompt", "data": "long"}],
@@ -163,18 +197,18 @@ def test_a_replica_killed_mid_stream_loses_no_counts(cluster: Cluster) -> None:
         for _ in range(2):
             assert (
                 client.post(
-                    f"{cluster.urls[1]}/api/v1/generate", json={**body, "parameters": {}}, headers=cluster.free
+                    f"{cluster.urls[1]}/api/v1/generate", json={**body, "parameters": {}}, headers=cluster.crash
                 ).status_code
                 == 200
             )
-        with client.stream("POST", f"{cluster.urls[0]}/api/v1/generate", json=body, headers=cluster.free) as stream:
+        with client.stream("POST", f"{cluster.urls[0]}/api/v1/generate", json=body, headers=cluster.crash) as stream:
             assert stream.status_code == 200
             next(stream.iter_raw())  # the stream has begun on replica 0
             cluster.processes[0].kill()  # mid-stream
             cluster.processes[0].wait()
         usage = client.get(f"{cluster.urls[2]}/api/v1/admin/usage", headers=ADMIN).json()["keys"]
-    assert usage["free"]["requests"] == 3  # the killed stream was counted when it was admitted
-    assert usage["free"]["completion_tokens"] == {"scripted/model-a": 4}  # the two finished ones
+    assert usage["crash"]["requests"] == 3  # the killed stream was counted when it was admitted
+    assert usage["crash"]["completion_tokens"] == {"scripted/model-a": 4}  # the two finished ones
 
 
 def test_redis_down_then_back(cluster: Cluster) -> None:
