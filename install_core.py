@@ -41,6 +41,7 @@ EXTRAS = [
     "diffusers",
     "speech",
     "redis",
+    "otel",
     "all",
     "dev",
 ]

@@ -25,6 +25,7 @@ from lollms_server.api.ollama_compat import routes as ollama_routes
 from lollms_server.api.openai_compat import routes as openai_routes
 from lollms_server.api.openapi import customize_openapi
 from lollms_server.api.webui import install_ui
+from lollms_server.core import tracing
 from lollms_server.core.artifacts import ArtifactStore
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig, load_main_config
@@ -97,6 +98,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             await resource_manager.models.drain()
 
     telemetry = bool(config.section("server")["opentelemetry"])
+    if telemetry:
+        tracing.configure(config.section("server")["otlp_endpoint"])
     app = FastAPI(
         telemetry={"tracing": telemetry, "metrics": telemetry, "logs": telemetry},
         title="lollms_server",

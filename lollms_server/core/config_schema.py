@@ -85,9 +85,15 @@ MAIN_SCHEMA: dict[str, Any] = {
             ),
             "opentelemetry": _setting(
                 "bool",
-                "Trace requests and record metrics through OpenTelemetry (FastAPI's native instrumentation; "
-                "needs an OpenTelemetry SDK configured in the environment). Off saves per-request work.",
+                "Trace requests (FastAPI's native instrumentation), compute-slot admission, binding calls and "
+                "backend HTTP calls with OpenTelemetry, exported over OTLP (the otel extra). Off saves per-request "
+                "work.",
                 False,
+            ),
+            "otlp_endpoint": _setting(
+                "str",
+                "OTLP/HTTP collector, e.g. http://localhost:4318; null uses the OTEL_EXPORTER_OTLP_* environment.",
+                nullable=True,
             ),
             "binding_recheck_interval": _setting(
                 "float",

@@ -47,6 +47,7 @@ from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
 from lollms_server.core.tasks import task_of
 from lollms_server.core.think import split_thoughts
 from lollms_server.core.tools import TOOL_RESULT_ROLE, calls_of_metadata, openai_tool_calls
+from lollms_server.core.tracing import span
 from lollms_server.core.url_inputs import UrlInputs
 from lollms_server.core.workflows import WorkflowCall, collect_workflow, stream_workflow
 
@@ -351,9 +352,10 @@ class GenerationService:
         """A compute slot for bindings that need one (QueueTimeoutError when the queue is too slow)."""
         if not prepared.uses_compute_slot:
             return None
-        return await self.resources.admit(
-            f"generate {prepared.request_id} on {prepared.binding_name}", model=prepared.model_key
-        )
+        with span("lollms.admission", binding=prepared.binding_name):
+            return await self.resources.admit(
+                f"generate {prepared.request_id} on {prepared.binding_name}", model=prepared.model_key
+            )
 
     async def run(self, prepared: PreparedGeneration) -> list[OutputData]:
         record = self._record(prepared, streamed=False)
@@ -374,7 +376,7 @@ class GenerationService:
             return await self.deliver(prepared, outputs)
         slot = await self.admit(prepared)
         try:
-            with slot.held() if slot else contextlib.nullcontext():
+            with slot.held() if slot else contextlib.nullcontext(), self._span(prepared):
                 result = await prepared.binding.generate(
                     prepared.conversation.prompt,
                     dict(prepared.parameters),
@@ -385,6 +387,15 @@ class GenerationService:
             if slot:
                 slot.release()
         return await self.deliver(prepared, normalize_outputs(result, prepared.model_name))
+
+    def _span(self, prepared: PreparedGeneration) -> contextlib.AbstractContextManager[None]:
+        return span(
+            "lollms.binding.generate",
+            binding=prepared.binding_name,
+            model=prepared.model_name,
+            task=prepared.generation_type,
+            request_id=prepared.request_id,
+        )
 
     def _record(self, prepared: PreparedGeneration, streamed: bool) -> GenerationRecord:
         return GenerationRecord(prepared.binding_name, prepared.model_name, prepared.generation_type, streamed)
@@ -419,7 +430,7 @@ class GenerationService:
     ) -> AsyncIterator[GenerationEvent]:
         accumulator = OutputAccumulator()
         try:
-            with slot.held() if slot else contextlib.nullcontext():
+            with slot.held() if slot else contextlib.nullcontext(), self._span(prepared):
                 async for item in self._source(prepared):
                     event = event_of(item)
                     delta = accumulator.add(event)

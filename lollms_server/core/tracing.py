@@ -1,0 +1,59 @@
+"""OpenTelemetry traces (``server.opentelemetry``, off by default): FastAPI's native instrumentation traces each
+request; under it, spans for the compute-slot admission and the binding call (binding, model, task), and the
+backend HTTP calls (httpx and httpx2, which the remote bindings use) when opentelemetry-instrumentation-httpx is
+installed. Spans go to an OTLP endpoint (``server.otlp_endpoint``, or the standard OTEL_EXPORTER_OTLP_* variables) through
+the OpenTelemetry SDK (the ``otel`` extra). Without a configured provider every span here is a no-op."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+try:
+    from opentelemetry import trace
+
+    _tracer: Any = trace.get_tracer("lollms_server")
+except ImportError:  # opentelemetry-api comes with FastAPI; without it tracing is simply off
+    _tracer = None
+
+
+@contextmanager
+def span(name: str, **attributes: Any) -> Iterator[None]:
+    if _tracer is None:
+        yield
+        return
+    with _tracer.start_as_current_span(name, attributes={k: v for k, v in attributes.items() if v is not None}):
+        yield
+
+
+def configure(endpoint: str | None) -> bool:
+    """Send spans to OTLP (``endpoint``, else the OTEL_EXPORTER_OTLP_* environment) and trace httpx calls. False
+    (and a log line saying what to install) when the SDK is missing."""
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        logger.warning("server.opentelemetry is on but the SDK is missing: pip install 'lollms-server[otel]'")
+        return False
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):  # an operator's own setup wins
+        provider = TracerProvider(resource=Resource.create({"service.name": "lollms_server"}))
+        exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces") if endpoint else OTLPSpanExporter()
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+    try:
+        from opentelemetry.instrumentation import httpx as instrumentation
+    except ImportError:
+        logger.info("Backend HTTP calls are not traced: pip install opentelemetry-instrumentation-httpx")
+        return True
+    # httpx, and httpx2 (what the openai SDK now sends through), each where installed.
+    for name in ("HTTPXClientInstrumentor", "HTTPX2ClientInstrumentor"):
+        instrumentor = getattr(instrumentation, name, None)
+        if instrumentor is not None and instrumentor._module is not None:
+            instrumentor().instrument()
+    return True
