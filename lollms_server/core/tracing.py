@@ -1,8 +1,9 @@
 """OpenTelemetry traces (``server.opentelemetry``, off by default): FastAPI's native instrumentation traces each
 request; under it, spans for the compute-slot admission and the binding call (binding, model, task), and the
 backend HTTP calls (httpx and httpx2, which the remote bindings use) when opentelemetry-instrumentation-httpx is
-installed. Spans go to an OTLP endpoint (``server.otlp_endpoint``, or the standard OTEL_EXPORTER_OTLP_* variables) through
-the OpenTelemetry SDK (the ``otel`` extra). Without a configured provider every span here is a no-op."""
+installed. Spans go to an OTLP endpoint (``server.otlp_endpoint``, or the standard OTEL_EXPORTER_OTLP_*
+variables) through the OpenTelemetry SDK (the ``otel`` extra). Without a configured provider every span here is a
+no-op."""
 
 from __future__ import annotations
 
