@@ -158,9 +158,11 @@ def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not start")
 
 
-def wrk(url: str, body: dict, duration: int, connections: int, workdir: Path) -> tuple[float, float, float]:
+def wrk(
+    url: str, body: dict, duration: int, connections: int, workdir: Path, key: str | None = None
+) -> tuple[float, float, float]:
     script = workdir / "post.lua"
-    script.write_text(WRK_SCRIPT.replace("{body}", json.dumps(body)).replace("{key}", TEST_API_KEY))
+    script.write_text(WRK_SCRIPT.replace("{body}", json.dumps(body)).replace("{key}", key or TEST_API_KEY))
     output = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(script), url],
         capture_output=True,

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from lollms_server import __version__
 from lollms_server.api import admin, artifacts, endpoints, generate, lollms_helpers, personalities, tokens
-from lollms_server.api.access import add_http_metrics, install_access, start_access, stop_access
+from lollms_server.api.access import install_access, start_access, stop_access
 from lollms_server.api.anthropic_compat import routes as anthropic_routes
 from lollms_server.api.body_limit import RequestBodyGuard
 from lollms_server.api.cors import BrowserCORSMiddleware
@@ -130,13 +130,12 @@ def create_app(config: ServerConfig) -> FastAPI:
     # Innermost first: the body is read (and bounded) only for requests that passed the key check.
     app.add_middleware(RequestBodyGuard, max_bytes=int(config.section("limits")["max_request_bytes"]))
     install_access(app, config)  # per-key limits inside the key check, then the key check
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, metrics=app.state.metrics)  # ids, and the HTTP metrics
     app.add_middleware(
         BrowserCORSMiddleware,
         allow_origins=config.allowed_origins,
         expose_headers=[REQUEST_ID_HEADER],
     )
-    add_http_metrics(app)
     return app
 
 

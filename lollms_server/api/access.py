@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import FastAPI
 
 from lollms_server.api.auth import METRICS_PATH, PROTECTED_PREFIXES, ApiKeyMiddleware
-from lollms_server.api.metrics import HttpMetricsMiddleware
 from lollms_server.api.metrics import router as metrics_router
 from lollms_server.api.quota import QuotaMiddleware
 from lollms_server.core.api_keys import ApiKeyVerifier, KeyFile
@@ -99,12 +98,6 @@ def install_access(app: FastAPI, config: ServerConfig) -> None:
     if metrics is not None:
         metrics.watch(lambda: app.state)
         app.include_router(metrics_router)
-
-
-def add_http_metrics(app: FastAPI) -> None:
-    """Outermost: every request is measured, refused ones included."""
-    if app.state.metrics is not None:
-        app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics)
 
 
 async def start_access(app: FastAPI, config: ServerConfig) -> asyncio.Task[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -33,6 +34,7 @@ from lollms_server.core.errors import (
     QueueTimeoutError,
     UnavailableError,
 )
+from lollms_server.core.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -191,10 +193,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class RequestIdMiddleware:
-    """Gives every HTTP request an id (``request.state.request_id``) and returns it as X-Request-ID."""
+    """Gives every HTTP request an id (``request.state.request_id``) and returns it as X-Request-ID; with
+    ``metrics``, also counts the request by route, method and status and times it to the end of its response
+    (here rather than in a layer of its own: one wrapper of ``send`` serves both)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -203,10 +208,29 @@ class RequestIdMiddleware:
         request_id = secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
         header = (REQUEST_ID_HEADER.lower().encode("latin-1"), request_id.encode("latin-1"))
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), header]
+                status = message["status"]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        if self.metrics is None:
+            await self.app(scope, receive, send_with_id)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            template = getattr(scope.get("route"), "path", None) or unrouted_label(scope["path"])
+            self.metrics.observe_http(template, scope["method"], status, time.perf_counter() - started)
+
+
+# Requests answered before routing (refused by a limit or the key check) or by no route: labelled by their API.
+UNROUTED = (("/api/v1/", "/api/v1/*"), ("/api/", "/api/*"), ("/v1/", "/v1/*"), ("/lollms/", "/lollms/*"))
+
+
+def unrouted_label(path: str) -> str:
+    return next((label for prefix, label in UNROUTED if path.startswith(prefix)), "other")

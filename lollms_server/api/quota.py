@@ -76,6 +76,9 @@ class QuotaMiddleware:
             )
             await response(scope, receive, send)
             return
+        if not admission.headers and admission.lease is None:  # a key without limits: nothing to add or free
+            await self.app(scope, receive, send)
+            return
         extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in admission.headers.items()]
 
         async def send_with_headers(message: Message) -> None:

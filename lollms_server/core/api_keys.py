@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,9 @@ class KeyLimits:
     tokens_per_day: int | None = None
     concurrent_requests: int | None = None
 
-    @property
+    @cached_property
     def any(self) -> bool:
+        """Whether the key has any limit (asked on every request: computed once)."""
         return any(getattr(self, name) is not None for name in LIMIT_NAMES)
 
     def as_dict(self) -> dict[str, int | None]:

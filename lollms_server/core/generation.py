@@ -388,7 +388,7 @@ class GenerationService:
                 slot.release()
         return await self.deliver(prepared, normalize_outputs(result, prepared.model_name))
 
-    def _span(self, prepared: PreparedGeneration) -> contextlib.AbstractContextManager[None]:
+    def _span(self, prepared: PreparedGeneration) -> contextlib.AbstractContextManager[Any]:
         return span(
             "lollms.binding.generate",
             binding=prepared.binding_name,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,7 +16,7 @@ from lollms_server.core.domain import OutputData
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class GenerationRecord:
     binding: str
     model: str | None
@@ -29,7 +28,7 @@ class GenerationRecord:
     ended: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    outputs: Counter[str] = field(default_factory=Counter)
+    outputs: dict[str, int] = field(default_factory=dict)  # by output type
     error: str | None = None  # the exception's class name
 
     @property
@@ -50,7 +49,8 @@ class GenerationRecord:
         usage: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         self.prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens or 0)
         self.completion_tokens = int(usage.get("completion_tokens") or 0)
-        self.outputs.update(output.type for output in outputs)
+        for output in outputs:
+            self.outputs[output.type] = self.outputs.get(output.type, 0) + 1
 
 
 class GenerationObserver(Protocol):

@@ -68,34 +68,71 @@ class ServerMetrics:
         self.shared_state_errors = Counter(
             "lollms_shared_state_errors", "Calls to the shared state store (Redis) that failed.", registry=r
         )
+        # Label children by label values (each label set is bounded: routes, instances, tasks, key names).
+        self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._generation: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+        self._keys: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.http_latency.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        children = self._http.get(key)
+        if children is None:  # labels() takes a lock and builds a tuple: once per label set, not per request
+            children = self._http[key] = (
+                self.http_requests.labels(route, method, str(status)),
+                self.http_latency.labels(route, method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def _generation_children(self, record: GenerationRecord, outcome: str) -> tuple[Any, ...]:
+        key = (record.binding, record.model or "", record.task, outcome)
+        children = self._generation.get(key)
+        if children is None:
+            binding, model, task = key[:3]
+            children = self._generation[key] = (
+                self.generations.labels(binding, model, task, outcome),
+                self.generation_seconds.labels(binding, task),
+                self.first_output_seconds.labels(binding, task),
+                self.tokens.labels(binding, model, "prompt"),
+                self.tokens.labels(binding, model, "completion"),
+                self.tokens_per_second.labels(binding),
+            )
+        return children
+
+    def _key_children(self, name: str, outcome: str) -> tuple[Any, ...]:
+        children = self._keys.get((name, outcome))
+        if children is None:
+            children = self._keys[(name, outcome)] = (
+                self.key_requests.labels(name, outcome),
+                self.key_tokens.labels(name, "prompt"),
+                self.key_tokens.labels(name, "completion"),
+            )
+        return children
 
     async def observe(self, record: GenerationRecord) -> None:
         """The generation observer."""
-        model = record.model or ""
         outcome = record.error or "ok"
-        self.generations.labels(record.binding, model, record.task, outcome).inc()
+        generations, seconds, first_output, prompt, completion, rate = self._generation_children(record, outcome)
+        generations.inc()
         if record.ended is not None:
-            self.generation_seconds.labels(record.binding, record.task).observe(record.ended - record.started)
+            seconds.observe(record.ended - record.started)
         if record.streamed and record.first_output is not None:
-            self.first_output_seconds.labels(record.binding, record.task).observe(record.first_output - record.started)
-        for kind, count in (("prompt", record.prompt_tokens), ("completion", record.completion_tokens)):
-            if count:
-                self.tokens.labels(record.binding, model, kind).inc(count)
-        if record.completion_tokens and record.first_output is not None and record.ended is not None:
-            seconds = record.ended - record.first_output
-            if seconds > 0:
-                self.tokens_per_second.labels(record.binding).observe(record.completion_tokens / seconds)
+            first_output.observe(record.first_output - record.started)
+        if record.prompt_tokens:
+            prompt.inc(record.prompt_tokens)
+        if record.completion_tokens:
+            completion.inc(record.completion_tokens)
+            if record.first_output is not None and record.ended is not None and record.ended > record.first_output:
+                rate.observe(record.completion_tokens / (record.ended - record.first_output))
         for output_type, count in record.outputs.items():
             self.outputs.labels(record.binding, record.task, output_type).inc(count)
         if record.principal is not None:
-            self.key_requests.labels(record.principal.name, outcome).inc()
-            for kind, count in (("prompt", record.prompt_tokens), ("completion", record.completion_tokens)):
-                if count:
-                    self.key_tokens.labels(record.principal.name, kind).inc(count)
+            requests, key_prompt, key_completion = self._key_children(record.principal.name, outcome)
+            requests.inc()
+            if record.prompt_tokens:
+                key_prompt.inc(record.prompt_tokens)
+            if record.completion_tokens:
+                key_completion.inc(record.completion_tokens)
 
     def refused(self, key: str, limit: str) -> None:
         self.key_refusals.labels(key, limit).inc()

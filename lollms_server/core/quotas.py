@@ -7,9 +7,9 @@ keep the counts with the same semantics: ``MemoryLimitStore`` for one process, `
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +32,9 @@ class Admission:
     refused_by: str | None = None  # the limit that refused it
     retry_after: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+
+
+UNLIMITED = Admission(True)  # a key without limits: admitted, no lease to give back
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class MemoryLimitStore:
         self.day_tokens: dict[tuple[str, int], int] = defaultdict(int)
         self.leases: dict[str, dict[str, float]] = defaultdict(dict)
         self.totals: dict[str, dict[str, Any]] = defaultdict(empty_usage)
+        self._lease_numbers = itertools.count()
 
     def _forget_old(self, windows: Windows) -> None:
         for table, current in ((self.requests, windows.minute), (self.minute_tokens, windows.minute)):
@@ -118,6 +122,9 @@ class MemoryLimitStore:
             del self.day_tokens[key]
 
     async def admit(self, name: str, limits: KeyLimits, now: float | None = None) -> Admission:
+        if not limits.any:  # nothing to enforce: count the request, hold no lease
+            self.totals[name]["requests"] += 1
+            return UNLIMITED
         now = time.time() if now is None else now
         windows = Windows.at(now)
         if len(self.requests) > 4096:
@@ -136,7 +143,7 @@ class MemoryLimitStore:
             return Admission(False, refused_by=refused, retry_after=retry, headers=headers)
         self.requests[(name, windows.minute)] = requests + 1
         self.totals[name]["requests"] += 1
-        lease = uuid.uuid4().hex
+        lease = str(next(self._lease_numbers))  # unique in this process, which is all a memory lease needs
         leases[lease] = now + self.lease_seconds
         return Admission(True, lease=lease, headers=headers)
 
@@ -144,9 +151,11 @@ class MemoryLimitStore:
         self.leases[name].pop(lease, None)
 
     async def record(self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool) -> None:
-        windows = Windows.at(time.time())
-        self.minute_tokens[(name, windows.minute)] += prompt_tokens + completion_tokens
-        self.day_tokens[(name, windows.day)] += prompt_tokens + completion_tokens
+        tokens = prompt_tokens + completion_tokens
+        if tokens:
+            second = int(time.time())
+            self.minute_tokens[(name, second // 60)] += tokens
+            self.day_tokens[(name, second // 86400)] += tokens
         usage = self.totals[name]
         usage["errors"] += int(error)
         for kind, count in (("prompt_tokens", prompt_tokens), ("completion_tokens", completion_tokens)):

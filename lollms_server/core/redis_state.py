@@ -12,7 +12,14 @@ import uuid
 from typing import Any
 
 from lollms_server.core.api_keys import KeyLimits
-from lollms_server.core.quotas import Admission, StoreUnavailableError, Windows, empty_usage, rate_headers
+from lollms_server.core.quotas import (
+    UNLIMITED,
+    Admission,
+    StoreUnavailableError,
+    Windows,
+    empty_usage,
+    rate_headers,
+)
 
 # The same order of checks as quotas.decide(); -1 means no limit.
 ADMIT = """
@@ -73,6 +80,12 @@ class RedisLimitStore:
             raise StoreUnavailableError(f"Redis is unreachable: {exc}") from exc
 
     async def admit(self, name: str, limits: KeyLimits, now: float | None = None) -> Admission:
+        if not limits.any:  # nothing to enforce: one pipeline counts the request, no lease
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hincrby(f"{self.prefix}usage:{name}", "requests", 1)
+            pipe.sadd(f"{self.prefix}names", name)
+            await self._call(pipe.execute())
+            return UNLIMITED
         now = time.time() if now is None else now
         windows = Windows.at(now)
         lease = uuid.uuid4().hex
