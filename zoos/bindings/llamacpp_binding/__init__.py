@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import logging
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -69,6 +70,24 @@ def _construct(llama_class: Any, settings: dict[str, Any]) -> Any:
 class LoadedModel:
     llm: Any
     lock: asyncio.Lock  # llama.cpp contexts are not thread-safe: one operation at a time per copy
+
+
+def physical_cores() -> int:
+    """The physical cores this process may run on: hyper-threads share a core's arithmetic units, so llama.cpp
+    runs best with one thread per core (Linux: /proc/cpuinfo and the CPU affinity; elsewhere the logical count)."""
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return max(1, logical)
+    cores, physical = set(), "0"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "physical id":
+            physical = value.strip()
+        elif key.strip() == "core id":
+            cores.add((physical, value.strip()))
+    return max(1, min(len(cores) or logical, logical))
 
 
 class LlamaCppBinding(Binding):
@@ -131,9 +150,11 @@ class LlamaCppBinding(Binding):
         return True
 
     def _settings(self, model: ModelFile, kind: str) -> dict[str, Any]:
+        threads = self.config.get("n_threads") or physical_cores()
         settings: dict[str, Any] = {
             "model_path": str(model.canonical),
-            "n_threads": self.config.get("n_threads"),
+            "n_threads": threads,
+            "n_threads_batch": self.config.get("n_threads_batch") or threads,
             "n_gpu_layers": int(self.config.get("n_gpu_layers", 0)),
             "verbose": False,
         }

@@ -49,7 +49,8 @@ async def stream_pieces(
     """Yield (text piece, finish_reason) per generated token of the completion ``start`` begins.
 
     The completion runs in a worker thread that hands tokens to the loop, at most once every
-    ``hand_over_every`` seconds (0: every token; a token waits at most until the next one is due).
+    ``hand_over_every`` seconds (0: every token; a token waits at most until the next one is due) — except the
+    first text and the first token after a pause, which go at once.
     Each hand-over wakes the event loop, which on a machine whose cores llama.cpp keeps busy costs
     generation speed (bench/README.md). When the consumer stops (client gone, error), the thread stops
     after its current token and this generator waits for it: the model never serves two threads at once.
@@ -58,14 +59,20 @@ async def stream_pieces(
     def work(emit: Emit, stop: threading.Event) -> None:
         pending: list[tuple[str, str | None]] = []
         last = 0.0
+        text_sent = False
         completion = start()
         try:
             for chunk in completion:
                 if stop.is_set():
                     break
-                pending.append(piece_of(chunk))
+                piece = piece_of(chunk)
+                pending.append(piece)
                 now = time.monotonic()
-                if now - last >= hand_over_every:
+                # The first text goes out at once (a chat stream begins with an empty role chunk, which must not
+                # use up the hand-over and hold the first token back); so does the first after a pause.
+                first_text = bool(piece[0]) and not text_sent
+                if first_text or now - last >= hand_over_every:
+                    text_sent = text_sent or any(text for text, _ in pending)
                     emit(pending)
                     pending, last = [], now
         finally:

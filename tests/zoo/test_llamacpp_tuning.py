@@ -1,0 +1,57 @@
+"""llama.cpp tuning: the stream batches tokens (``stream_interval_ms``) but hands the first text over at once
+(even after the empty role chunk a chat stream begins with); threads default to the physical cores."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+runner = pytest.importorskip("zoos.bindings.llamacpp_binding.runner", reason="needs the zoo importable")
+
+
+def chunk(content: str | None, finish: str | None = None) -> dict[str, Any]:
+    delta = {"role": "assistant"} if content is None else {"content": content}
+    return {"choices": [{"delta": delta, "finish_reason": finish}]}
+
+
+async def test_the_first_token_is_handed_over_at_once_then_tokens_are_batched() -> None:
+    received_first = threading.Event()
+
+    def completion() -> Iterator[dict[str, Any]]:
+        yield chunk(None)  # the role chunk: no text
+        yield chunk("Hello")
+        # The consumer must have the first token before the next one exists; a batch held for an hour would
+        # leave this waiting (and the test failing after the bound below).
+        assert received_first.wait(timeout=60), "the first token was held back"
+        yield chunk(" wor")
+        yield chunk("ld", "stop")
+
+    pieces = []
+    async for piece in runner.stream_pieces(completion, hand_over_every=3600.0):
+        pieces.append(piece)
+        if piece[0] == "Hello":
+            received_first.set()
+    assert pieces == [("", None), ("Hello", None), (" wor", None), ("ld", "stop")]
+
+
+def test_threads_default_to_the_physical_cores_for_generation_and_prompts(tmp_path: Path) -> None:
+    from lollms_server.core.resource_manager import ResourceManager
+
+    binding = pytest.importorskip("zoos.bindings.llamacpp_binding", reason="needs the zoo importable")
+    models = pytest.importorskip("zoos.bindings.llamacpp_binding.models", reason="needs the zoo importable")
+    cores = binding.physical_cores()
+    assert 1 <= cores <= (os.cpu_count() or 1)
+    model = models.ModelFile("m", tmp_path / "m.gguf", tmp_path / "m.gguf", "configured")
+    default = binding.LlamaCppBinding({"type": "llamacpp_binding"}, ResourceManager())
+    chosen = binding.LlamaCppBinding(
+        {"type": "llamacpp_binding", "n_threads": 3, "n_threads_batch": 5}, ResourceManager()
+    )
+    settings = default._settings(model, binding.GENERATION)
+    assert settings["n_threads"] == settings["n_threads_batch"] == cores
+    chosen_settings = chosen._settings(model, binding.GENERATION)
+    assert (chosen_settings["n_threads"], chosen_settings["n_threads_batch"]) == (3, 5)
