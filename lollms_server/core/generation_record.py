@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,7 +54,8 @@ class GenerationRecord:
 
 
 class GenerationObserver(Protocol):
-    async def observe(self, record: GenerationRecord) -> None: ...
+    def observe(self, record: GenerationRecord) -> Awaitable[None] | None:
+        """Account for ``record``: at once (return None), or by returning what to await (a network store)."""
 
 
 async def notify(observers: Sequence[GenerationObserver], record: GenerationRecord) -> None:
@@ -62,6 +63,8 @@ async def notify(observers: Sequence[GenerationObserver], record: GenerationReco
     record.ended = time.perf_counter()
     for observer in observers:
         try:
-            await observer.observe(record)
+            pending = observer.observe(record)
+            if pending is not None:
+                await pending
         except Exception:
             logger.exception("Accounting for a generation on '%s' failed", record.binding)

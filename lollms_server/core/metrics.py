@@ -72,6 +72,7 @@ class ServerMetrics:
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._generation: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
         self._keys: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._outputs: dict[tuple[str, str, str], Any] = {}
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -109,8 +110,8 @@ class ServerMetrics:
             )
         return children
 
-    async def observe(self, record: GenerationRecord) -> None:
-        """The generation observer."""
+    def observe(self, record: GenerationRecord) -> None:
+        """The generation observer (synchronous: nothing to wait for)."""
         outcome = record.error or "ok"
         generations, seconds, first_output, prompt, completion, rate = self._generation_children(record, outcome)
         generations.inc()
@@ -125,7 +126,11 @@ class ServerMetrics:
             if record.first_output is not None and record.ended is not None and record.ended > record.first_output:
                 rate.observe(record.completion_tokens / (record.ended - record.first_output))
         for output_type, count in record.outputs.items():
-            self.outputs.labels(record.binding, record.task, output_type).inc(count)
+            key = (record.binding, record.task, output_type)
+            child = self._outputs.get(key)
+            if child is None:
+                child = self._outputs[key] = self.outputs.labels(*key)
+            child.inc(count)
         if record.principal is not None:
             requests, key_prompt, key_completion = self._key_children(record.principal.name, outcome)
             requests.inc()

@@ -11,7 +11,7 @@ import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -151,6 +151,9 @@ class MemoryLimitStore:
         self.leases[name].pop(lease, None)
 
     async def record(self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool) -> None:
+        self.record_now(name, model, prompt_tokens, completion_tokens, error)
+
+    def record_now(self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool) -> None:
         tokens = prompt_tokens + completion_tokens
         if tokens:
             second = int(time.time())
@@ -195,18 +198,23 @@ class UsageAccounting:
     def __init__(self, store: LimitStore, health: StoreHealth) -> None:
         self.store = store
         self.health = health
+        self.memory = store if isinstance(store, MemoryLimitStore) else None
 
-    async def observe(self, record: Any) -> None:
+    def observe(self, record: Any) -> Awaitable[None] | None:
         if record.principal is None:
-            return
+            return None
+        arguments = (
+            record.principal.name, record.model_id, record.prompt_tokens, record.completion_tokens,
+            record.error is not None,
+        )  # fmt: skip
+        if self.memory is not None:  # no I/O: counted now, no coroutine to create and await
+            self.memory.record_now(*arguments)
+            return None
+        return self._record(arguments)
+
+    async def _record(self, arguments: tuple[Any, ...]) -> None:
         try:
-            await self.store.record(
-                record.principal.name,
-                record.model_id,
-                record.prompt_tokens,
-                record.completion_tokens,
-                record.error is not None,
-            )
+            await self.store.record(*arguments)
             self.health.answered()
         except StoreUnavailableError as exc:
             self.health.failed(exc)
