@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from lollms_server.app import create_app
+from lollms_server.core.config import ServerConfig
 from tests.conftest import running_client
 from tests.helpers import add_scripted_binding, make_config, write_instance
 from tests.server import serving
@@ -45,58 +46,42 @@ def spans() -> Iterator[Any]:
                 instrumentor().uninstrument()
 
 
-async def test_a_request_is_one_trace_down_to_the_backend_call(tmp_path: Path, spans: Any) -> None:
-    fake = FakeOpenAI(reply="traced")
-    async with serving(fake.app()) as backend:
-        config = make_config(
-            tmp_path,
-            server={"opentelemetry": True},
-            bindings_map={"remote": "openai_binding", "scripted": "scripted_binding"},
-            defaults={"ttt_binding": "remote"},
-        )
-        write_instance(
-            config,
-            "remote",
-            {"type": "openai_binding", "base_url": f"{backend}/v1", "api_key": "sk-x", "default_model": "fake-text"},
-        )
-        add_scripted_binding(config, default_model="model-a", local=True)
-        async with running_client(create_app(config)) as client:
-            remote = await client.post(
-                "/api/v1/generate", json={"input_data": [{"type": "text", "role": "user_prompt", "data": "hi"}]}
-            )
+PROMPT = {"input_data": [{"type": "text", "role": "user_prompt", "data": "hi"}]}
+
+
+def traced_config(root: Path, backend: str) -> ServerConfig:
+    """Tracing on; "remote" (openai_binding on the fake backend) and "scripted" (a local binding taking a slot)."""
+    config = make_config(
+        root,
+        server={"opentelemetry": True},
+        bindings_map={"remote": "openai_binding", "scripted": "scripted_binding"},
+        defaults={"ttt_binding": "remote"},
+    )
+    write_instance(
+        config,
+        "remote",
+        {"type": "openai_binding", "base_url": f"{backend}/v1", "api_key": "sk-x", "default_model": "fake-text"},
+    )
+    add_scripted_binding(config, default_model="model-a", local=True)
+    return config
+
+
+async def test_a_local_generation_traces_its_admission_and_binding_call(tmp_path: Path, spans: Any) -> None:
+    async with serving(FakeOpenAI(reply="traced").app()) as backend:
+        async with running_client(create_app(traced_config(tmp_path, backend))) as client:
             spans.clear()
-            local = await client.post(
-                "/api/v1/generate",
-                json={
-                    "input_data": [{"type": "text", "role": "user_prompt", "data": "hi"}],
-                    "binding_name": "scripted",
-                },
-            )
-    assert remote.status_code == 200 and local.status_code == 200
+            local = await client.post("/api/v1/generate", json={**PROMPT, "binding_name": "scripted"})
+    assert local.status_code == 200
     local_spans = {span.name: span for span in spans.get_finished_spans()}
     assert "lollms.admission" in local_spans and "lollms.binding.generate" in local_spans
     assert local_spans["lollms.admission"].context.trace_id == local_spans["lollms.binding.generate"].context.trace_id
 
 
 async def test_the_backend_http_call_is_a_child_of_the_binding_call(tmp_path: Path, spans: Any) -> None:
-    fake = FakeOpenAI(reply="traced")
-    async with serving(fake.app()) as backend:
-        config = make_config(
-            tmp_path,
-            server={"opentelemetry": True},
-            bindings_map={"remote": "openai_binding"},
-            defaults={"ttt_binding": "remote"},
-        )
-        write_instance(
-            config,
-            "remote",
-            {"type": "openai_binding", "base_url": f"{backend}/v1", "api_key": "sk-x", "default_model": "fake-text"},
-        )
-        async with running_client(create_app(config)) as client:
+    async with serving(FakeOpenAI(reply="traced").app()) as backend:
+        async with running_client(create_app(traced_config(tmp_path, backend))) as client:
             spans.clear()
-            answer = await client.post(
-                "/api/v1/generate", json={"input_data": [{"type": "text", "role": "user_prompt", "data": "hi"}]}
-            )
+            answer = await client.post("/api/v1/generate", json=PROMPT)
     assert answer.status_code == 200
     finished = spans.get_finished_spans()
     binding = next(span for span in finished if span.name == "lollms.binding.generate")
