@@ -109,8 +109,15 @@ async def start_access(app: FastAPI, config: ServerConfig) -> asyncio.Task[Any]:
     service.observers.append(UsageAccounting(store, app.state.store_health))
     if app.state.metrics is not None:
         service.observers.append(app.state.metrics)
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.ensure_future(app.state.reload())
+        reloads.add(task)  # kept until done (a task nobody references may be collected)
+        task.add_done_callback(reloads.discard)
+
     try:  # SIGHUP reloads, as for most daemons (the main thread's loop only)
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(app.state.reload()))
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
     except (AttributeError, NotImplementedError, RuntimeError, ValueError):
         logger.debug("SIGHUP cannot be handled here; POST /api/v1/admin/reload reloads")
     return asyncio.create_task(_follow_key_file(app), name="keys-file-watch")

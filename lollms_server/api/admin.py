@@ -3,6 +3,7 @@ Only admin keys may call them (a user key gets 403)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -59,9 +60,18 @@ async def create_key(body: NewKey, request: Request) -> dict[str, Any]:
         secret = keys.create(body.name, body.role, limits, tuple(body.models), tuple(body.personalities), body.expires)
     except ConfigError as exc:
         raise BadRequestError("; ".join(exc.problems)) from None
-    keys.save()
-    request.app.state.reload_keys()
+    await _save_and_apply(request, keys)
     return {"key": secret, **keys.records[body.name].public()}
+
+
+async def _save_and_apply(request: Request, keys: Any) -> None:
+    """Write the key file (off the event loop) and take its keys at once."""
+
+    def save_and_reload() -> None:
+        keys.save()
+        request.app.state.reload_keys()
+
+    await asyncio.to_thread(save_and_reload)
 
 
 @router.delete("/keys/{name}", responses=error_responses(404), summary="Revoke a key (at once)")
@@ -70,8 +80,7 @@ async def revoke_key(name: str, request: Request) -> dict[str, str]:
     if name not in keys.records:
         raise NotFoundError(f"no key named '{name}'")
     keys.revoke(name)
-    keys.save()
-    request.app.state.reload_keys()
+    await _save_and_apply(request, keys)
     return {"revoked": name}
 
 

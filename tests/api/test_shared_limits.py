@@ -211,6 +211,21 @@ def test_a_replica_killed_mid_stream_loses_no_counts(cluster: Cluster) -> None:
     assert usage["crash"]["completion_tokens"] == {"scripted/model-a": 4}  # the two finished ones
 
 
+def test_sighup_reloads_the_binding_instances(cluster: Cluster) -> None:
+    config_dir = cluster.root / "conf"
+    main = yaml.safe_load((config_dir / "main_config.yaml").read_text())
+    main["bindings_map"]["extra"] = "scripted_binding"
+    (config_dir / "bindings" / "extra.yaml").write_text("type: scripted_binding\ndefault_model: model-b\n")
+    (config_dir / "main_config.yaml").write_text(yaml.safe_dump(main))
+    cluster.processes[2].send_signal(signal.SIGHUP)
+
+    def listed() -> bool:
+        instances = httpx.get(f"{cluster.urls[2]}/api/v1/list_bindings", headers=ADMIN, timeout=10).json()
+        return instances["binding_instances"].get("extra", {}).get("status") == "active"
+
+    wait_for(listed, "the new instance after SIGHUP")
+
+
 def test_redis_down_then_back(cluster: Cluster) -> None:
     url = cluster.urls[2]
     cluster.redis.stop()
