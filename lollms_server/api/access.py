@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from lollms_server.api.auth import METRICS_PATH, PROTECTED_PREFIXES, ApiKeyMiddleware
 from lollms_server.api.metrics import router as metrics_router
-from lollms_server.api.quota import QuotaMiddleware
+from lollms_server.api.quota import Limiter
 from lollms_server.core.api_keys import ApiKeyVerifier, KeyFile
 from lollms_server.core.config import ServerConfig, load_main_config
 from lollms_server.core.errors import ConfigError
@@ -48,8 +48,8 @@ def build_limit_store(config: ServerConfig) -> LimitStore:
 
 
 def install_access(app: FastAPI, config: ServerConfig) -> None:
-    """The key check, the limits and the metrics (middleware added innermost first: call it where the key check
-    belongs in the stack). A key file that cannot be read stops the start (a config mistake fails closed)."""
+    """The key check with the per-key limits, and the metrics (call it where the key check belongs in the
+    middleware stack). A key file that cannot be read stops the start (a config mistake fails closed)."""
     keys = KeyFile.load(keys_path(config))
     verifier = ApiKeyVerifier(config.api_keys, keys)
     app.state.keys = keys
@@ -86,15 +86,14 @@ def install_access(app: FastAPI, config: ServerConfig) -> None:
         return report
 
     app.state.reload = reload
-    app.add_middleware(
-        QuotaMiddleware,
+    limiter = Limiter(
         store=lambda: app.state.limit_store,
         fail_open=config.section("shared_state")["failure_policy"] == "open",
         health=health,
         on_refused=metrics.refused if metrics else None,
     )
     protected = PROTECTED_PREFIXES if metrics_section["public"] else (*PROTECTED_PREFIXES, METRICS_PATH)
-    app.add_middleware(ApiKeyMiddleware, verifier=verifier, prefixes=protected)
+    app.add_middleware(ApiKeyMiddleware, verifier=verifier, prefixes=protected, limiter=limiter)
     if metrics is not None:
         metrics.watch(lambda: app.state)
         app.include_router(metrics_router)

@@ -7,11 +7,16 @@ or hidden from the OpenAPI schema, and costs far less than a per-route dependenc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lollms_server.api.errors import error_response
 from lollms_server.core.api_keys import ANONYMOUS, ApiKeyVerifier, Principal, current_principal
+
+if TYPE_CHECKING:
+    from lollms_server.api.quota import Limiter
 
 API_KEY_HEADER = "X-API-Key"
 PROTECTED_PREFIX = "/api/v1"
@@ -39,10 +44,17 @@ class ApiKeyMiddleware:
     ``Principal``) goes into the scope's state and ``current_principal`` for limits, checks and usage; with
     authentication disabled everyone is ``ANONYMOUS``."""
 
-    def __init__(self, app: ASGIApp, verifier: ApiKeyVerifier, prefixes: tuple[str, ...] = PROTECTED_PREFIXES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: ApiKeyVerifier,
+        prefixes: tuple[str, ...] = PROTECTED_PREFIXES,
+        limiter: Limiter | None = None,
+    ) -> None:
         self.app = app
         self.verifier = verifier
         self.prefixes = prefixes
+        self.limiter = limiter  # per-key limits, applied once the caller is known
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
@@ -70,6 +82,9 @@ class ApiKeyMiddleware:
         scope.setdefault("state", {})["principal"] = principal
         token = current_principal.set(principal)
         try:
-            await self.app(scope, receive, send)
+            if self.limiter is None:
+                await self.app(scope, receive, send)
+            else:
+                await self.limiter.run(self.app, principal, scope, receive, send)
         finally:
             current_principal.reset(token)

@@ -1,4 +1,5 @@
-"""Per-key limits on every API request, as ASGI middleware after authentication: a request is admitted (counted,
+"""Per-key limits on every API request, applied by the key check once it knows who asks (no layer of its own):
+a request is admitted (counted,
 holding a concurrency slot until its response has been sent, streams included) or refused with 429,
 ``Retry-After`` and OpenAI's ``x-ratelimit-*`` headers, in the error shape of the API it was sent to.
 
@@ -25,27 +26,29 @@ LIMIT_WORDS = {
 }
 
 
-class QuotaMiddleware:
+class Limiter:
     def __init__(
         self,
-        app: ASGIApp,
         store: Callable[[], LimitStore | None],
         fail_open: bool,
         health: StoreHealth,
         on_refused: Callable[[str, str], None] | None = None,
     ) -> None:
-        self.app = app
         self.store = store
         self.fail_open = fail_open
         self.health = health
         self.on_refused = on_refused
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        principal: Principal | None = scope.get("state", {}).get("principal") if scope["type"] == "http" else None
+    async def run(self, app: ASGIApp, principal: Principal, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run ``app`` for ``principal`` within its limits, or answer 429 (or 503 when the store is down)."""
         # Monitoring is not usage: /metrics stays readable (during a Redis outage above all).
-        store = self.store() if principal is not None and scope["path"] != METRICS_PATH else None
-        if principal is None or store is None:
-            await self.app(scope, receive, send)
+        store = self.store() if scope["path"] != METRICS_PATH else None
+        if store is None:
+            await app(scope, receive, send)
+            return
+        if store.counts_locally and not principal.limits.any:  # the common case: count it, nothing to enforce
+            store.count_request(principal.name)
+            await app(scope, receive, send)
             return
         try:
             admission = await store.admit(principal.name, principal.limits)
@@ -53,7 +56,7 @@ class QuotaMiddleware:
         except StoreUnavailableError as exc:
             self.health.failed(exc)
             if self.fail_open:
-                await self.app(scope, receive, send)
+                await app(scope, receive, send)
                 return
             response = error_response(
                 Request(scope),
@@ -77,7 +80,7 @@ class QuotaMiddleware:
             await response(scope, receive, send)
             return
         if not admission.headers and admission.lease is None:  # a key without limits: nothing to add or free
-            await self.app(scope, receive, send)
+            await app(scope, receive, send)
             return
         extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in admission.headers.items()]
 
@@ -87,7 +90,7 @@ class QuotaMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            await app(scope, receive, send_with_headers)
         finally:
             if admission.lease is not None:
                 try:

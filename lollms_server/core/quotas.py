@@ -87,6 +87,10 @@ def rate_headers(limits: KeyLimits, windows: Windows, requests: int, minute_toke
 
 
 class LimitStore(Protocol):
+    counts_locally: bool  # True: ``count_request`` counts a request without I/O
+
+    def count_request(self, name: str) -> None: ...
+
     async def admit(self, name: str, limits: KeyLimits, now: float | None = None) -> Admission: ...
 
     async def release(self, name: str, lease: str) -> None: ...
@@ -105,6 +109,8 @@ def empty_usage() -> dict[str, Any]:
 class MemoryLimitStore:
     """The counts of one process (no awaits inside a decision: each is atomic on the event loop)."""
 
+    counts_locally = True
+
     def __init__(self, lease_seconds: float = 900.0) -> None:
         self.lease_seconds = lease_seconds
         self.requests: dict[tuple[str, int], int] = defaultdict(int)
@@ -121,9 +127,12 @@ class MemoryLimitStore:
         for key in [key for key in self.day_tokens if key[1] < windows.day]:
             del self.day_tokens[key]
 
+    def count_request(self, name: str) -> None:
+        self.totals[name]["requests"] += 1
+
     async def admit(self, name: str, limits: KeyLimits, now: float | None = None) -> Admission:
         if not limits.any:  # nothing to enforce: count the request, hold no lease
-            self.totals[name]["requests"] += 1
+            self.count_request(name)
             return UNLIMITED
         now = time.time() if now is None else now
         windows = Windows.at(now)

@@ -52,6 +52,8 @@ def _limit(value: int | None) -> int:
 
 
 class RedisLimitStore:
+    counts_locally = False  # every count is a round trip: admit() does it
+
     def __init__(self, url: str, prefix: str = "lollms:", lease_seconds: int = 900, timeout: float = 2.0) -> None:
         import redis.asyncio as redis
 
@@ -107,6 +109,9 @@ class RedisLimitStore:
             retry = {"tokens_per_day": windows.day_reset, "concurrent_requests": 1}.get(refused, windows.minute_reset)
             return Admission(False, refused_by=refused, retry_after=retry, headers=headers)
         return Admission(True, lease=lease, headers=headers)
+
+    def count_request(self, name: str) -> None:
+        raise NotImplementedError("counted by admit(), in Redis")
 
     async def release(self, name: str, lease: str) -> None:
         await self._call(self.client.zrem(f"{self.prefix}conc:{name}", lease))
