@@ -162,9 +162,13 @@ class MemoryLimitStore:
     async def record(self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool) -> None:
         self.record_now(name, model, prompt_tokens, completion_tokens, error)
 
-    def record_now(self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool) -> None:
+    def record_now(
+        self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool, windows: bool = True
+    ) -> None:
+        """Count a generation's tokens; ``windows``: also in the per-minute and per-day counts (only keys with
+        token limits need them)."""
         tokens = prompt_tokens + completion_tokens
-        if tokens:
+        if tokens and windows:
             second = int(time.time())
             self.minute_tokens[(name, second // 60)] += tokens
             self.day_tokens[(name, second // 86400)] += tokens
@@ -217,7 +221,7 @@ class UsageAccounting:
             record.error is not None,
         )  # fmt: skip
         if self.memory is not None:  # no I/O: counted now, no coroutine to create and await
-            self.memory.record_now(*arguments)
+            self.memory.record_now(*arguments, windows=record.principal.limits.any)
             return None
         return self._record(arguments)
 
