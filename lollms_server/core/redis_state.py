@@ -191,6 +191,3 @@ class RedisSlots:
 
     async def release(self, lease: str) -> None:
         await self.store._call(self.store.client.zrem(self.key, lease))
-
-    async def in_use(self) -> int:
-        return int(await self.store._call(self.store.client.zcount(self.key, time.time(), "+inf")))
