@@ -9,6 +9,7 @@ Screenshots at desktop and phone widths go to tests/webui/screenshots/."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -76,6 +77,13 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[str, Any]]:
 
 @pytest.fixture
 async def page(server: tuple[str, Any]) -> AsyncIterator[Any]:
+    async with browser_on(server[0]) as tab:
+        yield tab
+
+
+@contextlib.asynccontextmanager
+async def browser_on(url: str) -> AsyncIterator[Any]:
+    """A Chromium tab (desktop size, clipboard allowed, the fake microphone) on the UI at ``url``."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -83,7 +91,7 @@ async def page(server: tuple[str, Any]) -> AsyncIterator[Any]:
         context = await browser.new_context(viewport={"width": 1280, "height": 720})
         await context.grant_permissions(["clipboard-read", "clipboard-write"])
         tab = await context.new_page()
-        await tab.goto(server[0] + "/")
+        await tab.goto(url + "/")
         yield tab
         await browser.close()
 
@@ -199,14 +207,8 @@ async def media_server(tmp_path: Path, tiny_sd: Path) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def media_page(media_server: str) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        tab = await browser.new_page()
-        await tab.goto(media_server + "/")
+    async with browser_on(media_server) as tab:
         yield tab
-        await browser.close()
 
 
 async def natural_width(image: Any) -> int:
@@ -289,8 +291,6 @@ async def test_speech_is_played_and_transcribed_from_a_file_and_the_microphone(
 @pytest.fixture
 async def motion_page(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
     """The UI on a server that makes videos (the tiny text-to-video pipeline) and music (a tiny MusicGen)."""
-    from playwright.async_api import async_playwright
-
     from tests.zoo.tiny_diffusion import build_tiny_video_pipeline
     from tests.zoo.tiny_musicgen import build_tiny_musicgen
 
@@ -310,12 +310,8 @@ async def motion_page(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) 
     (config.paths.models_folder / "musicgen" / "tiny-musicgen").symlink_to(built / "tiny-musicgen")
     write_instance(config, "clips", {"type": "diffusers_binding", "num_threads": 1, "max_frames": 8})
     write_instance(config, "music", {"type": "musicgen_binding", "default_model": "tiny-musicgen"})
-    async with serving(create_app(config)) as url, async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        tab = await browser.new_page()
-        await tab.goto(url + "/")
+    async with serving(create_app(config)) as url, browser_on(url) as tab:
         yield tab
-        await browser.close()
 
 
 async def media_duration(element: Any) -> float:
