@@ -189,14 +189,14 @@ class BindingManager:
         fresh: dict[str, BindingInstance] = {}
         for name, type_name in config.bindings_map.items():
             old = self.instances.get(name)
-            try:
-                fingerprint = self._fingerprint(name, type_name)
+            try:  # file reads (and building a binding) off the event loop: requests keep being served
+                fingerprint = await asyncio.to_thread(self._fingerprint, name, type_name)
             except (OSError, ConfigError):
                 fingerprint = ""
             if old is not None and old.fingerprint == fingerprint and old.type_name == type_name:
                 fresh[name], report[name] = old, "unchanged"
                 continue
-            built = self._build_instance(name, type_name, cipher)
+            built = await asyncio.to_thread(self._build_instance, name, type_name, cipher)
             if built.binding is None and old is not None and old.binding is not None:
                 fresh[name], report[name] = old, f"kept the running instance: {built.reason}"
                 continue

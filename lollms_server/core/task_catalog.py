@@ -4,6 +4,7 @@ such as the web UI builds its forms and choices from, instead of a copy of them.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from lollms_server.core.binding_manager import BindingManager
@@ -20,6 +21,12 @@ def _fits(task: GenerationTask, inputs: list[str], outputs: list[str]) -> bool:
     if task.needs_prompt:
         needed.add("text")
     return task.output in outputs and needed <= set(inputs)
+
+
+@functools.cache
+def parameters_schema(task: str) -> dict[str, Any]:
+    """The JSON Schema of a task's parameters (the models never change: built once)."""
+    return TASKS[task].parameters.model_json_schema()
 
 
 async def describe_tasks(bindings: BindingManager, config: ServerConfig) -> dict[str, dict[str, Any]]:
@@ -41,6 +48,6 @@ async def describe_tasks(bindings: BindingManager, config: ServerConfig) -> dict
             "optional_inputs": list(task.optional_roles),
             "default_binding": default if default in modalities else None,
             "bindings": [name for name, (inputs, outputs) in modalities.items() if _fits(task, inputs, outputs)],
-            "parameters": task.parameters.model_json_schema(),
+            "parameters": parameters_schema(task.name),
         }
     return described

@@ -221,4 +221,3 @@ async def test_no_limits_store_round_trip_without_named_keys(tmp_path: Path) -> 
         answers = await asyncio.gather(*(client.get("/api/v1/list_bindings", headers=ADMIN) for _ in range(20)))
     assert {answer.status_code for answer in answers} == {200}
     assert "x-ratelimit-limit-requests" not in answers[0].headers
-    assert httpx.codes.OK == answers[0].status_code

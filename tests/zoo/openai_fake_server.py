@@ -46,6 +46,8 @@ class FakeOpenAI:
     wrong_answer: str | None = None
     image_model_ids: tuple[str, ...] = ()  # listed by /v1/models after the chat models
     requests: list[dict[str, Any]] = field(default_factory=list)
+    in_flight: int = 0  # chat requests being answered now
+    peak_in_flight: int = 0  # the most answered at once
 
     def app(self) -> Starlette:
         return Starlette(
@@ -91,6 +93,14 @@ class FakeOpenAI:
     async def chat(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._chat(request, body)
+        finally:
+            self.in_flight -= 1
+
+    async def _chat(self, request: Request, body: dict[str, Any]) -> Response:
         if self.delay:
             await asyncio.sleep(self.delay)
         if (refused := self._refused(request)) is not None:
