@@ -104,9 +104,15 @@ SERVER_SCRIPT = textwrap.dedent(
 
     app = Starlette(routes=[Route("/bare", bare, methods=["POST"]), Mount("/", app=lollms)],
                     lifespan=lambda app: lollms.router.lifespan_context(lollms))
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
+    import gc, os
+    if os.environ.get("GC0"): gc.set_threshold(int(os.environ["GC0"]), 10, 10)
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False,
+                loop=sys.argv[3], http=sys.argv[4])
     """
 )
+
+# uvicorn's event loop and HTTP parser: what it picks (uvloop and httptools where installed), or either pair.
+STACKS = {"auto": ("auto", "auto"), "asyncio-h11": ("asyncio", "h11"), "uvloop-httptools": ("uvloop", "httptools")}
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -146,8 +152,8 @@ def write_config(folder: Path) -> Path:
     return path
 
 
-def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT, str(config), str(port)])
+def start_server(config: Path, port: int, stack: tuple[str, str] = ("auto", "auto")) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT, str(config), str(port), *stack])
     for _ in range(100):
         try:
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
@@ -296,6 +302,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="alternating bare//generate pairs for part 1")
+    parser.add_argument("--stack", choices=sorted(STACKS), default="auto", help="uvicorn's event loop and HTTP parser")
+    parser.add_argument("--parts", default="123", help="which parts to run, e.g. 1 or 13")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
@@ -304,12 +312,16 @@ def main() -> None:
         workdir = Path(temp)
         config = write_config(workdir)
         port = free_port()
-        server = start_server(config, port)
+        server = start_server(config, port, STACKS[args.stack])
         base = f"http://127.0.0.1:{port}"
         try:
-            bench_overhead(base, args, workdir)
-            asyncio.run(bench_streaming(base, args.chunks))
-            bench_local(base, args.runs, args.tokens)
+            print(f"uvicorn stack: {args.stack} (loop, http = {STACKS[args.stack]})")
+            if "1" in args.parts:
+                bench_overhead(base, args, workdir)
+            if "2" in args.parts:
+                asyncio.run(bench_streaming(base, args.chunks))
+            if "3" in args.parts:
+                bench_local(base, args.runs, args.tokens)
         finally:
             server.terminate()
             server.wait()

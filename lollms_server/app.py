@@ -20,7 +20,6 @@ from lollms_server.api.body_limit import RequestBodyGuard
 from lollms_server.api.cors import BrowserCORSMiddleware
 from lollms_server.api.errors import REQUEST_ID_HEADER, RequestIdMiddleware, install_error_handlers
 from lollms_server.api.fallbacks import install_fallbacks
-from lollms_server.api.json_body import JsonBodyMiddleware
 from lollms_server.api.ollama_compat import routes as ollama_routes
 from lollms_server.api.openai_compat import routes as openai_routes
 from lollms_server.api.openapi import customize_openapi
@@ -126,8 +125,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(ollama_routes.router)
     # First in line: matching the busiest route before the others saves their matching cost.
     app.router.routes[0:0] = generate.routes
-    app.add_middleware(JsonBodyMiddleware)
-    # Innermost first: the body is read (and bounded) only for requests that passed the key check.
+    # Innermost first: the body is read (bounded, checked, declared JSON) only for requests that passed the key check.
     app.add_middleware(RequestBodyGuard, max_bytes=int(config.section("limits")["max_request_bytes"]))
     install_access(app, config)  # per-key limits inside the key check, then the key check
     app.add_middleware(RequestIdMiddleware, metrics=app.state.metrics)  # ids, and the HTTP metrics

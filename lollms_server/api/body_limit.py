@@ -1,5 +1,6 @@
-"""Request bodies at the edge: bounded in size before they are read, and refused when their JSON text is not
-well-formed Unicode — one check for every route and every API, ahead of any parsing.
+"""Request bodies at the edge: bounded in size before they are read, refused when their JSON text is not
+well-formed Unicode, and declared as JSON for the API routes (``api/json_body.py``) — one layer for every route
+and every API, ahead of any parsing.
 
 A body over ``limits.max_request_bytes`` gets 413 as soon as its Content-Length says so, or as soon as the
 bytes read pass the limit (chunked uploads); nothing more of it is read. JSON text must be UTF-8 without
@@ -15,27 +16,30 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lollms_server.api.errors import error_response
+from lollms_server.api.json_body import CONTENT_TYPE, NotJsonError, as_json_request
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # routes never read a body here
 # A \uXXXX escape that starts an escape (not preceded by an odd number of backslashes).
 _UNICODE_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u([0-9a-fA-F]{4})")
 
 
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+_CONTENT_LENGTH = b"content-length"
+_ORIGIN = b"origin"
 
 
-def _content_type(scope: Scope) -> bytes:
+def _body_headers(scope: Scope) -> tuple[int | None, bytes, bool]:
+    """The declared length (None when absent or not a number), the content type, whether an Origin was sent."""
+    length: int | None = None
+    content_type = b""
+    from_browser = False
     for name, value in scope["headers"]:
-        if name == b"content-type":
-            return bytes(value).lower()
-    return b""
+        if name == _CONTENT_LENGTH:
+            length = int(value) if value.isdigit() else None
+        elif name == CONTENT_TYPE:
+            content_type = bytes(value)
+        elif name == _ORIGIN:
+            from_browser = True
+    return length, content_type, from_browser
 
 
 def json_text_problem(body: bytes) -> str | None:
@@ -64,13 +68,14 @@ def json_text_problem(body: bytes) -> str | None:
 
 
 def _looks_like_json(body: bytes, content_type: bytes) -> bool:
-    if content_type.startswith(b"multipart/"):
+    if content_type[:10].lower() == b"multipart/":
         return False
     return body.lstrip()[:1] in (b"{", b"[", b'"')
 
 
 class RequestBodyGuard:
-    """Reads request bodies up to ``max_bytes`` (413 beyond) and checks JSON text before the app sees it."""
+    """Reads request bodies up to ``max_bytes`` (413 beyond), checks JSON text and declares API bodies as JSON
+    before the app sees them."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -80,7 +85,7 @@ class RequestBodyGuard:
         if scope["type"] != "http" or scope["method"] in _BODYLESS_METHODS:
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared, content_type, from_browser = _body_headers(scope)
         if declared is not None and declared > self.max_bytes:
             await self._refuse(scope, receive, send, f"{declared:,} bytes")
             return
@@ -100,13 +105,17 @@ class RequestBodyGuard:
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if body and _looks_like_json(body, _content_type(scope)):
+        if body and _looks_like_json(body, content_type):
             problem = json_text_problem(body)
             if problem is not None:
-                response = error_response(Request(scope), 400, "invalid_text", problem)
-                await response(scope, receive, send)
+                await error_response(Request(scope), 400, "invalid_text", problem)(scope, receive, send)
                 return
-        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
+        try:
+            routed = as_json_request(scope, content_type, from_browser)
+        except NotJsonError as exc:
+            await error_response(Request(scope), 415, "unsupported_media_type", str(exc))(scope, receive, send)
+            return
+        await self.app(routed, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, size: str) -> None:
         detail = (

@@ -77,7 +77,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def request_id_of(request: Request) -> str | None:
-    return getattr(request.state, "request_id", None)
+    request_id: str | None = request.scope.get("state", {}).get("request_id")  # without building a State
+    return request_id
 
 
 def error_response(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from lollms_server.api.pump import ChunkPump, End
 from lollms_server.core.errors import LollmsError
+from lollms_server.core.json_text import json_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ _MAX_BATCH = 512  # chunks already waiting are written together: one send for ma
 
 
 def encode_event(chunk: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n\n"
+    return b"data: " + json_bytes(chunk) + b"\n\n"
 
 
 def encode_named_event(chunk: dict[str, Any]) -> bytes:

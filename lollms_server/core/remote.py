@@ -186,11 +186,12 @@ def error_for_status(
     return _final(BackendFailedError(f"{where}: the backend refused the request (HTTP {status}); is {address} right?"))
 
 
-def error_for_transport(binding: str, exc: BaseException, timed_out: bool) -> LollmsError:
-    """Our error for a failure to talk to the backend at all."""
+def error_for_transport(binding: str, cause: BaseException | str, timed_out: bool) -> LollmsError:
+    """Our error for a failure to talk to the backend at all; ``cause``: the exception, or its class name."""
+    what = cause if isinstance(cause, str) else type(cause).__name__
     if timed_out:
-        return BackendTimeoutError(f"binding '{binding}': the backend did not answer in time ({type(exc).__name__})")
-    return BackendUnreachableError(f"binding '{binding}': the backend is unreachable ({type(exc).__name__})")
+        return BackendTimeoutError(f"binding '{binding}': the backend did not answer in time ({what})")
+    return BackendUnreachableError(f"binding '{binding}': the backend is unreachable ({what})")
 
 
 def _content_type_named(content_type: str) -> str:

@@ -1,14 +1,15 @@
 """OpenTelemetry traces (``server.opentelemetry``, off by default): FastAPI's native instrumentation traces each
 request; under it, spans for the compute-slot admission and the binding call (binding, model, task), and the
-backend HTTP calls (httpx and httpx2, which the remote bindings use) when opentelemetry-instrumentation-httpx is
-installed. Spans go to an OTLP endpoint (``server.otlp_endpoint``, or the standard OTEL_EXPORTER_OTLP_*
-variables) through the OpenTelemetry SDK (the ``otel`` extra). Without a configured provider every span here is a
-no-op."""
+backend HTTP calls: those of the lean relay client (``client_span``, with the trace context sent along), and
+those of httpx and httpx2 (which the SDKs use) when opentelemetry-instrumentation-httpx is installed. Spans go
+to an OTLP endpoint (``server.otlp_endpoint``, or the standard OTEL_EXPORTER_OTLP_* variables) through the
+OpenTelemetry SDK (the ``otel`` extra). Without a configured provider every span here is a no-op."""
 
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, MutableMapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,24 @@ def span(name: str, **attributes: Any) -> AbstractContextManager[Any]:
     if _tracer is None:
         return _OFF
     return _tracer.start_as_current_span(name, attributes={k: v for k, v in attributes.items() if v is not None})
+
+
+def client_span(method: str, url: str, headers: MutableMapping[str, str]) -> AbstractContextManager[Any]:
+    """A client span for an HTTP call to a backend (its ``url`` without the query, which may hold a key); the
+    trace context goes into ``headers``. Off, it costs nothing and gives None."""
+    if _tracer is None:
+        return _OFF
+    return _client_span(method, url.split("?", 1)[0], headers)
+
+
+@contextmanager
+def _client_span(method: str, url: str, headers: MutableMapping[str, str]) -> Iterator[Any]:
+    from opentelemetry import propagate
+
+    attributes = {"http.request.method": method, "url.full": url}
+    with _tracer.start_as_current_span(method, kind=trace.SpanKind.CLIENT, attributes=attributes) as current:
+        propagate.inject(headers)
+        yield current
 
 
 def configure(endpoint: str | None) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 from lollms_server.api.ollama_compat.reply import Reply
 from lollms_server.api.streaming import EventStreamResponse, stream_error_message
 from lollms_server.core.events import Completed, GenerationEvent, SideEvent, TextDelta
+from lollms_server.core.json_text import json_bytes
 from lollms_server.core.tools import FUNCTION_CALL, is_client_call
 
 
@@ -32,7 +32,7 @@ class NdjsonResponse(EventStreamResponse):
 
 
 def encode_line(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+    return json_bytes(value) + b"\n"
 
 
 async def ndjson_lines(events: AsyncIterator[GenerationEvent], reply: Reply, request_id: str) -> AsyncIterator[bytes]:

@@ -1,4 +1,9 @@
-"""openai_binding: OpenAI and OpenAI-compatible servers through the official async SDK — chat, and images.
+"""openai_binding: OpenAI and OpenAI-compatible servers — chat, images and audio.
+
+Chat completions and the model list, the hot relay path, go through the lean client of
+``lollms_server.core.backend_http`` (aiohttp, orjson, plain dictionaries): against the official SDK it costs a
+tenth of the CPU per streamed answer (bench/README.md, "Relay"). The images and audio APIs (multipart uploads,
+binary answers) go through the official async SDK.
 
 Which API serves a request is decided by its model: a model listed in the instance's ``image_models`` goes to
 the images API (``images.generate``, or ``images.edit`` when the request carries an input image), any other
@@ -17,6 +22,14 @@ from typing import Any
 import anyio
 import openai
 
+from lollms_server import __version__
+from lollms_server.core.backend_http import (
+    DEFAULT_MAX_CONNECTIONS,
+    BackendAnswerError,
+    BackendClient,
+    BackendStatusError,
+    BackendTransportError,
+)
 from lollms_server.core.bindings import Binding, token_usage
 from lollms_server.core.errors import BadRequestError, LollmsError, NotFoundError
 from lollms_server.core.remote import (
@@ -41,6 +54,7 @@ from .audio import (
 from .images import DEFAULT_IMAGE_MODELS, IMAGE_TASKS, INPUT_ROLES, edit_files, image_arguments, image_outputs
 from .messages import VISION_MODEL, ToolCallPieces, chat_messages, message_calls, request_options
 
+OFFICIAL_BASE_URL = "https://api.openai.com/v1"
 MODEL_LIST_TTL = 60.0
 HEALTH_TIMEOUT = 10.0
 # Keys under which compatible servers report a model's context size in their model list.
@@ -73,6 +87,18 @@ class OpenAIBinding(Binding):
             organization=config.get("organization") or None,
             timeout=self.policy.timeout,
             max_retries=0,  # our RetryPolicy retries, and never after the first streamed byte
+        )
+        headers = {
+            "Authorization": f"Bearer {self._api_key or 'not-needed'}",
+            "User-Agent": f"lollms_server/{__version__}",
+        }
+        if config.get("organization"):
+            headers["OpenAI-Organization"] = str(config["organization"])
+        self.http = BackendClient(
+            config.get("base_url") or OFFICIAL_BASE_URL,
+            headers,
+            self.policy.timeout,
+            max_connections=int(config.get("max_connections") or DEFAULT_MAX_CONNECTIONS),
         )
         self._models: tuple[float, dict[str, dict[str, Any]]] | None = None
         self.image_models = frozenset(config.get("image_models", DEFAULT_IMAGE_MODELS))
@@ -126,6 +152,13 @@ class OpenAIBinding(Binding):
     # --- errors ----------------------------------------------------------------------------------------
     def _classify(self, exc: Exception) -> LollmsError:
         name = self.binding_instance_name
+        if isinstance(exc, BackendStatusError):
+            models = self._models[1] if self._models else None
+            return error_for_status(name, exc.status, exc.text, self._secrets, exc.retry_after, models=models)
+        if isinstance(exc, BackendTransportError):
+            return error_for_transport(name, exc.cause_name, timed_out=exc.timed_out)
+        if isinstance(exc, BackendAnswerError):
+            return error_for_answer(name, exc.expected, self._secrets, content_type=exc.content_type, body=exc.body)
         if isinstance(exc, openai.APITimeoutError):
             return error_for_transport(name, exc, timed_out=True)
         if isinstance(exc, openai.APIConnectionError):
@@ -159,13 +192,16 @@ class OpenAIBinding(Binding):
         if self._models and time.monotonic() - self._models[0] < MODEL_LIST_TTL:
             return self._models[1]
 
-        models = await call_with_retries(lambda: self._fetch_models(self.client), self.policy, self._classify)
+        models = await call_with_retries(self._fetch_models, self.policy, self._classify)
         self._models = (time.monotonic(), models)
         return models
 
-    async def _fetch_models(self, client: openai.AsyncOpenAI) -> dict[str, dict[str, Any]]:
-        page = self._parsed(await client.models.with_raw_response.list())
-        return {model.id: model.model_dump() for model in page.data}
+    async def _fetch_models(self, timeout: float | None = None) -> dict[str, dict[str, Any]]:
+        page = await self.http.get_json("/models", timeout=timeout)
+        listed = page.get("data") if isinstance(page, dict) else None
+        if not isinstance(listed, list):
+            raise BackendAnswerError("a model list", "application/json")
+        return {str(model["id"]): model for model in listed if isinstance(model, dict) and model.get("id")}
 
     def _describe(self, name: str, raw: dict[str, Any]) -> dict[str, Any]:
         reported = next((int(raw[key]) for key in CONTEXT_KEYS if isinstance(raw.get(key), int)), None)
@@ -220,14 +256,15 @@ class OpenAIBinding(Binding):
         return True
 
     async def unload_model(self) -> bool:
-        self.model_name = None  # nothing is loaded here: the server holds the models
+        self.model_name = None  # nothing is loaded here (the server holds the models): the connections are closed
+        await self.http.close()
         return True
 
     async def health_check(self) -> tuple[bool, str]:
         if self.official and not self._api_key:
             return False, "no api_key configured (and OPENAI_API_KEY is not set)"
         try:
-            await self._fetch_models(self.client.with_options(timeout=min(self.policy.timeout, HEALTH_TIMEOUT)))
+            await self._fetch_models(timeout=min(self.policy.timeout, HEALTH_TIMEOUT))
         except LollmsError as exc:
             return False, str(exc)
         except Exception as exc:
@@ -299,25 +336,24 @@ class OpenAIBinding(Binding):
             return await self._images(str(model), prompt, params, multimodal_data or [])
         arguments = self._create_arguments(prompt, params, request_info, multimodal_data)
 
-        async def create() -> Any:
-            return self._parsed(await self.client.chat.completions.with_raw_response.create(**arguments))
+        async def create() -> dict[str, Any]:
+            completion = await self.http.post_json("/chat/completions", arguments)
+            if not isinstance(completion, dict) or "choices" not in completion:
+                raise BackendAnswerError("a chat completion", "application/json")
+            return completion
 
         completion = await call_with_retries(create, self.policy, self._classify)
-        choice = completion.choices[0] if completion.choices else None
-        message = choice.message if choice else None
-        usage = (
-            completion.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
-            if (completion.usage)
-            else None
-        )
+        choices = completion.get("choices") or [{}]
+        choice: dict[str, Any] = choices[0] if isinstance(choices[0], dict) else {}
+        message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
         answer = {
             "type": "text",
-            "data": (message.content if message else None) or "",
+            "data": message.get("content") or "",
             "thoughts": _reasoning(message),
             "metadata": {
-                "model": completion.model or arguments["model"],
-                "usage": usage,
-                "finish_reason": (choice.finish_reason if choice else None) or "stop",
+                "model": completion.get("model") or arguments["model"],
+                "usage": _usage(completion),
+                "finish_reason": choice.get("finish_reason") or "stop",
             },
         }
         return [answer, *message_calls(message)]
@@ -340,33 +376,35 @@ class OpenAIBinding(Binding):
             return
         arguments = self._create_arguments(prompt, params, request_info, multimodal_data)
 
+        body = {**arguments, "stream": True, "stream_options": {"include_usage": True}}
+
         async def open_stream() -> AsyncIterator[Any]:
-            raw = await self.client.chat.completions.with_raw_response.create(
-                **arguments, stream=True, stream_options={"include_usage": True}
-            )
-            content_type = raw.headers.get("content-type")
-            if (content_type or "").split(";")[0].strip().lower() not in ("", "text/event-stream"):
-                # Read as a stream, an HTML page has no events: it would pass for an empty answer.
-                await raw.http_response.aclose()
-                raise error_for_answer(
-                    self.binding_instance_name, "an event stream", self._secrets, content_type=content_type
-                )
-            stream: AsyncIterator[Any] = raw.parse()
-            return stream
+            return await self.http.open_events("/chat/completions", body)
 
         pieces = 0
         usage: dict[str, Any] | None = None
         finish_reason = None
         calls = ToolCallPieces()  # a call is passed on whole, once its pieces are all in
         async for chunk in stream_with_retries(open_stream, self.policy, self._classify):
-            if chunk.usage:
-                usage = chunk.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
-            if not chunk.choices:
+            if not isinstance(chunk, dict):
                 continue
-            choice = chunk.choices[0]
-            finish_reason = choice.finish_reason or finish_reason
-            content, thoughts = choice.delta.content, _reasoning(choice.delta)
-            calls.add(choice.delta.tool_calls)
+            if chunk.get("error"):  # an error event inside the stream
+                raise backend_failure(
+                    self.binding_instance_name,
+                    "the backend reported an error in its answer",
+                    str(chunk["error"]),
+                    self._secrets,
+                )
+            usage = _usage(chunk) or usage
+            choices = chunk.get("choices")
+            if not choices or not isinstance(choices[0], dict):
+                continue
+            choice = choices[0]
+            finish_reason = choice.get("finish_reason") or finish_reason
+            delta = choice.get("delta") or {}
+            content, thoughts = delta.get("content"), _reasoning(delta)
+            if delta.get("tool_calls"):
+                calls.add(delta["tool_calls"])
             if content or thoughts:
                 pieces += 1
                 yield {"type": "chunk", "content": content or "", "thoughts": thoughts}
@@ -381,10 +419,18 @@ class OpenAIBinding(Binding):
         }
 
 
-def _reasoning(message: Any) -> str | None:
+def _reasoning(message: dict[str, Any]) -> str | None:
     """Reasoning text of servers that send it apart (DeepSeek, vLLM: reasoning_content; others: reasoning)."""
-    if message is None:
-        return None
-    extra = getattr(message, "model_extra", None) or {}
-    value = extra.get("reasoning_content") or extra.get("reasoning")
+    value = message.get("reasoning_content") or message.get("reasoning")
     return value if isinstance(value, str) and value else None
+
+
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _usage(answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The token counts of an answer (or of a stream's usage chunk), None when it has none."""
+    usage = answer.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    return {field: usage.get(field) for field in USAGE_FIELDS}

@@ -37,7 +37,7 @@ def chat_messages(request_info: dict[str, Any], prompt: str, images: list[Any]) 
 
 
 def request_options(params: dict[str, Any], official: bool) -> dict[str, Any]:
-    """create() arguments for our normalized parameters."""
+    """Request body fields for our normalized parameters."""
     options: dict[str, Any] = {}
     if "max_tokens" in params:
         # OpenAI deprecated max_tokens (reasoning models refuse it); compatible servers still expect it.
@@ -57,9 +57,8 @@ def request_options(params: dict[str, Any], official: bool) -> dict[str, Any]:
     for key in passed_on:
         if key in params:
             options[key] = params[key]
-    extras = {key: params[key] for key in COMPATIBLE_EXTRAS if key in params}
-    if extras and not official:  # OpenAI itself answers 400 to unknown fields
-        options["extra_body"] = extras
+    if not official:  # OpenAI itself answers 400 to unknown fields
+        options.update((key, params[key]) for key in COMPATIBLE_EXTRAS if key in params)
     return options
 
 
@@ -69,13 +68,16 @@ class ToolCallPieces:
     def __init__(self) -> None:
         self.calls: dict[int, dict[str, str]] = {}
 
-    def add(self, deltas: list[Any] | None) -> None:
-        for delta in deltas or []:
-            call = self.calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
-            call["id"] = delta.id or call["id"]
-            if delta.function is not None:
-                call["name"] += delta.function.name or ""
-                call["arguments"] += delta.function.arguments or ""
+    def add(self, deltas: list[Any]) -> None:
+        for delta in deltas:
+            if not isinstance(delta, dict):
+                continue
+            call = self.calls.setdefault(int(delta.get("index") or 0), {"id": "", "name": "", "arguments": ""})
+            call["id"] = delta.get("id") or call["id"]
+            function = delta.get("function")
+            if isinstance(function, dict):
+                call["name"] += function.get("name") or ""
+                call["arguments"] += function.get("arguments") or ""
 
     def events(self) -> list[dict[str, Any]]:
         return [{"type": "function_call", "content": call_of(call)} for _, call in sorted(self.calls.items())]
@@ -85,18 +87,16 @@ def call_of(call: dict[str, str]) -> dict[str, Any]:
     return tool_call(call["name"], call["arguments"] or "{}", call["id"] or None)
 
 
-def message_calls(message: Any) -> list[dict[str, Any]]:
+def message_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
     """The tool calls of a complete answer's message, as our function_call outputs."""
     outputs = []
-    for call in getattr(message, "tool_calls", None) or []:
-        function = getattr(call, "function", None)
-        if function is not None:
-            outputs.append(
-                {
-                    "type": "function_call",
-                    "data": call_of(
-                        {"id": call.id or "", "name": function.name or "", "arguments": function.arguments or ""}
-                    ),
-                }
-            )
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            pieces = {
+                "id": call.get("id") or "",
+                "name": function.get("name") or "",
+                "arguments": function.get("arguments") or "",
+            }
+            outputs.append({"type": "function_call", "data": call_of(pieces)})
     return outputs

@@ -1,0 +1,206 @@
+"""Lean HTTP to JSON backends, for the hot relay path of remote bindings (chat completions, streamed or not).
+
+One aiohttp session per binding instance (llhttp, a C parser; a keep-alive pool per host), request bodies and
+answers through orjson, event streams read line by line into plain dictionaries. Against the openai SDK (typed
+objects, httpx's pure-Python h11 parser and its pool scan) a 20-chunk stream costs a tenth of the CPU
+(bench/README.md, "Relay"). Failures come out as three exceptions that the binding turns into our errors
+(``lollms_server.core.remote``): an HTTP error answer, a transport failure, an answer of the wrong kind.
+Backend calls are traced as OpenTelemetry client spans when tracing is on, with the trace context sent along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+from multidict import CIMultiDict
+
+from lollms_server.core.tracing import client_span
+
+# Connections kept per backend host: enough for the server's own concurrency, bounded so a slow backend cannot
+# make us open thousands of sockets to it.
+DEFAULT_MAX_CONNECTIONS = 256
+MAX_ERROR_BYTES = 64 * 1024  # of an error answer's body, kept for the log
+
+
+class BackendHttpError(Exception):
+    """A call to the backend failed; the binding turns this into one of our errors."""
+
+
+class BackendStatusError(BackendHttpError):
+    """The backend answered an HTTP error; ``text`` is its body (for the log only: it may echo secrets), ``headers``
+    its headers (any case)."""
+
+    def __init__(self, status: int, text: str, headers: Mapping[str, str]) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.text = text
+        self.headers = headers
+
+    @property
+    def retry_after(self) -> float | None:
+        try:
+            return float(self.headers.get("retry-after") or "") or None
+        except ValueError:
+            return None
+
+
+class BackendTransportError(BackendHttpError):
+    """The backend could not be reached, dropped the connection, or did not answer in time."""
+
+    def __init__(self, cause: BaseException, timed_out: bool) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause_name = type(cause).__name__
+        self.timed_out = timed_out
+
+
+class BackendAnswerError(BackendHttpError):
+    """A successful answer of the wrong kind: not JSON, or not an event stream."""
+
+    def __init__(self, expected: str, content_type: str | None, body: str | None = None) -> None:
+        super().__init__(f"expected {expected}")
+        self.expected = expected
+        self.content_type = content_type
+        self.body = body
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _transport_error(exc: BaseException) -> BackendTransportError:
+    return BackendTransportError(exc, timed_out=isinstance(exc, asyncio.TimeoutError))
+
+
+class BackendClient:
+    """JSON over HTTP to one backend (``base_url``), with ``headers`` on every request. Made lazily in the
+    running event loop; ``close`` frees its connections (a later call opens new ones)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: Mapping[str, str],
+        timeout: float,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Accept": "application/json", **headers}
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._loop = loop
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=self.max_connections, ttl_dns_cache=300),
+                # The timeout holds for connecting and for each read, never for a whole (long) stream.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
+                headers=self.headers,
+                cookie_jar=aiohttp.DummyCookieJar(),  # a backend's cookies never reach another request
+                json_serialize=lambda value: orjson.dumps(value).decode(),
+                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as the official SDKs honour them
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    async def _send(
+        self, method: str, path: str, body: Any = None, timeout: float | None = None
+    ) -> aiohttp.ClientResponse:
+        """The answer's status and headers (an HTTP error raised as BackendStatusError); its body is the caller's."""
+        url = f"{self.base_url}{path}"
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        data = orjson.dumps(body) if body is not None else None
+        kwargs: dict[str, Any] = {}
+        if timeout is not None:
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        with client_span(method, url, headers) as span:
+            try:
+                response = await self._session_now().request(method, url, data=data, headers=headers, **kwargs)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise _transport_error(exc) from None
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 400:
+            try:
+                text = (await response.content.read(MAX_ERROR_BYTES)).decode("utf-8", "replace")
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                text = ""
+            finally:
+                response.release()
+            raise BackendStatusError(response.status, text, CIMultiDict(response.headers))
+        return response
+
+    async def get_json(self, path: str, timeout: float | None = None) -> Any:
+        return await self._json(await self._send("GET", path, timeout=timeout))
+
+    async def post_json(self, path: str, body: Any) -> Any:
+        return await self._json(await self._send("POST", path, body))
+
+    async def _json(self, response: aiohttp.ClientResponse) -> Any:
+        try:
+            raw = await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _transport_error(exc) from None
+        finally:
+            response.release()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            content_type = response.headers.get("Content-Type")
+            body = (
+                None
+                if _media_type(content_type) not in ("", "application/json")
+                else raw[:200].decode("utf-8", "replace")
+            )
+            raise BackendAnswerError("JSON", content_type, body) from None
+
+    async def open_events(self, path: str, body: Any) -> AsyncIterator[Any]:
+        """POST ``body`` and return the answer's event stream: each ``data:`` payload decoded from JSON, up to
+        ``[DONE]``. Raises before returning when the answer is an error or not an event stream."""
+        response = await self._send("POST", path, body)
+        content_type = response.headers.get("Content-Type")
+        if _media_type(content_type) not in ("", "text/event-stream"):
+            # Read as a stream, an HTML page has no events: it would pass for an empty answer.
+            response.release()
+            raise BackendAnswerError("an event stream", content_type)
+        return _events(response)
+
+
+async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
+    """Server-sent events (data lines joined until a blank line), decoded from JSON."""
+    data: list[bytes] = []
+    try:
+        async for raw_line in response.content:
+            line = raw_line.rstrip(b"\r\n")
+            if line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+                continue
+            if line or not data:  # a comment, an event name or id, or a blank line with no data: skipped
+                continue
+            payload = data[0] if len(data) == 1 else b"\n".join(data)
+            data = []
+            if payload == b"[DONE]":
+                return
+            try:
+                yield orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise BackendAnswerError(
+                    "JSON events", "text/event-stream", payload[:200].decode("utf-8", "replace")
+                ) from None
+        if data and data[0] != b"[DONE]":  # a last event without its blank line
+            yield orjson.loads(b"\n".join(data))
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise _transport_error(exc) from None
+    finally:
+        response.release()
