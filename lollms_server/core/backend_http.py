@@ -16,7 +16,9 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.helpers import get_env_proxy_for_url
 from multidict import CIMultiDict
+from yarl import URL
 
 from lollms_server.core.tracing import client_span
 
@@ -71,6 +73,14 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def _env_proxy(url: str) -> tuple[Any, aiohttp.BasicAuth | None]:
+    """The proxy the environment names for ``url`` (and its credentials), or (None, None)."""
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
+
+
 def _transport_error(exc: BaseException) -> BackendTransportError:
     return BackendTransportError(exc, timed_out=isinstance(exc, asyncio.TimeoutError))
 
@@ -92,6 +102,9 @@ class BackendClient:
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # HTTP(S)_PROXY and NO_PROXY, as the official SDKs honour them: looked up once here, since aiohttp's
+        # trust_env looks them (and ~/.netrc) up in a worker thread on every request.
+        self.proxy, self.proxy_auth = _env_proxy(self.base_url)
 
     def _session_now(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -103,8 +116,6 @@ class BackendClient:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
                 headers=self.headers,
                 cookie_jar=aiohttp.DummyCookieJar(),  # a backend's cookies never reach another request
-                json_serialize=lambda value: orjson.dumps(value).decode(),
-                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as the official SDKs honour them
                 raise_for_status=False,
             )
         return self._session
@@ -121,7 +132,7 @@ class BackendClient:
         url = f"{self.base_url}{path}"
         headers = {"Content-Type": "application/json"} if body is not None else {}
         data = orjson.dumps(body) if body is not None else None
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"proxy": self.proxy, "proxy_auth": self.proxy_auth} if self.proxy else {}
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
         with client_span(method, url, headers) as span:

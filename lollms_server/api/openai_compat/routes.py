@@ -44,8 +44,6 @@ from lollms_server.core.model_ids import alias_entries, list_model_ids, personal
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 DONE = b"data: [DONE]\n\n"
 _NOT_OPENAI = "not part of the OpenAI API this server implements"
-router.include_router(image_routes.router)
-router.include_router(audio_routes.router)
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -164,3 +162,7 @@ async def embeddings(body: EmbeddingRequest, request: Request, service: Embeddin
         "model": body.model or result.model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
+# After the routes above: FastAPI matches in order, so chat completions (the busiest) are found first.
+router.include_router(image_routes.router)
+router.include_router(audio_routes.router)
