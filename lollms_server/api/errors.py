@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lollms_server.api.disconnect import ClientGone
+from lollms_server.api.json_response import JsonResponse
 from lollms_server.api.models import ErrorResponse
 from lollms_server.core.errors import (
     BackendAuthError,
@@ -91,7 +92,7 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = error_body(request.url.path, status, code, detail, request_id_of(request), errors)
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JsonResponse(body, status_code=status, headers=headers)
 
 
 # Error shapes of the compatible APIs, so their clients (openai, anthropic, ollama SDKs) read our errors natively.

@@ -10,9 +10,10 @@ from html import escape
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from lollms_server import __version__
+from lollms_server.api.json_response import JsonResponse
 
 router = APIRouter(include_in_schema=False)
 _NO_SCRIPTS = {"Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"}
@@ -48,4 +49,4 @@ async def root(request: Request) -> Response:
     found = links(request)
     if "text/html" in request.headers.get("accept", ""):
         return HTMLResponse(page(found), headers=_NO_SCRIPTS)
-    return JSONResponse(found)
+    return JsonResponse(found)

@@ -45,7 +45,7 @@ def refuse(source: BaseModel | Mapping[str, Any], refusals: Iterable[Refusal]) -
 def unknown_fields(model: BaseModel, prefix: str = "") -> list[str]:
     """Names of the fields no model declares, nested ones as ``messages[].name``, sorted and without repeats."""
     found = {f"{prefix}{name}" for name in model.model_extra or ()}
-    for name in type(model).model_fields:
+    for name in model.model_fields_set & type(model).model_fields.keys():  # a default holds no unknown field
         value = getattr(model, name)
         items, inner = (value, f"{prefix}{name}[].") if isinstance(value, list) else ([value], f"{prefix}{name}.")
         for item in items:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from lollms_server.api.anthropic_compat.protocol import AnthropicErrorResponse, CountTokensRequest, MessagesRequest
 from lollms_server.api.anthropic_compat.translate import (
@@ -18,6 +18,7 @@ from lollms_server.api.deps import BindingManagerDep, GenerationServiceDep
 from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import keepalive_seconds, run_to_completion, start_stream
+from lollms_server.api.json_response import JsonResponse
 from lollms_server.api.openapi import GENERATION_ERRORS, documented_errors
 from lollms_server.api.streaming import EventStreamResponse, sse_events
 from lollms_server.api.wire_fields import log_ignored, unknown_fields
@@ -51,7 +52,7 @@ async def messages(
         )
         return EventStreamResponse(events, on_close=stream.close)
     _, outputs = await run_to_completion(request, service, ours, request_id)
-    return JSONResponse(message_object(request_id, body.model, outputs))
+    return JsonResponse(message_object(request_id, body.model, outputs))
 
 
 @router.post("/messages/count_tokens", summary="Tokens of a Messages request", responses=errors(400, 404, 501))

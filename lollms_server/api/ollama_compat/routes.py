@@ -15,6 +15,7 @@ from lollms_server.api.deps import BindingManagerDep, EmbeddingServiceDep, Gener
 from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import run_to_completion, start_stream
+from lollms_server.api.json_response import JsonResponse
 from lollms_server.api.models import InputData
 from lollms_server.api.ollama_compat.catalog import Models, canonical_name, find_target, list_tags, running_entry, show
 from lollms_server.api.ollama_compat.ndjson import NdjsonResponse, ndjson_lines
@@ -78,14 +79,14 @@ async def version() -> dict[str, str]:
     "/api/tags", summary="Models: '<instance>/<model>', '<instance>' and 'personality/<id>'", responses=errors(500, 503)
 )
 async def tags(request: Request, bindings: BindingManagerDep) -> JSONResponse:
-    return JSONResponse({"models": await list_tags(models_of(request, bindings))})
+    return JsonResponse({"models": await list_tags(models_of(request, bindings))})
 
 
 @router.get("/api/ps", summary="Loaded models: size and when they unload", responses=errors(500))
 async def running(request: Request) -> JSONResponse:
     """Ollama's /api/ps, from the server's model residency (local bindings: llama.cpp, diffusers...)."""
     stats = request.app.state.resource_manager.models.stats()
-    return JSONResponse({"models": [running_entry(model) for model in stats.models]})
+    return JsonResponse({"models": [running_entry(model) for model in stats.models]})
 
 
 @router.post(
@@ -100,7 +101,7 @@ async def show_model(body: ShowBody, request: Request, bindings: BindingManagerD
         raise BadRequestError("model is required")
     models = models_of(request, bindings)
     name = await canonical_name(models, name)
-    return JSONResponse(await show(name, await find_target(models, name)))
+    return JsonResponse(await show(name, await find_target(models, name)))
 
 
 def unloads(keep_alive: float | str | None) -> bool:
@@ -117,7 +118,7 @@ async def answer(
     if not items:
         await find_target(models, name)
         # lollms_server's bindings decide when models load and unload; a keep_alive of 0 only gets its reply.
-        return JSONResponse(reply.loaded(unloaded=unloads(body.keep_alive)))
+        return JsonResponse(reply.loaded(unloaded=unloads(body.keep_alive)))
     ours = generate_request(name, service.bindings.model_ids, items, body)
     request_id = request_id_of(request) or ""
     if body.streams:
@@ -125,7 +126,7 @@ async def answer(
         lines = ndjson_lines(stream.pump.events(), reply, request_id)
         return NdjsonResponse(lines, on_close=stream.close)
     _, outputs = await run_to_completion(request, service, ours, request_id, raw)
-    return JSONResponse(reply.complete(outputs))
+    return JsonResponse(reply.complete(outputs))
 
 
 @router.post("/api/chat", summary="Chat (NDJSON stream unless stream is false)", responses=errors(*GENERATION_ERRORS))
@@ -172,7 +173,7 @@ async def embed(body: EmbedBody, request: Request, service: EmbeddingServiceDep)
     }
     if result.prompt_tokens is not None:
         embedded["prompt_eval_count"] = result.prompt_tokens
-    return JSONResponse(embedded)
+    return JsonResponse(embedded)
 
 
 @router.post(
@@ -180,4 +181,4 @@ async def embed(body: EmbedBody, request: Request, service: EmbeddingServiceDep)
 )
 async def embeddings(body: EmbeddingsBody, request: Request, service: EmbeddingServiceDep) -> JSONResponse:
     result = await embed_texts(request, service, body, [body.prompt])
-    return JSONResponse({"embedding": result.embeddings[0]})
+    return JsonResponse({"embedding": result.embeddings[0]})

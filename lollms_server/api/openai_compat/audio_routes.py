@@ -9,13 +9,14 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from lollms_server.api.deps import BindingManagerDep, GenerationServiceDep
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import run_to_completion, start_stream
+from lollms_server.api.json_response import JsonResponse
 from lollms_server.api.openai_compat.audio import (
     OPENAI_SPEECH_MODELS,
     OPENAI_TRANSCRIPTION_MODELS,
@@ -122,7 +123,7 @@ async def _transcribe(request: Request, service: Any, bindings: Any, translate: 
     body, media_type = transcript_body(outputs, fields.response_format, "translate" if translate else "transcribe")
     if isinstance(body, str):
         return PlainTextResponse(body, media_type=media_type)
-    return JSONResponse(body)
+    return JsonResponse(body)
 
 
 @router.post(

@@ -14,6 +14,7 @@ from starlette.datastructures import FormData, UploadFile
 from lollms_server.api.deps import BindingManagerDep, GenerationServiceDep
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import run_to_completion
+from lollms_server.api.json_response import JsonResponse
 from lollms_server.api.models import InputData
 from lollms_server.api.openai_compat.images import (
     image_request,
@@ -59,7 +60,7 @@ async def _answer(
     request: Request, service: GenerationService, ours: GenerationRequest, fields: ImageFields
 ) -> JSONResponse:
     _, outputs = await run_to_completion(request, service, ours, request_id_of(request) or "")
-    return JSONResponse(images_response(outputs, response_format_of(fields), str(request.base_url)))
+    return JsonResponse(images_response(outputs, response_format_of(fields), str(request.base_url)))
 
 
 @router.post("/images/generations", summary="Images from a prompt (text-to-image)", responses=_errors())

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from lollms_server.api.deps import BindingManagerDep, EmbeddingServiceDep, GenerationServiceDep
 from lollms_server.api.disconnect import until_disconnect
 from lollms_server.api.errors import request_id_of
 from lollms_server.api.generation_flow import keepalive_seconds, run_to_completion, start_stream
+from lollms_server.api.json_response import JsonResponse
 from lollms_server.api.models import InputData
 from lollms_server.api.openai_compat import audio_routes, image_routes
 from lollms_server.api.openai_compat.protocol import (
@@ -112,7 +113,7 @@ async def _answer(
         return EventStreamResponse(events, on_close=stream.close)
     _, outputs = await run_to_completion(request, service, ours, request_id, raw_prompt)
     answer = chat_completion if chat else text_completion
-    return JSONResponse(answer(request_id, wire.model, outputs))
+    return JsonResponse(answer(request_id, wire.model, outputs))
 
 
 @router.post(
@@ -162,6 +163,7 @@ async def embeddings(body: EmbeddingRequest, request: Request, service: Embeddin
         "model": body.model or result.model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
 
 # After the routes above: FastAPI matches in order, so chat completions (the busiest) are found first.
 router.include_router(image_routes.router)
