@@ -26,6 +26,7 @@ from lollms_server.core.tracing import client_span
 # make us open thousands of sockets to it.
 DEFAULT_MAX_CONNECTIONS = 256
 MAX_ERROR_BYTES = 64 * 1024  # of an error answer's body, kept for the log
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # of an answer, or of one event of a stream: a backend cannot make us grow further
 
 
 class BackendHttpError(Exception):
@@ -159,8 +160,17 @@ class BackendClient:
         return await self._json(await self._send("POST", path, body))
 
     async def _json(self, response: aiohttp.ClientResponse) -> Any:
+        too_big = BackendAnswerError(f"an answer of at most {MAX_ANSWER_BYTES:,} bytes", response.content_type)
         try:
-            raw = await response.read()
+            if (response.content_length or 0) > MAX_ANSWER_BYTES:
+                raise too_big
+            pieces, size = [], 0
+            async for piece in response.content.iter_any():
+                pieces.append(piece)
+                size += len(piece)
+                if size > MAX_ANSWER_BYTES:
+                    raise too_big
+            raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _transport_error(exc) from None
         finally:
@@ -189,29 +199,48 @@ class BackendClient:
 
 
 async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
-    """Server-sent events (data lines joined until a blank line), decoded from JSON."""
+    """Server-sent events (data lines joined until a blank line), decoded from JSON. What has arrived is split
+    into lines at once (a backend sends many events per read): no read per line. An event over MAX_ANSWER_BYTES
+    is refused."""
     data: list[bytes] = []
+    partial: list[bytes] = []  # the pieces of a line that has not ended yet
+    partial_size = 0
     try:
-        async for raw_line in response.content:
-            line = raw_line.rstrip(b"\r\n")
-            if line.startswith(b"data:"):
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
+        async for received in response.content.iter_any():
+            if b"\n" not in received:
+                partial.append(received)
+                partial_size += len(received)
+                if partial_size > MAX_ANSWER_BYTES:
+                    raise BackendAnswerError(f"events of at most {MAX_ANSWER_BYTES:,} bytes", "text/event-stream")
                 continue
-            if line or not data:  # a comment, an event name or id, or a blank line with no data: skipped
-                continue
-            payload = data[0] if len(data) == 1 else b"\n".join(data)
-            data = []
-            if payload == b"[DONE]":
-                return
-            try:
-                yield orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise BackendAnswerError(
-                    "JSON events", "text/event-stream", payload[:200].decode("utf-8", "replace")
-                ) from None
+            lines = (b"".join(partial) + received if partial else received).split(b"\n")
+            last = lines.pop()
+            partial, partial_size = ([last], len(last)) if last else ([], 0)
+            for raw_line in lines:
+                line = raw_line[:-1] if raw_line[-1:] == b"\r" else raw_line
+                if line.startswith(b"data:"):
+                    data.append(line[6:] if line[5:6] == b" " else line[5:])
+                    continue
+                if line or not data:  # a comment, an event name or id, or a blank line with no data: skipped
+                    continue
+                payload = data[0] if len(data) == 1 else b"\n".join(data)
+                data = []
+                if payload == b"[DONE]":
+                    return
+                yield _event_json(payload)
+        last_line = b"".join(partial)
+        if last_line.startswith(b"data:"):  # a last line without its line break
+            data.append(last_line[5:].lstrip(b" "))
         if data and data[0] != b"[DONE]":  # a last event without its blank line
-            yield orjson.loads(b"\n".join(data))
+            yield _event_json(b"\n".join(data))
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise _transport_error(exc) from None
     finally:
         response.release()
+
+
+def _event_json(payload: bytes) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise BackendAnswerError("JSON events", "text/event-stream", payload[:200].decode("utf-8", "replace")) from None
