@@ -262,7 +262,8 @@ def main() -> None:
                     [str(litellm_python(args.litellm_venv)), "-m", "litellm.proxy.proxy_cli", "--config",
                      str(litellm_config), "--port", str(ports["litellm"]), "--num_workers", "1"],
                     ports["litellm"], "/health/liveliness",
-                    env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": BENCH_KEY},
+                    env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
+                         "LITELLM_MASTER_KEY": BENCH_KEY},
                 )  # fmt: skip
                 targets["LiteLLM proxy"] = (f"http://127.0.0.1:{ports['litellm']}/v1/chat/completions", MODEL)
             run(targets, args, workdir, servers)

@@ -189,20 +189,69 @@ class BackendClient:
     async def open_events(self, path: str, body: Any) -> AsyncIterator[Any]:
         """POST ``body`` and return the answer's event stream: each ``data:`` payload decoded from JSON, up to
         ``[DONE]``. Raises before returning when the answer is an error or not an event stream."""
+        response = await self._open(path, body, ("", "text/event-stream"), "an event stream")
+        return _items(response, ServerSentEvents())
+
+    async def open_lines(self, path: str, body: Any) -> AsyncIterator[Any]:
+        """POST ``body`` and return the answer's JSON lines (NDJSON, as Ollama streams), each decoded."""
+        response = await self._open(path, body, ("", "application/json", "application/x-ndjson"), "JSON lines")
+        return _items(response, JsonLines())
+
+    async def _open(self, path: str, body: Any, media_types: tuple[str, ...], expected: str) -> aiohttp.ClientResponse:
         response = await self._send("POST", path, body)
         content_type = response.headers.get("Content-Type")
-        if _media_type(content_type) not in ("", "text/event-stream"):
-            # Read as a stream, an HTML page has no events: it would pass for an empty answer.
+        if _media_type(content_type) not in media_types:
+            # Read as a stream, an HTML page has no items: it would pass for an empty answer.
             response.release()
-            raise BackendAnswerError("an event stream", content_type)
-        return _events(response)
+            raise BackendAnswerError(expected, content_type)
+        return response
 
 
-async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
-    """Server-sent events (data lines joined until a blank line), decoded from JSON. What has arrived is split
-    into lines at once (a backend sends many events per read): no read per line. An event over MAX_ANSWER_BYTES
-    is refused."""
-    data: list[bytes] = []
+_NOTHING = object()  # a line that completes no item
+_DONE = object()  # the stream's own end marker
+
+
+def _decoded(payload: bytes, expected: str) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise BackendAnswerError(expected, None, payload[:200].decode("utf-8", "replace")) from None
+
+
+class ServerSentEvents:
+    """Lines to events: ``data:`` lines joined until a blank line, decoded from JSON; ``[DONE]`` ends them."""
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+
+    def feed(self, line: bytes) -> Any:
+        if line.startswith(b"data:"):
+            self.data.append(line[6:] if line[5:6] == b" " else line[5:])
+            return _NOTHING
+        if line or not self.data:  # a comment, an event name or id, or a blank line with no data: skipped
+            return _NOTHING
+        payload = self.data[0] if len(self.data) == 1 else b"\n".join(self.data)
+        self.data = []
+        return _DONE if payload == b"[DONE]" else _decoded(payload, "JSON events")
+
+    def end(self) -> Any:
+        """The last event when the stream ended without its blank line."""
+        return self.feed(b"") if self.data else _NOTHING
+
+
+class JsonLines:
+    """Lines to JSON values; blank lines are skipped."""
+
+    def feed(self, line: bytes) -> Any:
+        return _decoded(line, "JSON lines") if line.strip() else _NOTHING
+
+    def end(self) -> Any:
+        return _NOTHING
+
+
+async def _items(response: aiohttp.ClientResponse, parser: ServerSentEvents | JsonLines) -> AsyncIterator[Any]:
+    """The items ``parser`` makes of the answer's lines. What has arrived is split into lines at once (a backend
+    sends many per read): no read per line. A line over MAX_ANSWER_BYTES is refused."""
     partial: list[bytes] = []  # the pieces of a line that has not ended yet
     partial_size = 0
     try:
@@ -211,36 +260,23 @@ async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
                 partial.append(received)
                 partial_size += len(received)
                 if partial_size > MAX_ANSWER_BYTES:
-                    raise BackendAnswerError(f"events of at most {MAX_ANSWER_BYTES:,} bytes", "text/event-stream")
+                    raise BackendAnswerError(f"lines of at most {MAX_ANSWER_BYTES:,} bytes", response.content_type)
                 continue
             lines = (b"".join(partial) + received if partial else received).split(b"\n")
             last = lines.pop()
             partial, partial_size = ([last], len(last)) if last else ([], 0)
-            for raw_line in lines:
-                line = raw_line[:-1] if raw_line[-1:] == b"\r" else raw_line
-                if line.startswith(b"data:"):
-                    data.append(line[6:] if line[5:6] == b" " else line[5:])
-                    continue
-                if line or not data:  # a comment, an event name or id, or a blank line with no data: skipped
-                    continue
-                payload = data[0] if len(data) == 1 else b"\n".join(data)
-                data = []
-                if payload == b"[DONE]":
+            for line in lines:
+                item = parser.feed(line[:-1] if line[-1:] == b"\r" else line)
+                if item is _DONE:
                     return
-                yield _event_json(payload)
-        last_line = b"".join(partial)
-        if last_line.startswith(b"data:"):  # a last line without its line break
-            data.append(last_line[5:].lstrip(b" "))
-        if data and data[0] != b"[DONE]":  # a last event without its blank line
-            yield _event_json(b"\n".join(data))
+                if item is not _NOTHING:
+                    yield item
+        for item in (parser.feed(b"".join(partial)) if partial else _NOTHING, parser.end()):
+            if item is _DONE:
+                return
+            if item is not _NOTHING:
+                yield item
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise _transport_error(exc) from None
     finally:
         response.release()
-
-
-def _event_json(payload: bytes) -> Any:
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        raise BackendAnswerError("JSON events", "text/event-stream", payload[:200].decode("utf-8", "replace")) from None

@@ -129,7 +129,7 @@ async def test_an_endless_event_or_answer_is_refused(monkeypatch: pytest.MonkeyP
 
     async with scripted(script) as (url, _):
         client = BackendClient(url, {}, timeout=10)
-        with pytest.raises(BackendAnswerError, match="events of at most 10,000 bytes"):
+        with pytest.raises(BackendAnswerError, match="lines of at most 10,000 bytes"):
             await collect(client)
         with pytest.raises(BackendAnswerError, match="an answer of at most 10,000 bytes"):
             await client.post_json("/chat/completions", {"stream": False})

@@ -1,4 +1,8 @@
-"""ollama_binding: chat models of an Ollama server through the official SDK's AsyncClient."""
+"""ollama_binding: chat models of an Ollama server.
+
+Chat, the hot relay path, goes through the lean client of ``lollms_server.core.backend_http`` (aiohttp, orjson,
+plain dictionaries per streamed line); listing, model details and embeddings through the official SDK's
+AsyncClient."""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from typing import Any, TypeVar
 
 import anyio
 import ollama
+from ollama._client import _parse_host as parse_host  # the SDK's reading of `host`, kept for the lean client
 
+from lollms_server.core.backend_http import BackendClient
 from lollms_server.core.bindings import Binding, collect_outputs, token_usage
 from lollms_server.core.errors import (
     BackendFailedError,
@@ -21,7 +27,7 @@ from lollms_server.core.errors import (
     LollmsError,
     NotFoundError,
 )
-from lollms_server.core.remote import RetryPolicy, call_with_retries, stream_with_retries
+from lollms_server.core.remote import RetryPolicy, backend_failure, call_with_retries, stream_with_retries
 
 from .backend import classify, make_client
 from .messages import call_events, chat_messages, chat_options, keep_alive_value, response_format
@@ -55,6 +61,10 @@ class OllamaBinding(Binding):
         self._keep_alive = keep_alive_value(config.get("keep_alive"))
         self._num_ctx: int | None = config.get("num_ctx") or None
         self._client: ollama.AsyncClient | None = None
+        key = self._api_key or os.environ.get("OLLAMA_API_KEY")
+        self.http = BackendClient(
+            parse_host(self.host), {"Authorization": f"Bearer {key}"} if key else {}, self.policy.timeout
+        )
         self._client_lock = asyncio.Lock()
         self._listing: dict[str, Any] | None = None  # canonical name -> /api/tags entry
         self._listed_at = 0.0
@@ -207,27 +217,30 @@ class OllamaBinding(Binding):
         client, self._client = self._client, None
         if client is not None:
             await client.close()  # the server calls this at shutdown: release the pooled connections
+        await self.http.close()
         return True
 
     # --- generation ----------------------------------------------------------------------------------
     def _chat(
-        self, sdk: ollama.AsyncClient, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
-    ) -> AsyncGenerator[ollama.ChatResponse, None]:
-        """Parts of a streamed chat answer; opening it and waiting for its first part are retried."""
-        options = chat_options(params, self._num_ctx)
+        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Parts of a streamed chat answer (/api/chat's JSON lines); opening it and waiting for its first part
+        are retried."""
+        body = {
+            "model": model,
+            "messages": messages,
+            "options": chat_options(params, self._num_ctx) or None,
+            "keep_alive": self._keep_alive,
+            "think": params.get("think"),
+            "format": response_format(params),
+            # Ollama's tools are OpenAI's shape; it has no tool_choice ("none": no tools sent).
+            "tools": params.get("tools") if params.get("tool_choice") != "none" else None,
+            "stream": True,
+        }
+        body = {key: value for key, value in body.items() if value is not None}  # as the SDK sends it
 
-        async def open_stream() -> AsyncIterator[ollama.ChatResponse]:
-            return await sdk.chat(
-                model=model,
-                messages=messages,
-                options=options or None,
-                keep_alive=self._keep_alive,
-                think=params.get("think"),
-                format=response_format(params),
-                # Ollama's tools are OpenAI's shape; it has no tool_choice ("none": no tools sent).
-                tools=params.get("tools") if params.get("tool_choice") != "none" else None,
-                stream=True,
-            )
+        async def open_stream() -> AsyncIterator[dict[str, Any]]:
+            return await self.http.open_lines("/api/chat", body)
 
         return stream_with_retries(open_stream, self.policy, self._classify)
 
@@ -243,22 +256,32 @@ class OllamaBinding(Binding):
             raise CapabilityError(f"binding '{self.binding_instance_name}' serves chat only, not raw prompts")
         model = self._requested(request_info.get("model_name"))
         messages = chat_messages(request_info, prompt, multimodal_data)
-        last: ollama.ChatResponse | None = None
+        last: dict[str, Any] | None = None
         # Closed as soon as our consumer stops, so Ollama's connection is dropped and it stops generating.
-        async with contextlib.aclosing(self._chat(await self._sdk(), model, messages, params)) as parts:
+        async with contextlib.aclosing(self._chat(model, messages, params)) as parts:
             async for part in parts:
-                content, thinking = part.message.content or "", part.message.thinking or ""
+                if not isinstance(part, dict):
+                    continue
+                if part.get("error"):  # Ollama failed while generating
+                    raise backend_failure(
+                        self.binding_instance_name,
+                        "the backend failed while generating",
+                        str(part["error"]),
+                        self._secrets,
+                    )
+                message: dict[str, Any] = part["message"] if isinstance(part.get("message"), dict) else {}
+                content, thinking = message.get("content") or "", message.get("thinking") or ""
                 if content or thinking:
                     # <think> tags in content are left for the server's parser.
                     yield {"type": "chunk", "content": content, "thoughts": thinking or None}
-                for event in call_events(part.message):
+                for event in call_events(message):
                     yield event
-                if part.done:
+                if part.get("done"):
                     last = part
         if last is None:
             raise BackendFailedError(f"binding '{self.binding_instance_name}': the backend's answer ended early")
-        usage = token_usage(last.prompt_eval_count or 0, last.eval_count or 0)
-        finish_reason = "length" if last.done_reason == "length" else "stop"
+        usage = token_usage(last.get("prompt_eval_count") or 0, last.get("eval_count") or 0)
+        finish_reason = "length" if last.get("done_reason") == "length" else "stop"
         yield {
             "type": "final",
             "content": None,

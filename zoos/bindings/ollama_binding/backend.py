@@ -1,4 +1,4 @@
-"""The SDK client of an instance and its failures as our errors."""
+"""The clients of an instance (the lean one for chat, the SDK's for the rest) and their failures as our errors."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import ollama
 
+from lollms_server.core.backend_http import BackendAnswerError, BackendStatusError, BackendTransportError
 from lollms_server.core.errors import BackendFailedError, LollmsError
 from lollms_server.core.remote import backend_failure, error_for_answer, error_for_status, error_for_transport
 
@@ -60,11 +61,16 @@ async def _check_answer(response: httpx.Response) -> None:
             raise UnexpectedAnswer(content_type)  # (not read: it may be an endless event stream)
         return
     await response.aread()
-    try:
-        message = str(json.loads(response.text).get("error") or response.text)
-    except (ValueError, AttributeError):
-        message = response.text
+    message = error_text(response.text)
     raise BackendStatus(response.status_code, message, retry_after_seconds(response.headers.get("retry-after")))
+
+
+def error_text(body: str) -> str:
+    """What an error answer says: Ollama's {"error": ...}, else the whole body."""
+    try:
+        return str(json.loads(body).get("error") or body)
+    except (ValueError, AttributeError):
+        return body
 
 
 def make_client(host: str, api_key: str | None, timeout: float) -> ollama.AsyncClient:
@@ -74,7 +80,18 @@ def make_client(host: str, api_key: str | None, timeout: float) -> ollama.AsyncC
 
 
 def classify(binding: str, exc: Exception, secrets: list[str], models: Iterable[str] | None = None) -> LollmsError:
-    """Our error for whatever a call through the SDK raised; ``models``: the names Ollama listed last."""
+    """Our error for whatever a call raised; ``models``: the names Ollama listed last."""
+    if isinstance(exc, BackendStatusError):
+        retry_after = retry_after_seconds(exc.headers.get("retry-after"))
+        return error_for_status(
+            binding, exc.status, error_text(exc.text), secrets, retry_after, models=models, address=ADDRESS
+        )
+    if isinstance(exc, BackendTransportError):
+        return error_for_transport(binding, exc.cause_name, timed_out=exc.timed_out)
+    if isinstance(exc, BackendAnswerError):
+        if exc.body is not None:
+            return error_for_answer(binding, "JSON", secrets, body=exc.body, address=ADDRESS)
+        return error_for_answer(binding, "JSON", secrets, content_type=exc.content_type, address=ADDRESS)
     if isinstance(exc, BackendStatus):
         return error_for_status(
             binding, exc.status, exc.message, secrets, exc.retry_after, models=models, address=ADDRESS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any, Literal
 
@@ -33,12 +34,12 @@ PASSTHROUGH_OPTIONS = (
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
-def image_bytes(item: Any) -> bytes:
-    """The decoded image of an input item; BadRequestError for other types, URLs or bad base64."""
+def image_base64(item: Any) -> str:
+    """The image of an input item as Ollama takes it (plain base64, checked by decoding it); BadRequestError for
+    other types, URLs or bad base64."""
     if item.type != "image":
         raise BadRequestError(f"ollama_binding takes text and images; got {item.type} input with role '{item.role}'")
-    # Bytes, not the string: the SDK reads a string naming an existing file from the server's disk.
-    return item.binary()
+    return base64.b64encode(item.binary()).decode("ascii")
 
 
 def chat_messages(request_info: dict[str, Any], prompt: str, multimodal_data: list[Any] | None) -> list[dict[str, Any]]:
@@ -47,7 +48,7 @@ def chat_messages(request_info: dict[str, Any], prompt: str, multimodal_data: li
     messages = [
         _ollama_message(message) for message in request_info.get("messages") or [{"role": "user", "content": prompt}]
     ]
-    images = [image_bytes(item) for item in multimodal_data or []]
+    images = [image_base64(item) for item in multimodal_data or []]
     if images:
         last_user = next((message for message in reversed(messages) if message["role"] == "user"), None)
         if last_user is None:
@@ -104,10 +105,13 @@ def _ollama_message(message: dict[str, Any]) -> dict[str, Any]:
     return dict(message)
 
 
-def call_events(message: Any) -> list[dict[str, Any]]:
+def call_events(message: dict[str, Any]) -> list[dict[str, Any]]:
     """The tool calls of an answer part as our function_call events (Ollama's calls have no ids: given one)."""
     events = []
-    for call in getattr(message, "tool_calls", None) or []:
-        arguments = call.function.arguments
-        events.append({"type": "function_call", "content": tool_call(call.function.name, dict(arguments or {}))})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            arguments = function.get("arguments")
+            content = tool_call(function["name"], dict(arguments) if isinstance(arguments, dict) else {})
+            events.append({"type": "function_call", "content": content})
     return events
