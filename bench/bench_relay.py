@@ -8,7 +8,8 @@ Servers (uvicorn picks uvloop and httptools where installed, for every Python se
   bare-sse  a bare Starlette endpoint streaming the same events itself: the floor of serving SSE from Python.
   bare-relay a bare Starlette endpoint passing the backend's answer through (aiohttp), bytes untouched: the floor
             of relaying.
-  lollms    lollms_server, /v1/chat/completions on an openai_binding instance pointing at the backend.
+  lollms    lollms_server, /v1/chat/completions on an openai_binding instance pointing at the backend (and on an
+            ollama_binding instance pointing at its Ollama API).
   litellm   LiteLLM's proxy (``litellm --config``), its model pointing at the backend. It is installed with its
             ``proxy`` extra into its own venv (``--litellm-venv``, made on first use), so its pins never touch ours.
 
@@ -122,13 +123,16 @@ def write_lollms_config(folder: Path, backend: str) -> Path:
     (folder / "bindings" / "relay.yaml").write_text(
         f"type: openai_binding\nbase_url: {backend}/v1\napi_key: sk-bench\ndefault_model: {MODEL}\nmax_retries: 0\n"
     )
+    (folder / "bindings" / "ollama_relay.yaml").write_text(
+        f"type: ollama_binding\nhost: {backend}\ndefault_model: {MODEL}\nmax_retries: 0\n"
+    )
     path = folder / "main_config.yaml"
     write_raw(
         path,
         MAIN_SCHEMA_VERSION,
         {
             "security": {"allowed_api_keys": [BENCH_KEY]},
-            "bindings_map": {"relay": "openai_binding"},
+            "bindings_map": {"relay": "openai_binding", "ollama_relay": "ollama_binding"},
             "defaults": {"ttt_binding": "relay"},
             "logging": {"log_level": "WARNING"},
         },
@@ -251,6 +255,10 @@ def main() -> None:
                 "bare Starlette SSE": (f"http://127.0.0.1:{ports['baselines']}/sse/v1/chat/completions", MODEL),
                 "bare Starlette relay": (f"http://127.0.0.1:{ports['baselines']}/relay/v1/chat/completions", MODEL),
                 "lollms_server": (f"http://127.0.0.1:{ports['lollms']}/v1/chat/completions", f"relay/{MODEL}"),
+                "lollms_server (ollama)": (
+                    f"http://127.0.0.1:{ports['lollms']}/v1/chat/completions",
+                    f"ollama_relay/{MODEL}",
+                ),
             }
             if not args.no_litellm:
                 litellm_config = workdir / "litellm.yaml"

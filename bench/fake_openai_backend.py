@@ -1,12 +1,13 @@
-"""A fast fake OpenAI-compatible backend for the relay benchmark (run by hand, never in CI).
+"""A fast fake OpenAI-compatible (and Ollama) backend for the relay benchmark (run by hand, never in CI).
 
     python bench/fake_openai_backend.py PORT [--chunks 20]
 
 HTTP/1.1 with keep-alive on asyncio (uvloop when installed), parsed by httptools: ``GET /v1/models``, and
 ``POST /v1/chat/completions`` answered at once — whole, or as an event stream of ``--chunks`` content chunks
 (chunked transfer encoding, as real servers send), a finish chunk, a usage chunk when ``stream_options``
-asks for it, and ``[DONE]``. It does what a backend must and nothing more, so what a relay in front of it
-costs is what the relay adds.
+asks for it, and ``[DONE]``. For Ollama clients: ``/api/tags``, ``/api/show`` and ``/api/chat`` (JSON lines, the
+same chunks, then the closing line with the counts). It does what a backend must and nothing more, so what a relay
+in front of it costs is what the relay adds.
 """
 
 from __future__ import annotations
@@ -57,6 +58,22 @@ def _stream(chunks: int, with_usage: bool) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(event), event) for event in events) + b"0\r\n\r\n"
 
 
+OLLAMA_TAGS = json.dumps(
+    {"models": [{"name": f"{MODEL}:latest", "model": f"{MODEL}:latest", "digest": "f00d", "size": 1,
+                 "modified_at": "2026-01-01T00:00:00Z", "details": {"family": "fake"}}]}
+).encode()  # fmt: skip
+OLLAMA_SHOW = json.dumps({"capabilities": ["completion"], "details": {"family": "fake"}, "model_info": {}}).encode()
+
+
+def _ollama_chat(chunks: int) -> bytes:
+    part = {"model": MODEL, "created_at": "2026-01-01T00:00:00Z", "message": {"role": "assistant", "content": WORD}}
+    lines = [json.dumps({**part, "done": False}).encode() + b"\n" for _ in range(chunks)]
+    closing = {**part, "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
+               "prompt_eval_count": 9, "eval_count": chunks}  # fmt: skip
+    lines.append(json.dumps(closing).encode() + b"\n")
+    return b"".join(b"%x\r\n%s\r\n" % (len(line), line) for line in lines) + b"0\r\n\r\n"
+
+
 def _response(status: str, content_type: bytes, body: bytes, chunked: bool = False) -> bytes:
     framing = b"transfer-encoding: chunked" if chunked else b"content-length: %d" % len(body)
     return b"HTTP/1.1 %s\r\ncontent-type: %s\r\n%s\r\n\r\n%s" % (status.encode(), content_type, framing, body)
@@ -71,6 +88,7 @@ class FakeBackend(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.completion = _completion(chunks)
         self.streams = {flag: _stream(chunks, flag) for flag in (False, True)}
+        self.ollama_chat = _ollama_chat(chunks)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -101,6 +119,12 @@ class FakeBackend(asyncio.Protocol):
                 self.transport.write(_response("200 OK", b"text/event-stream", self.streams[with_usage], chunked=True))
             else:
                 self.transport.write(_response("200 OK", b"application/json", self.completion))
+        elif self.url.startswith(b"/api/tags"):
+            self.transport.write(_response("200 OK", b"application/json", OLLAMA_TAGS))
+        elif self.url.startswith(b"/api/show"):
+            self.transport.write(_response("200 OK", b"application/json", OLLAMA_SHOW))
+        elif self.url.startswith(b"/api/chat"):
+            self.transport.write(_response("200 OK", b"application/x-ndjson", self.ollama_chat, chunked=True))
         else:
             self.transport.write(_response("404 Not Found", b"application/json", b'{"error":"not found"}'))
         if not self.parser.should_keep_alive():
