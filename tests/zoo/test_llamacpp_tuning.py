@@ -55,3 +55,30 @@ def test_threads_default_to_the_physical_cores_for_generation_and_prompts(tmp_pa
     assert settings["n_threads"] == settings["n_threads_batch"] == cores
     chosen_settings = chosen._settings(model, binding.GENERATION)
     assert (chosen_settings["n_threads"], chosen_settings["n_threads_batch"]) == (3, 5)
+
+
+async def test_a_request_looks_at_its_model_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog (and its memory of recent resolutions) lives as long as the instance's settings: the steps of a
+    request after the first resolution touch no file, on the event loop or off it."""
+    from lollms_server.core.resource_manager import ResourceManager
+
+    binding = pytest.importorskip("zoos.bindings.llamacpp_binding", reason="needs the zoo importable")
+    models = pytest.importorskip("zoos.bindings.llamacpp_binding.models", reason="needs the zoo importable")
+    folder = tmp_path / "gguf"
+    folder.mkdir()
+    (folder / "tiny.gguf").write_bytes(b"GGUF" + b"\0" * 60)
+    instance = binding.LlamaCppBinding({"type": "llamacpp_binding", "default_model": "tiny.gguf"}, ResourceManager())
+    instance.models_folder = tmp_path
+    looked_up: list[str | None] = []
+    resolve = models.ModelCatalog._resolve
+    monkeypatch.setattr(
+        models.ModelCatalog, "_resolve", lambda self, name: looked_up.append(name) or resolve(self, name)
+    )
+    name = await instance.resolve_model(None)
+    for _ in range(3):  # the checks, residency and generation of the same request
+        assert instance.catalog.resolve(name).name == name
+        assert await instance.resolve_model(name) == name
+    assert instance.catalog is instance.catalog
+    assert looked_up == [None, name]  # once for the request's own name, once for the name it resolved to
+    instance.models_folder = tmp_path / "elsewhere"  # new settings: a new catalog, nothing remembered
+    assert instance.catalog.recent(None) is None

@@ -102,10 +102,17 @@ class LlamaCppBinding(Binding):
         self._load_lock = asyncio.Lock()
         self._vocabularies: OrderedDict[Path, Vocabulary] = OrderedDict()
         self._vocabulary_lock = asyncio.Lock()
+        self._catalog: tuple[Any, ModelCatalog] | None = None
 
     @property
     def catalog(self) -> ModelCatalog:
-        return ModelCatalog(self.models_folder, self.default_model_name, self.config.get("allowed_model_folders"))
+        """The instance's catalog, kept while its settings stay the same: its memory of recent resolutions lets a
+        request resolve its model once on disk, not at every step (on the event loop)."""
+        allowed = self.config.get("allowed_model_folders")
+        key = (self.models_folder, self.default_model_name, tuple(allowed or ()))
+        if self._catalog is None or self._catalog[0] != key:
+            self._catalog = (key, ModelCatalog(self.models_folder, self.default_model_name, allowed))
+        return self._catalog[1]
 
     @property
     def _residency(self) -> Any:
@@ -129,7 +136,10 @@ class LlamaCppBinding(Binding):
 
     # --- models --------------------------------------------------------------------------------------
     async def resolve_model(self, model_name: str | None) -> str | None:
-        return (await anyio.to_thread.run_sync(self.catalog.resolve, model_name)).name
+        model = self.catalog.recent(model_name)  # resolved a moment ago: no file to look at, no thread hop
+        if model is None:
+            model = await anyio.to_thread.run_sync(self.catalog.resolve, model_name)
+        return model.name
 
     def residency_key(self, model_name: str | None) -> Any:
         model = self.catalog.resolve(model_name)

@@ -150,15 +150,21 @@ class ModelCatalog:
         A request resolves its model several times (the model check, token counting, residency, generation):
         the first resolution, made in a worker thread, is remembered for RECENT_SECONDS so the later ones,
         made on the event loop, touch no file."""
-        now = time.monotonic()
-        recent = self._recent.get(name)
-        if recent is not None and now - recent[0] < RECENT_SECONDS:
-            return recent[1]
+        recent = self.recent(name)
+        if recent is not None:
+            return recent
         model = self._resolve(name)
         if len(self._recent) >= MAX_RECENT:  # names come from clients: bounded
             self._recent.clear()
-        self._recent[name] = (now, model)
+        self._recent[name] = (time.monotonic(), model)
         return model
+
+    def recent(self, name: str | None) -> ModelFile | None:
+        """What ``name`` resolved to less than RECENT_SECONDS ago, else None."""
+        remembered = self._recent.get(name)
+        if remembered is not None and time.monotonic() - remembered[0] < RECENT_SECONDS:
+            return remembered[1]
+        return None
 
     def _resolve(self, name: str | None) -> ModelFile:
         if not name:
