@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -35,10 +34,12 @@ import textwrap
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_server import start_process as start  # noqa: E402
+from bench_server import wrk as wrk_with_key  # noqa: E402
 
 from tests.server import free_port  # noqa: E402
 
@@ -102,18 +103,6 @@ LOLLMS = textwrap.dedent(
     """
 )
 
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '{body}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {key}"
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %f %f %f %d\\n", summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout))
-end
-"""
-
 
 def write_lollms_config(folder: Path, backend: str) -> Path:
     from lollms_server.core.config_files import write_raw
@@ -150,19 +139,8 @@ def litellm_python(venv: Path) -> Path:
     return python
 
 
-def start(command: list[str], port: int, ready_path: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
-        try:
-            httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1)
-            return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{command[:3]} did not start")
+def wrk(url: str, body: dict, duration: int, connections: int, workdir: Path) -> tuple[float, float, float]:
+    return wrk_with_key(url, body, duration, connections, workdir, key=BENCH_KEY)
 
 
 def rss_mb(process: subprocess.Popen) -> float:
@@ -170,21 +148,6 @@ def rss_mb(process: subprocess.Popen) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def wrk(url: str, body: dict, duration: int, connections: int, workdir: Path) -> tuple[float, float, float]:
-    script = workdir / "post.lua"
-    script.write_text(WRK_SCRIPT.replace("{body}", json.dumps(body)).replace("{key}", BENCH_KEY))
-    output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    match = re.search(r"RESULT ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", output)
-    if not match or "Non-2xx" in output or int(match[4]):
-        raise RuntimeError(f"wrk failed on {url}:\n{output}")
-    return float(match[1]), float(match[2]), float(match[3])
 
 
 async def many_streams(host: str, port: int, path: str, body: dict, count: int) -> tuple[float, float, float]:
