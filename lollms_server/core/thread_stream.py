@@ -9,7 +9,7 @@ import threading
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-import anyio
+from .compute_threads import compute_threads, outlast_cancellation
 
 Emit = Callable[[Any], None]
 Work = Callable[[Emit, threading.Event], Any]
@@ -25,8 +25,8 @@ class _End:
 
 
 async def stream_from_thread(work: Work) -> AsyncGenerator[Any, None]:
-    """Run ``work(emit, stop)`` in a worker thread and yield every item it ``emit``s, in order; an exception it
-    raises is raised here after the items emitted before it.
+    """Run ``work(emit, stop)`` on a compute thread (``compute_threads``) and yield every item it ``emit``s, in
+    order; an exception it raises is raised here after the items emitted before it.
 
     The work should check ``stop`` between steps: it is set when the consumer stops (client gone, cancellation,
     error), and this generator then waits for the thread to finish, so a model never serves two threads at
@@ -48,7 +48,7 @@ async def stream_from_thread(work: Work) -> AsyncGenerator[Any, None]:
         else:
             emit(_End())
 
-    worker = loop.run_in_executor(None, run)
+    worker = loop.run_in_executor(compute_threads, run)
     try:
         while True:
             item = await queue.get()
@@ -59,5 +59,5 @@ async def stream_from_thread(work: Work) -> AsyncGenerator[Any, None]:
             yield item
     finally:
         stop.set()
-        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await worker
+        with contextlib.suppress(Exception):
+            await outlast_cancellation(worker)

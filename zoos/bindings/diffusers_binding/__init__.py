@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from lollms_server.core.bindings import Binding, final_outputs
+from lollms_server.core.compute_threads import run_compute
 from lollms_server.core.errors import BadRequestError
 
 from .images import INPUT_ROLES, ImageInputs, png_output, read_inputs
@@ -125,7 +126,7 @@ class DiffusersBinding(Binding):
                     async with self.resource_manager.acquire_gpu_resource(
                         f"load {model.name} on {self.binding_instance_name}"
                     ):
-                        loaded = await anyio.to_thread.run_sync(load, model, settings)
+                        loaded = await run_compute(load, model, settings)
                     self._loaded[model.location] = loaded
                     self._locks[model.location] = asyncio.Lock()
                     keep_alive = float(self.config.get("keep_alive", 300))
@@ -151,7 +152,7 @@ class DiffusersBinding(Binding):
             if self._loaded.get(location) is loaded:
                 del self._loaded[location]
             async with lock:  # never free a pipeline a thread is still using
-                await anyio.to_thread.run_sync(loaded.release)
+                await run_compute(loaded.release)
 
         return unload
 

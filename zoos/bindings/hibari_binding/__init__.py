@@ -16,6 +16,7 @@ import anyio
 
 from lollms_server.core.audio_files import audio_output, encode, resample
 from lollms_server.core.bindings import Binding, final_outputs
+from lollms_server.core.compute_threads import run_compute
 from lollms_server.core.errors import BadRequestError, NotFoundError
 from lollms_server.core.local_models import LoadedModels
 from lollms_server.core.thread_stream import Emit, stream_from_thread
@@ -112,7 +113,7 @@ class HibariBinding(Binding):
         async def load() -> Any:
             from hibari import Hibari
 
-            return await anyio.to_thread.run_sync(lambda: Hibari(voice=name, threads=self.threads))
+            return await run_compute(lambda: Hibari(voice=name, threads=self.threads))
 
         return await self._voices.get(name, load)
 

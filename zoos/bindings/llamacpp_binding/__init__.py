@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 
 from lollms_server.core.bindings import Binding, collect_outputs, token_usage
+from lollms_server.core.compute_threads import run_compute
 from lollms_server.core.errors import BadRequestError
 
 from .models import ModelCatalog, ModelFile
@@ -204,7 +205,7 @@ class LlamaCppBinding(Binding):
                     async with self.resource_manager.acquire_gpu_resource(
                         f"load {model.name} on {self.binding_instance_name}"
                     ):
-                        llm = await anyio.to_thread.run_sync(lambda: _construct(Llama, settings))
+                        llm = await run_compute(_construct, Llama, settings)
                     loaded = LoadedModel(llm, asyncio.Lock())
                     self._loaded[key] = loaded
                     keep_alive = float(self.config.get("keep_alive", 300))
@@ -226,7 +227,7 @@ class LlamaCppBinding(Binding):
             if self._loaded.get(key) is loaded:
                 del self._loaded[key]
             async with loaded.lock:  # never close a model a thread is still using
-                await anyio.to_thread.run_sync(loaded.llm.close)
+                await run_compute(loaded.llm.close)
 
         return unload
 
@@ -320,7 +321,7 @@ class LlamaCppBinding(Binding):
             async with self._using(model, EMBEDDING) as loaded:
                 for text, _ in checked:
                     async with loaded.lock:
-                        vectors.append(await anyio.to_thread.run_sync(self._vector, loaded, text))
+                        vectors.append(await run_compute(self._vector, loaded, text))
         return {"embeddings": vectors, "prompt_tokens": sum(tokens for _, tokens in checked)}
 
     @staticmethod

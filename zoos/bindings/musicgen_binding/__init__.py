@@ -16,6 +16,7 @@ import anyio
 
 from lollms_server.core.audio_files import audio_output, encode, resample
 from lollms_server.core.bindings import Binding, final_outputs
+from lollms_server.core.compute_threads import run_compute
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.local_models import FolderModels, LoadedModels, torch_device
 from lollms_server.core.thread_stream import Emit, stream_from_thread
@@ -72,7 +73,7 @@ class MusicgenBinding(FolderModels, Binding):
                 return model.eval(), MusicgenProcessor.from_pretrained(path, local_files_only=True), device
 
             async with self.resource_manager.acquire_gpu_resource(f"load {name} on {self.binding_instance_name}"):
-                return await anyio.to_thread.run_sync(build)
+                return await run_compute(build)
 
         return await self._loaded.get(name, load)
 

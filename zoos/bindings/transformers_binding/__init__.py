@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 from lollms_server.core.bindings import Binding, collect_outputs, token_usage
+from lollms_server.core.compute_threads import run_compute
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.local_models import FolderModels, LoadedModels, torch_device
 from lollms_server.core.thread_stream import Emit, stream_from_thread
@@ -92,7 +93,7 @@ class TransformersBinding(FolderModels, Binding):
                 return model.eval(), AutoTokenizer.from_pretrained(path, local_files_only=True), device
 
             async with self.resource_manager.acquire_gpu_resource(f"load {name} on {self.binding_instance_name}"):
-                return await anyio.to_thread.run_sync(build)
+                return await run_compute(build)
 
         return await self._loaded.get(name, load)
 

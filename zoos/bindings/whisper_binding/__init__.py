@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from lollms_server.core.bindings import Binding, collect_outputs
+from lollms_server.core.compute_threads import run_compute
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.local_models import LoadedModels, ModelFolder
 from lollms_server.core.thread_stream import Emit, stream_from_thread
@@ -116,7 +117,7 @@ class WhisperBinding(Binding):
                 return WhisperModel(str(path), **settings)
 
             async with self.resource_manager.acquire_gpu_resource(f"load {name} on {self.binding_instance_name}"):
-                return await anyio.to_thread.run_sync(build)
+                return await run_compute(build)
 
         return await self._models.get(name, load)
 
