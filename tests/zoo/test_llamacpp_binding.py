@@ -26,11 +26,11 @@ def embedded_model() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def llama_config(tmp_path: Path, **sections: Any):  # type: ignore[no-untyped-def]
+def llama_config(tmp_path: Path, instance: dict[str, Any] | None = None, **sections: Any):  # type: ignore[no-untyped-def]
     sections.setdefault("bindings_map", {"llama": "llamacpp_binding"})
     sections.setdefault("defaults", {"ttt_binding": "llama"})
     config = make_config(tmp_path, **sections)
-    write_instance(config, "llama", {"type": "llamacpp_binding", "n_ctx": 2048, "n_threads": 2})
+    write_instance(config, "llama", {"type": "llamacpp_binding", "n_ctx": 2048, "n_threads": 2, **(instance or {})})
     return config
 
 
@@ -47,7 +47,8 @@ async def test_answers_the_capital_of_france(tmp_path: Path) -> None:
 
 
 async def test_streaming_matches_the_final_output(tmp_path: Path) -> None:
-    async with running_client(create_app(llama_config(tmp_path))) as client:
+    every_token = {"stream_interval_ms": 0}  # each token its own chunk (by default a hand-over's tokens are one)
+    async with running_client(create_app(llama_config(tmp_path, every_token))) as client:
         response = await client.post(
             "/api/v1/generate", json={"input_data": [FRANCE], "parameters": SETTINGS, "stream": True}
         )

@@ -1,5 +1,6 @@
-"""llama.cpp tuning: the stream batches tokens (``stream_interval_ms``) but hands the first text over at once
-(even after the empty role chunk a chat stream begins with); threads default to the physical cores."""
+"""llama.cpp tuning: the stream batches tokens (``stream_interval_ms``) into one piece of text per hand-over but
+hands the first text over at once (even after the empty role chunk a chat stream begins with); threads default to
+the physical cores."""
 
 from __future__ import annotations
 
@@ -31,12 +32,13 @@ async def test_the_first_token_is_handed_over_at_once_then_tokens_are_batched() 
         yield chunk(" wor")
         yield chunk("ld", "stop")
 
-    pieces = []
-    async for piece in runner.stream_pieces(completion, hand_over_every=3600.0):
-        pieces.append(piece)
-        if piece[0] == "Hello":
+    batches = []
+    async for batch in runner.stream_batches(completion, hand_over_every=3600.0):
+        batches.append(tuple(batch))
+        if batch.text == "Hello":
             received_first.set()
-    assert pieces == [("", None), ("Hello", None), (" wor", None), ("ld", "stop")]
+    # The role chunk went out first (nothing was due to wait for); the tokens after the first come as one batch.
+    assert batches == [("", 0, None), ("Hello", 1, None), (" world", 2, "stop")]
 
 
 def test_threads_default_to_the_physical_cores_for_generation_and_prompts(tmp_path: Path) -> None:

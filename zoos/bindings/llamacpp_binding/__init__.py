@@ -27,7 +27,7 @@ from lollms_server.core.compute_threads import run_compute
 from lollms_server.core.errors import BadRequestError
 
 from .models import ModelCatalog, ModelFile
-from .runner import chat_pieces, completion_pieces, stream_pieces, tool_pieces
+from .runner import chat_pieces, completion_pieces, stream_batches, tool_pieces
 from .tool_calls import TOOL_ATTEMPTS, ToolAnswer, tool_mode, with_tools
 from .vocabulary import Vocabulary
 
@@ -419,12 +419,12 @@ class LlamaCppBinding(Binding):
                             messages = self._messages(prompt, request_info, params)
                             start = chat_pieces(llm, messages, {**options, **self._response_format(params)})
                         answer = ToolAnswer(mode)
-                        async for piece, finish in stream_pieces(start, hand_over_every):
-                            if piece:
-                                completion_tokens += 1
-                                for chunk in answer.feed(piece):
+                        async for batch in stream_batches(start, hand_over_every):
+                            if batch.text:
+                                completion_tokens += batch.tokens
+                                for chunk in answer.feed(batch.text):
                                     yield chunk
-                            finish_reason = finish or finish_reason
+                            finish_reason = batch.finish_reason or finish_reason
                         ending = answer.end(last_attempt=attempt == attempts - 1)
                         if ending is not None:
                             for chunk in ending:

@@ -6,7 +6,7 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from lollms_server.core.thread_stream import Emit, stream_from_thread
 
@@ -43,17 +43,25 @@ def piece_of(chunk: dict[str, Any]) -> tuple[str, str | None]:
     return text or "", choice.get("finish_reason")
 
 
-async def stream_pieces(
-    start: Callable[[], Iterator[Any]], hand_over_every: float = 0.0
-) -> AsyncIterator[tuple[str, str | None]]:
-    """Yield (text piece, finish_reason) per generated token of the completion ``start`` begins.
+class Batch(NamedTuple):
+    """The tokens handed over at once: their text joined, how many carried text, and the finish reason if the
+    completion ended in them."""
 
-    The completion runs in a worker thread that hands tokens to the loop, at most once every
-    ``hand_over_every`` seconds (0: every token; a token waits at most until the next one is due) — except the
-    first text and the first token after a pause, which go at once.
-    Each hand-over wakes the event loop, which on a machine whose cores llama.cpp keeps busy costs
-    generation speed (bench/README.md). When the consumer stops (client gone, error), the thread stops
-    after its current token and this generator waits for it: the model never serves two threads at once.
+    text: str
+    tokens: int
+    finish_reason: str | None
+
+
+async def stream_batches(start: Callable[[], Iterator[Any]], hand_over_every: float = 0.0) -> AsyncIterator[Batch]:
+    """Yield the tokens of the completion ``start`` begins, a batch per hand-over.
+
+    The completion runs on a compute thread that hands tokens to the loop at most once every ``hand_over_every``
+    seconds (0: every token; a token waits at most until the next one is due) — except the first text and the
+    first token after a pause, which go at once. A batch is one piece of text downstream (one event to encode,
+    send and parse instead of one per token): each wake of the event loop, and each event, takes CPU from
+    llama.cpp's threads on a machine whose cores they keep busy (bench/README.md). When the consumer stops
+    (client gone, error), the thread stops after its current token and this generator waits for it: the model
+    never serves two threads at once.
     """
 
     def work(emit: Emit, stop: threading.Event) -> None:
@@ -73,14 +81,18 @@ async def stream_pieces(
                 first_text = bool(piece[0]) and not text_sent
                 if first_text or now - last >= hand_over_every:
                     text_sent = text_sent or any(text for text, _ in pending)
-                    emit(pending)
+                    emit(_batch(pending))
                     pending, last = [], now
         finally:
             completion.close()
         if pending:
-            emit(pending)
+            emit(_batch(pending))
 
     async with contextlib.aclosing(stream_from_thread(work)) as batches:
         async for batch in batches:
-            for piece in batch:
-                yield piece
+            yield batch
+
+
+def _batch(pieces: list[tuple[str, str | None]]) -> Batch:
+    finish = next((reason for _, reason in reversed(pieces) if reason), None)
+    return Batch("".join(text for text, _ in pieces), sum(1 for text, _ in pieces if text), finish)
