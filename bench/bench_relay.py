@@ -9,7 +9,7 @@ Servers (uvicorn picks uvloop and httptools where installed, for every Python se
   bare-relay a bare Starlette endpoint passing the backend's answer through (aiohttp), bytes untouched: the floor
             of relaying.
   lollms    lollms_server, /v1/chat/completions on an openai_binding instance pointing at the backend (and on an
-            ollama_binding instance pointing at its Ollama API).
+            ollama_binding and a gemini_binding instance pointing at its Ollama and Gemini APIs).
   litellm   LiteLLM's proxy (``litellm --config``), its model pointing at the backend. It is installed with its
             ``proxy`` extra into its own venv (``--litellm-venv``, made on first use), so its pins never touch ours.
 
@@ -115,13 +115,20 @@ def write_lollms_config(folder: Path, backend: str) -> Path:
     (folder / "bindings" / "ollama_relay.yaml").write_text(
         f"type: ollama_binding\nhost: {backend}\ndefault_model: {MODEL}\nmax_retries: 0\n"
     )
+    (folder / "bindings" / "gemini_relay.yaml").write_text(
+        f"type: gemini_binding\nbase_url: {backend}\napi_key: bench-key\ndefault_model: {MODEL}\nmax_retries: 0\n"
+    )
     path = folder / "main_config.yaml"
     write_raw(
         path,
         MAIN_SCHEMA_VERSION,
         {
             "security": {"allowed_api_keys": [BENCH_KEY]},
-            "bindings_map": {"relay": "openai_binding", "ollama_relay": "ollama_binding"},
+            "bindings_map": {
+                "relay": "openai_binding",
+                "ollama_relay": "ollama_binding",
+                "gemini_relay": "gemini_binding",
+            },
             "defaults": {"ttt_binding": "relay"},
             "logging": {"log_level": "WARNING"},
         },
@@ -221,6 +228,10 @@ def main() -> None:
                 "lollms_server (ollama)": (
                     f"http://127.0.0.1:{ports['lollms']}/v1/chat/completions",
                     f"ollama_relay/{MODEL}",
+                ),
+                "lollms_server (gemini)": (
+                    f"http://127.0.0.1:{ports['lollms']}/v1/chat/completions",
+                    f"gemini_relay/{MODEL}",
                 ),
             }
             if not args.no_litellm:

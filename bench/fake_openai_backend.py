@@ -6,7 +6,9 @@ HTTP/1.1 with keep-alive on asyncio (uvloop when installed), parsed by httptools
 ``POST /v1/chat/completions`` answered at once — whole, or as an event stream of ``--chunks`` content chunks
 (chunked transfer encoding, as real servers send), a finish chunk, a usage chunk when ``stream_options``
 asks for it, and ``[DONE]``. For Ollama clients: ``/api/tags``, ``/api/show`` and ``/api/chat`` (JSON lines, the
-same chunks, then the closing line with the counts). It does what a backend must and nothing more, so what a relay
+same chunks, then the closing line with the counts). For Gemini clients (v1beta): ``GET /v1beta/models``,
+``:generateContent`` and ``:streamGenerateContent?alt=sse`` (the same chunks, the last event with the finish
+reason and usage). It does what a backend must and nothing more, so what a relay
 in front of it costs is what the relay adds.
 """
 
@@ -74,6 +76,29 @@ def _ollama_chat(chunks: int) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(line), line) for line in lines) + b"0\r\n\r\n"
 
 
+GEMINI_MODELS = json.dumps(
+    {"models": [{"name": f"models/{MODEL}", "version": "001", "displayName": MODEL, "inputTokenLimit": 8192,
+                 "outputTokenLimit": 8192, "supportedGenerationMethods": ["generateContent"], "thinking": False}]}
+).encode()  # fmt: skip
+
+
+def _gemini_answer(text: str, finish: bool, chunks: int) -> dict:
+    candidate: dict = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+    answer: dict = {"candidates": [candidate], "modelVersion": MODEL}
+    if finish:
+        candidate["finishReason"] = "STOP"
+        answer["usageMetadata"] = {"promptTokenCount": 9, "candidatesTokenCount": chunks, "totalTokenCount": 9 + chunks}
+    return answer
+
+
+def _gemini_stream(chunks: int) -> bytes:
+    events = [
+        b"data: " + json.dumps(_gemini_answer(WORD, index == chunks - 1, chunks)).encode() + b"\r\n\r\n"
+        for index in range(chunks)
+    ]
+    return b"".join(b"%x\r\n%s\r\n" % (len(event), event) for event in events) + b"0\r\n\r\n"
+
+
 def _response(status: str, content_type: bytes, body: bytes, chunked: bool = False) -> bytes:
     framing = b"transfer-encoding: chunked" if chunked else b"content-length: %d" % len(body)
     return b"HTTP/1.1 %s\r\ncontent-type: %s\r\n%s\r\n\r\n%s" % (status.encode(), content_type, framing, body)
@@ -89,6 +114,8 @@ class FakeBackend(asyncio.Protocol):
         self.completion = _completion(chunks)
         self.streams = {flag: _stream(chunks, flag) for flag in (False, True)}
         self.ollama_chat = _ollama_chat(chunks)
+        self.gemini_answer = json.dumps(_gemini_answer(WORD * chunks, True, chunks)).encode()
+        self.gemini_stream = _gemini_stream(chunks)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -125,6 +152,12 @@ class FakeBackend(asyncio.Protocol):
             self.transport.write(_response("200 OK", b"application/json", OLLAMA_SHOW))
         elif self.url.startswith(b"/api/chat"):
             self.transport.write(_response("200 OK", b"application/x-ndjson", self.ollama_chat, chunked=True))
+        elif self.url.startswith(b"/v1beta/models") and b":streamGenerateContent" in self.url:
+            self.transport.write(_response("200 OK", b"text/event-stream", self.gemini_stream, chunked=True))
+        elif self.url.startswith(b"/v1beta/models") and b":generateContent" in self.url:
+            self.transport.write(_response("200 OK", b"application/json", self.gemini_answer))
+        elif self.url.startswith(b"/v1beta/models"):
+            self.transport.write(_response("200 OK", b"application/json", GEMINI_MODELS))
         else:
             self.transport.write(_response("404 Not Found", b"application/json", b'{"error":"not found"}'))
         if not self.parser.should_keep_alive():

@@ -1,6 +1,7 @@
 """A loopback fake of the Gemini REST API (v1beta) for the gemini_binding tests."""
 
-# It speaks exactly the calls google-genai's async client makes for the binding. Covered:
+# It speaks exactly the calls the binding makes (its own REST client, and google-genai's for the model list).
+# Covered:
 # - ``POST /v1beta/models/{model}:generateContent``: one GenerateContentResponse;
 # - ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse``: SSE events ``data: <GenerateContentResponse>``,
 #   the last one with ``finishReason`` and ``usageMetadata``;

@@ -138,10 +138,10 @@ async def test_images_are_sent_inline_on_the_last_user_turn(tmp_path: Path) -> N
     last = sent["contents"][-1]
     assert last["role"] == "user" and last["parts"][1] == {"text": "Look."}
     inline = last["parts"][0]["inlineData"]
-    assert base64.b64decode(inline["data"]) == PNG and inline["mime_type"] == "image/png"  # sniffed
+    assert base64.b64decode(inline["data"]) == PNG and inline["mimeType"] == "image/png"  # sniffed
     assert all("inlineData" not in part for turn in sent["contents"][:-1] for part in turn["parts"])
     assert two.json()["output"][0]["data"] == "Echo: Compare. [2 images]"
-    assert [part["inlineData"]["mime_type"] for part in two_parts[:2]] == ["image/png", "image/webp"]
+    assert [part["inlineData"]["mimeType"] for part in two_parts[:2]] == ["image/png", "image/webp"]
     assert sound.status_code == 400 and "audio" in sound.json()["detail"]
     assert text_only_model.status_code == 400 and "image" in text_only_model.json()["detail"]
 
@@ -363,12 +363,16 @@ async def test_html_or_event_stream_answers_are_502_naming_them(tmp_path: Path) 
         fake.fail(answer="html", operations=("list", "get"))
         listing = await client.get("/api/v1/list_available_models/gemini")
         info = await client.get("/api/v1/get_model_info/gemini")
-    expected = "binding 'gemini': the backend answered an HTML page, not JSON: is base_url right?"
-    assert html.status_code == 502 and html.json()["code"] == "backend_error" and html.json()["detail"] == expected
+    # Generation names the content type it got; the model list (google-genai, which hides the headers) what the
+    # body looks like.
+    html_page = "binding 'gemini': the backend answered text/html, not JSON: is base_url right?"
+    assert html.status_code == 502 and html.json()["code"] == "backend_error" and html.json()["detail"] == html_page
     assert html_calls == 1  # the same page would come back: not retried
-    assert html_stream.status_code == 502 and html_stream.json()["detail"] == expected
-    assert html_openai.status_code == 502 and html_openai.json()["error"]["message"] == expected
-    assert sse.status_code == 502 and "the backend answered an event stream, not JSON" in sse.json()["detail"]
+    html_for_stream = "binding 'gemini': the backend answered text/html, not an event stream: is base_url right?"
+    assert html_stream.status_code == 502 and html_stream.json()["detail"] == html_for_stream
+    assert html_openai.status_code == 502 and html_openai.json()["error"]["message"] == html_page
+    assert sse.status_code == 502 and "the backend answered text/event-stream, not JSON" in sse.json()["detail"]
+    expected = "binding 'gemini': the backend answered an HTML page, not JSON: is base_url right?"
     for answer in (listing, info):
         assert answer.status_code == 502 and answer.json()["detail"] == expected
     # Checked at start-up: the instance is unavailable and says why.

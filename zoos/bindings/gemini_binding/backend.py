@@ -1,11 +1,14 @@
-"""google-genai's async client for one instance: every call with our timeout, retries and errors."""
+"""Gemini calls for one instance, each with our timeout, retries and errors. Generation, speech and Imagen go
+straight to the REST API through the lean client of ``lollms_server.core.backend_http`` (aiohttp, orjson, plain
+dictionaries): through google-genai's typed models and httpx, a relayed request cost 4x the CPU (bench/README.md).
+The model list and a model's details stay on google-genai's async client."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-import json
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any
 
@@ -14,14 +17,17 @@ import httpx
 from google import genai
 from google.genai import types
 
+from lollms_server.core.backend_http import BackendClient, BackendStatusError
 from lollms_server.core.errors import BackendAuthError
+from lollms_server.core.json_text import json_bytes
 from lollms_server.core.remote import RetryPolicy, call_with_retries, stream_with_retries
 
 from .failures import classifier
-from .images import answer_parts, image_config, image_outputs, imagen_outputs
+from .images import image_answer, image_outputs, imagen_outputs
 from .messages import (
     GeminiRequest,
-    build_config,
+    answer_parts,
+    build_body,
     build_contents,
     call_events,
     finish_reason,
@@ -29,9 +35,11 @@ from .messages import (
     text_and_thoughts,
     usage_of,
 )
-from .speech import speech_config, spoken_output, transcription_contents
+from .speech import speech_body, spoken_output, transcription_body
 
 API_VERSION = "v1beta"
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+BASE_URL_VARIABLE = "GOOGLE_GEMINI_BASE_URL"  # google-genai's, honoured the same way here
 QUICK_TIMEOUT = 5.0  # seconds, for health checks and the model list behind resolve_model
 LIST_PAGE_SIZE = 1000  # the API's maximum: fewest round trips
 
@@ -45,6 +53,23 @@ def _metadata(model: str, usage: Any, finish: str | None) -> dict[str, Any]:
     if usage is not None:
         metadata["usage"] = usage_of(usage)
     return metadata
+
+
+def model_path(model: str) -> str:
+    """The resource path of a model name, as google-genai makes it: ``models/<name>`` unless it has a collection."""
+    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+
+
+def _checked(event: Any) -> dict[str, Any]:
+    """A streamed event; an ``{"error": ...}`` event (the backend failed mid-stream) raised as its status."""
+    if not isinstance(event, dict):
+        raise BackendStatusError(502, f"an event that is not a JSON object: {str(event)[:200]}", {})
+    error = event.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        status = code if isinstance(code, int) and code >= 400 else 500
+        raise BackendStatusError(status, json_bytes(event).decode(), {})
+    return event
 
 
 class GeminiBackend:
@@ -68,6 +93,8 @@ class GeminiBackend:
         self._binding = binding
         self._client: genai.Client | None = None
         self._client_lock = asyncio.Lock()
+        base = (base_url or os.environ.get(BASE_URL_VARIABLE) or DEFAULT_BASE_URL).rstrip("/")
+        self.http = BackendClient(f"{base}/{API_VERSION}", {"x-goog-api-key": api_key or ""}, policy.timeout)
 
     async def _models(self) -> Any:
         """``client.aio.models``, building the client on first use."""
@@ -94,6 +121,7 @@ class GeminiBackend:
         return genai.Client(vertexai=False, api_key=self.api_key, http_options=options)
 
     async def aclose(self) -> None:
+        await self.http.close()
         async with self._client_lock:
             client, self._client = self._client, None
         if client is not None:
@@ -110,20 +138,26 @@ class GeminiBackend:
         thoughts: bool,
     ) -> GeminiRequest:
         """The Gemini request of a conversation; BadRequestError when something in it cannot be sent."""
-        image = image_config(self._binding, model, params)
+        images, ratio = image_answer(self._binding, model, params)
         system, contents = build_contents(messages, multimodal)
-        return GeminiRequest(contents, build_config(system, params, self.safety_settings, thoughts, image))
+        return GeminiRequest(build_body(system, contents, params, self.safety_settings, thoughts, ratio, images))
+
+    def _checked_key(self) -> None:
+        if not self.api_key:
+            raise BackendAuthError(f"binding '{self._binding}': no api_key configured")
+
+    async def _generate_content(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One ``generateContent`` answer, with our retries and errors."""
+        self._checked_key()
+        path = f"/{model_path(model)}:generateContent"
+        answer = await call_with_retries(lambda: self.http.post_json(path, body), self.policy, self.classify)
+        return answer if isinstance(answer, dict) else {}
 
     async def generate(self, model: str, request: GeminiRequest) -> list[dict[str, Any]]:
         """The complete answer as our outputs: the text (unless only images came), then any images."""
-
-        async def call() -> types.GenerateContentResponse:
-            models = await self._models()
-            return await models.generate_content(model=model, contents=request.contents, config=request.config)
-
-        response = await call_with_retries(call, self.policy, self.classify)
+        response = await self._generate_content(model, request.body)
         text, thoughts = text_and_thoughts(response)
-        metadata = _metadata(model, response.usage_metadata, finish_reason(response))
+        metadata = _metadata(model, response.get("usageMetadata"), finish_reason(response))
         answer = {"type": "text", "data": text, "thoughts": thoughts or None, "metadata": metadata}
         images = image_outputs(answer_parts(response), model)
         calls = [{"type": "function_call", "data": event["content"]} for event in call_events(response)]
@@ -148,7 +182,7 @@ class GeminiBackend:
                 for image in image_outputs(answer_parts(response), model):
                     image["metadata"]["index"] = len(images)
                     images.append(image)
-                usage = response.usage_metadata or usage  # running totals: the last one counts
+                usage = response.get("usageMetadata") or usage  # running totals: the last one counts
                 finish = finish_reason(response) or finish
         metadata = _metadata(model, usage, finish)
         if not images:
@@ -158,16 +192,16 @@ class GeminiBackend:
         answer = {"type": "text", "data": text, "thoughts": thoughts or None, "metadata": metadata}
         yield {"type": "final", "content": [answer, *images] if text or thoughts else images, "metadata": metadata}
 
-    async def _responses(
-        self, model: str, request: GeminiRequest
-    ) -> AsyncGenerator[types.GenerateContentResponse, None]:
-        """The stream's responses, with our retries and errors."""
+    async def _responses(self, model: str, request: GeminiRequest) -> AsyncGenerator[dict[str, Any], None]:
+        """The stream's events (``streamGenerateContent`` as server-sent events), with our retries and errors."""
+        self._checked_key()
+        path = f"/{model_path(model)}:streamGenerateContent?alt=sse"
 
-        async def open_stream() -> AsyncIterator[types.GenerateContentResponse]:
-            models = await self._models()
-            return await models.generate_content_stream(model=model, contents=request.contents, config=request.config)
+        async def open_stream() -> AsyncIterator[dict[str, Any]]:
+            events = await self.http.open_events(path, request.body)
+            return (_checked(event) async for event in events)
 
-        # Closed with us, stream_with_retries lets go of the SDK stream at once.
+        # Closed with us, stream_with_retries lets go of the HTTP stream at once.
         responses = stream_with_retries(open_stream, self.policy, self.classify)
         async with contextlib.aclosing(responses):
             async for response in responses:
@@ -175,41 +209,23 @@ class GeminiBackend:
 
     async def speak(self, model: str, text: str, params: dict[str, Any]) -> dict[str, Any]:
         """Text-to-speech with a Gemini TTS model (raw PCM back, encoded as asked)."""
-        config = speech_config(params)
-
-        async def call() -> types.GenerateContentResponse:
-            models = await self._models()
-            return await models.generate_content(model=model, contents=text, config=config)
-
-        response = await call_with_retries(call, self.policy, self.classify)
+        response = await self._generate_content(model, speech_body(text, params))
         return await anyio.to_thread.run_sync(spoken_output, response, model, params)
 
     async def transcribe(self, model: str, items: list[Any], params: dict[str, Any]) -> dict[str, Any]:
         """The text of one audio item, from a model that listens."""
-        contents = await anyio.to_thread.run_sync(transcription_contents, items, params)  # decodes the audio
-
-        async def call() -> types.GenerateContentResponse:
-            models = await self._models()
-            return await models.generate_content(model=model, contents=contents)
-
-        response = await call_with_retries(call, self.policy, self.classify)
-        text, _ = text_and_thoughts(response)
+        body = await anyio.to_thread.run_sync(transcription_body, items, params)  # decodes the audio
+        text, _ = text_and_thoughts(await self._generate_content(model, body))
         task = "translate" if params.get("translate") else "transcribe"
         return {"type": "text", "data": text.strip(), "metadata": {"model": model, "task": task}}
 
     async def predict_images(self, model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """Imagen's ``models/<model>:predict`` on the Gemini API, as our image outputs."""
-
-        async def call() -> dict[str, Any]:
-            await self._models()
-            assert self._client is not None
-            # google-genai's generate_images goes only to Vertex AI; its API client (auth header, base_url,
-            # timeout) sends the Gemini API's documented :predict request for us.
-            response = await self._client.aio._api_client.async_request("post", f"models/{model}:predict", body)
-            answer = json.loads(response.body or "{}")
-            return answer if isinstance(answer, dict) else {}
-
-        return imagen_outputs(self._binding, await call_with_retries(call, self.policy, self.classify), model)
+        """Imagen's ``models/<model>:predict`` on the Gemini API (google-genai sends generate_images to Vertex AI
+        only), as our image outputs."""
+        self._checked_key()
+        path = f"/{model_path(model)}:predict"
+        answer = await call_with_retries(lambda: self.http.post_json(path, body), self.policy, self.classify)
+        return imagen_outputs(self._binding, answer if isinstance(answer, dict) else {}, model)
 
     # --- models ------------------------------------------------------------------------------------
     def _quick_policy(self) -> RetryPolicy:

@@ -1,4 +1,5 @@
-"""google-genai's exceptions as our errors, through remote.py's one table (what Google said is logged, masked)."""
+"""Failed Gemini calls as our errors, through remote.py's one table (what Google said is logged, masked): those of
+our own HTTP client (generation, speech, Imagen) and google-genai's (the model list)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from google.genai import errors as genai_errors
 
+from lollms_server.core.backend_http import BackendAnswerError, BackendStatusError, BackendTransportError
 from lollms_server.core.errors import LollmsError
 from lollms_server.core.remote import backend_failure, error_for_answer, error_for_status, error_for_transport
 
@@ -36,30 +38,36 @@ def _library_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseE
 TIMEOUT_ERRORS, TRANSPORT_ERRORS = _library_errors()
 
 
-def _error_details(exc: genai_errors.APIError) -> list[dict[str, Any]]:
+def _error_details(body: Any) -> list[dict[str, Any]]:
     """The ``details`` list of a Google error body ({"error": {"details": [...]}})."""
-    body = exc.details if isinstance(exc.details, dict) else {}
+    body = body if isinstance(body, dict) else {}
     error = body.get("error", body)
     details = error.get("details") if isinstance(error, dict) else None
     return [item for item in details or [] if isinstance(item, dict)]
 
 
-def _status(exc: genai_errors.APIError) -> int:
+def _status(code: int | None, details: list[dict[str, Any]]) -> int:
     # Google answers a wrong API key with 400 INVALID_ARGUMENT (reason API_KEY_INVALID): it is an auth failure.
-    if exc.code == 400 and any(item.get("reason") == "API_KEY_INVALID" for item in _error_details(exc)):
+    if code == 400 and any(item.get("reason") == "API_KEY_INVALID" for item in details):
         return 401
-    return int(exc.code or 502)
+    return int(code or 502)
 
 
-def retry_after(exc: genai_errors.APIError) -> float | None:
+def retry_after(header: str | None, details: list[dict[str, Any]]) -> float | None:
     """Seconds the backend asked us to wait: a Retry-After header, or the RetryInfo detail of a 429."""
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    value = headers.get("retry-after") if headers is not None else None
+    value = header
     if value is None:
-        delays = [item.get("retryDelay") for item in _error_details(exc) if "RetryInfo" in str(item.get("@type"))]
+        delays = [item.get("retryDelay") for item in details if "RetryInfo" in str(item.get("@type"))]
         value = str(delays[0]).removesuffix("s") if delays else None  # a Duration: "12s", "0.5s"
     try:
         return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _json_body(text: str) -> Any:
+    try:
+        return json.loads(text)
     except ValueError:
         return None
 
@@ -81,9 +89,21 @@ def classifier(
     gives the names of the cached model list, for 404s."""
 
     def classify(exc: Exception) -> LollmsError:
+        if isinstance(exc, BackendStatusError):
+            details = _error_details(_json_body(exc.text))
+            wait = retry_after(exc.headers.get("retry-after"), details)
+            status = _status(exc.status, details)
+            return error_for_status(binding, status, exc.text, secrets, wait, models=known_models())
+        if isinstance(exc, BackendTransportError):
+            return error_for_transport(binding, exc.cause_name, timed_out=exc.timed_out)
+        if isinstance(exc, BackendAnswerError):
+            return error_for_answer(binding, exc.expected, secrets, content_type=exc.content_type, body=exc.body)
         if isinstance(exc, genai_errors.APIError):
             upstream = f"{exc.message or ''} {exc.details or ''}".strip() or str(exc)
-            return error_for_status(binding, _status(exc), upstream, secrets, retry_after(exc), models=known_models())
+            headers = getattr(getattr(exc, "response", None), "headers", None)
+            details = _error_details(exc.details)
+            wait = retry_after(headers.get("retry-after") if headers is not None else None, details)
+            return error_for_status(binding, _status(exc.code, details), upstream, secrets, wait, models=known_models())
         if isinstance(exc, TIMEOUT_ERRORS):
             return error_for_transport(binding, exc, timed_out=True)
         if isinstance(exc, TRANSPORT_ERRORS):
@@ -91,7 +111,7 @@ def classifier(
         body = undecodable_body(exc)
         if body is not None:
             return error_for_answer(binding, "JSON", secrets, body=body)
-        # Anything else is an answer the SDK could not use (an unexpected shape).
+        # Anything else is an answer that could not be used (an unexpected shape).
         summary = f"the backend sent an answer that could not be read ({type(exc).__name__})"
         return backend_failure(binding, summary, f"{type(exc).__name__}: {exc}", secrets)
 

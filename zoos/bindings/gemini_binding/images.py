@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from math import gcd
 from typing import Any
-
-from google.genai import types
 
 from lollms_server.core.errors import BackendFailedError, BadRequestError
 
@@ -55,7 +52,7 @@ def imagen_body(binding: str, model: str, prompt: str, params: dict[str, Any], g
 
 def imagen_outputs(binding: str, answer: dict[str, Any], model: str) -> list[dict[str, Any]]:
     """The predictions of an Imagen answer as our image outputs; an error when none came back."""
-    outputs = []
+    outputs: list[dict[str, Any]] = []
     filtered = []
     for prediction in answer.get("predictions") or []:
         data = prediction.get("bytesBase64Encoded") if isinstance(prediction, dict) else None
@@ -93,8 +90,9 @@ def aspect_ratio(
     return ratio
 
 
-def image_config(binding: str, model: str, params: dict[str, Any]) -> types.ImageConfig | None:
-    """The ImageConfig of a request to ``model``; BadRequestError naming the parameters it cannot honour."""
+def image_answer(binding: str, model: str, params: dict[str, Any]) -> tuple[bool, str | None]:
+    """(whether ``model`` answers with images, the aspect ratio asked for); BadRequestError naming the parameters
+    it cannot honour."""
     given = [key for key in IMAGE_ONLY if params.get(key) is not None]
     if not outputs_images(model):
         if given:
@@ -102,7 +100,7 @@ def image_config(binding: str, model: str, params: dict[str, Any]) -> types.Imag
                 f"binding '{binding}': model '{model}' does not generate images (parameters {', '.join(given)}); "
                 f"use a Gemini image model such as {EXAMPLE_MODEL}"
             )
-        return None
+        return False, None
     refused = [key for key in REFUSED if key in given]
     if params.get("n") not in (None, 1):
         refused.append("n")  # one answer per call: the model decides how many image parts it holds
@@ -112,28 +110,23 @@ def image_config(binding: str, model: str, params: dict[str, Any]) -> types.Imag
             "(they take a prompt, an aspect ratio through width/height or image_size, and seed)"
         )
     width, height = params.get("width"), params.get("height")
-    return types.ImageConfig(aspect_ratio=aspect_ratio(width, height) if width and height else None)
+    return True, aspect_ratio(width, height) if width and height else None
 
 
-def image_outputs(parts: list[types.Part], model: str) -> list[dict[str, Any]]:
-    """The inline image parts of an answer as our image outputs (base64, the part's mime type)."""
-    outputs = []
+def image_outputs(parts: list[dict[str, Any]], model: str) -> list[dict[str, Any]]:
+    """The inline image parts of an answer as our image outputs (base64 as they came, the part's mime type)."""
+    outputs: list[dict[str, Any]] = []
     for part in parts:
-        blob = part.inline_data
-        if part.thought or blob is None or not blob.data or not (blob.mime_type or "").startswith("image/"):
+        blob = part.get("inlineData") or {}
+        mime_type = str(blob.get("mimeType") or "")
+        if part.get("thought") or not blob.get("data") or not mime_type.startswith("image/"):
             continue
         outputs.append(
             {
                 "type": "image",
-                "data": base64.b64encode(blob.data).decode("ascii"),
-                "mime_type": blob.mime_type,
+                "data": blob["data"],
+                "mime_type": mime_type,
                 "metadata": {"model": model, "index": len(outputs)},
             }
         )
     return outputs
-
-
-def answer_parts(response: types.GenerateContentResponse) -> list[types.Part]:
-    """The parts of the first candidate of a response or stream chunk."""
-    candidate = response.candidates[0] if response.candidates else None
-    return list(candidate.content.parts or []) if candidate and candidate.content else []
