@@ -98,8 +98,7 @@ class GeminiBackend:
 
     async def _models(self) -> Any:
         """``client.aio.models``, building the client on first use."""
-        if not self.api_key:
-            raise BackendAuthError(f"binding '{self._binding}': no api_key configured")
+        self._checked_key()
         async with self._client_lock:
             if self._client is None:
                 # Building the client reads certificate files for its SSL contexts: not on the event loop.
