@@ -382,3 +382,32 @@ async def test_html_or_event_stream_answers_are_502_naming_them(tmp_path: Path) 
         async with running_client(create_app(gemini_config(tmp_path / "wrong", url))) as client:
             instances = (await client.get("/api/v1/list_bindings")).json()["binding_instances"]
     assert instances["gemini"]["status"] == "unavailable" and instances["gemini"]["error"] == expected
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"temperature": "hot"}, "temperature: 'hot' is not a number"),
+        ({"max_tokens": 2.5}, "max_tokens: 2.5 is not an integer"),
+        ({"top_k": True}, "top_k: True is not an integer"),
+        ({"top_p": float("nan")}, "top_p: nan is not a number"),
+        ({"max_tokens": float("inf")}, "max_tokens: inf is not an integer"),
+        ({"stop": ["ok", 3]}, "stop: ['ok', 3] is not a string or strings"),
+    ],
+)
+def test_parameters_of_the_wrong_kind_are_refused_by_name(params: dict[str, Any], named: str) -> None:
+    """What a workflow hands the binding directly (the API validates the parameters it knows before)."""
+    from lollms_server.core.errors import BadRequestError
+    from zoos.bindings.gemini_binding.messages import build_body
+
+    with pytest.raises(BadRequestError) as refused:
+        build_body(None, [], params, [], thoughts=False)
+    assert str(refused.value).endswith(f"invalid parameters: {named}")
+
+
+def test_parameters_of_the_right_kind_become_the_generation_config() -> None:
+    from zoos.bindings.gemini_binding.messages import build_body
+
+    body = build_body("Be brief.", [], {"max_tokens": 5.0, "temperature": 1, "stop": "x", "seed": -1}, [], False)
+    assert body["generationConfig"] == {"maxOutputTokens": 5, "temperature": 1.0, "stopSequences": ["x"]}
+    assert body["systemInstruction"] == {"parts": [{"text": "Be brief."}]}

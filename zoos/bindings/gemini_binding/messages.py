@@ -5,6 +5,7 @@ directly: the SDK's typed models cost more than the rest of a relayed request (b
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,7 +127,12 @@ def build_contents(
 
 def _number(key: str, value: Any, kind: type) -> int | float:
     """``value`` as the ``kind`` of number a parameter takes; BadRequestError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and value != int(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or (kind is int and value != int(value))
+    ):
         expected = "an integer" if kind is int else "a number"
         raise BadRequestError(f"gemini_binding: invalid parameters: {key}: {value!r} is not {expected}")
     return kind(value)

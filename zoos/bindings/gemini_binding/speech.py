@@ -48,9 +48,9 @@ def spoken_output(response: dict[str, Any], model: str, params: dict[str, Any]) 
         pcm = base64.b64decode(blob["data"], validate=True) if blob else b""
     except (binascii.Error, TypeError):
         pcm = b""
-    if not pcm:
+    if not blob or not pcm:
         raise BadRequestError(f"model '{model}' answered without audio")
-    match = _RATE.search(str(blob.get("mimeType") or "") if blob else "")
+    match = _RATE.search(str(blob.get("mimeType") or ""))
     rate = int(match.group(1)) if match else 24000
     samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
     audio_format = str(params.get("audio_format") or "wav")
