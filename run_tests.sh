@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
-"$PYTHON" install_core.py --ensure --extras dev,llamacpp,diffusers --webui-tests  # also builds the web UI, runs Vitest
+"$PYTHON" install_core.py --ensure --extras dev,diffusers,llamacpp,speech --webui-tests  # also builds the web UI, runs Vitest
 # The code sandbox (tests/core/test_code_runner.py) needs bubblewrap: install it where we can (root, apt-get).
 if ! command -v bwrap >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive

@@ -75,6 +75,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    """The first configuration (``./run.sh``'s last install step): written when there is none; its path on stdout."""
+    config = _config_or_exit(args, create=True)
+    sys.stdout.write(f"{config.path}\n")
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from lollms_server.core.instance_files import check_instance_files
 
@@ -283,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = command("serve", "run the server (the default)", _serve)
     serve.add_argument("--host", default=argparse.SUPPRESS, help="override server.host")
     serve.add_argument("--port", type=int, default=argparse.SUPPRESS, help="override server.port")
+    command("init", "write the default configuration when there is none (its API key shown once)", _init)
     command("check-config", "validate the configuration and exit", _check_config)
     command("encrypt-secrets", "encrypt plaintext secret fields of the binding instance files", _encrypt_secrets)
     decrypt = command("decrypt-file", "decrypt an encrypted backup made by encrypt-secrets", _decrypt_file)

