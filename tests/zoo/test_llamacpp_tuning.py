@@ -41,6 +41,49 @@ async def test_the_first_token_is_handed_over_at_once_then_tokens_are_batched() 
     assert batches == [("", 0, None), ("Hello", 1, None), (" world", 2, "stop")]
 
 
+class Clock:
+    """A monotonic clock the test sets: the seconds since boot of a machine, whatever this one's uptime."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_the_first_piece_is_due_on_a_machine_that_just_booted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """time.monotonic() counts from boot on Linux: half a second after boot, with a hand-over every hour, the role
+    chunk still goes out on its own (nothing was handed over yet, so it is due), then the first token."""
+    monkeypatch.setattr(runner, "time", Clock(0.5))
+
+    def completion() -> Iterator[dict[str, Any]]:
+        yield chunk(None)
+        yield chunk("Hello")
+        yield chunk(" wor")
+        yield chunk("ld", "stop")
+
+    batches = [tuple(batch) async for batch in runner.stream_batches(completion, hand_over_every=3600.0)]
+    assert batches == [("", 0, None), ("Hello", 1, None), (" world", 2, "stop")]
+
+
+async def test_a_token_waits_until_the_next_hand_over_is_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batching follows the clock, not the speed of the machine: the completion itself moves the clock on
+    (a token every 3 s, one hand-over every 10 s), so the batches are the same on any machine."""
+    clock = Clock(2.0)
+    monkeypatch.setattr(runner, "time", clock)
+
+    def completion() -> Iterator[dict[str, Any]]:
+        for token in ["a", "b", "c", "d", "e", "f"]:
+            yield chunk(token)  # read at clock.now, then the clock moves on while the "model" computes
+            clock.now += 3.0
+        yield chunk("", "stop")
+
+    batches = [tuple(batch) async for batch in runner.stream_batches(completion, hand_over_every=10.0)]
+    # a at 2 s (the first text: at once); b, c, d at 5, 8, 11 s wait (the next hand-over is due at 12 s); e at 14 s
+    # goes with them; f and the finish, at 17 and 20 s, wait for the end of the completion.
+    assert batches == [("a", 1, None), ("bcde", 4, None), ("f", 1, "stop")]
+
+
 def test_threads_default_to_the_physical_cores_for_generation_and_prompts(tmp_path: Path) -> None:
     from lollms_server.core.resource_manager import ResourceManager
 

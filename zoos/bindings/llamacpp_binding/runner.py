@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -66,7 +67,9 @@ async def stream_batches(start: Callable[[], Iterator[Any]], hand_over_every: fl
 
     def work(emit: Emit, stop: threading.Event) -> None:
         pending: list[tuple[str, str | None]] = []
-        last = 0.0
+        # Nothing handed over yet: the first piece is due whatever the clock says (time.monotonic() counts from
+        # boot on Linux, so a start at 0.0 would hold it back on a machine up for less than hand_over_every).
+        last = -math.inf
         text_sent = False
         completion = start()
         try:
