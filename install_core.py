@@ -129,10 +129,11 @@ def install(extras: list[str], log: InstallLog, mode: str | None = None) -> None
         with log.step("llama.cpp") as step:
             install_llama_cpp(log, step, resolve=mode == "latest")
     if TORCH_EXTRAS & set(wanted):
-        with log.step("torch (CPU build)"):
+        with log.step("torch") as step:
             # Alone, so that it is the CPU build, not PyPI's CUDA one; a locked install brings its dependencies next.
             no_deps = ["--no-deps"] if mode == "locked" else []
             installing.pip(venv_python(), "install", "--quiet", *no_deps, *installing.torch_requirement(), run=log.run)
+            step.done(f"torch {installing.TORCH_VERSION}, the CPU build")
     with log.step("packages") as step:
         step.done(install_packages(log, wanted, mode, profile, target))
     STAMP.write_text(f"{stamp}\n{','.join(wanted)}\n{mode}\n", encoding="utf-8")
@@ -274,6 +275,18 @@ def run_in_venv(*args: str) -> int:
     return subprocess.run([str(venv_python()), *args], cwd=Path.cwd(), check=False).returncode
 
 
+_VALUED = ("--config", "--host", "--port")  # the server's options that take a value
+
+
+def serves(server_args: list[str]) -> bool:
+    """Whether run.sh's arguments start the server (no command such as ``wizard`` or ``check-config``, which must
+    not find a configuration written for them)."""
+    words = [arg for index, arg in enumerate(server_args) if not arg.startswith("-")]
+    values = [server_args[index + 1] for index, arg in enumerate(server_args[:-1]) if arg in _VALUED]
+    commands = [word for word in words if word not in values]
+    return not commands or commands[0] == "serve"
+
+
 def config_argument(server_args: list[str]) -> str | None:
     """The ``--config`` among the server's arguments (run.sh passes them on), if any."""
     for index, argument in enumerate(server_args):
@@ -317,7 +330,7 @@ def ensure(
     config = config_argument(server_args)
     todo_install = needs_install(extras, mode)
     todo_webui = (webui or webui_tests) and bool(webui_work(webui_tests))
-    todo_config = first_config and not main_config_exists(config)
+    todo_config = first_config and serves(server_args) and not main_config_exists(config)
     if not (todo_install or todo_webui or todo_config):
         print(f"lollms_server is installed and up to date (checked in {duration(time.monotonic() - started)})")
         return

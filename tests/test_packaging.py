@@ -8,10 +8,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+from tests.user_installs import fresh_clone
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_contains_every_zoo_file_and_the_web_ui(tmp_path: Path) -> None:
+    # Built from a copy: setuptools writes build/ where it builds, and two runs of the suite may build at once.
+    source = fresh_clone(tmp_path / "source")
     subprocess.run(
         [
             sys.executable,
@@ -23,7 +27,7 @@ def test_wheel_contains_every_zoo_file_and_the_web_ui(tmp_path: Path) -> None:
             "-q",
             "-w",
             str(tmp_path),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,
