@@ -53,7 +53,7 @@ def _load_toml(text: str) -> dict[str, Any]:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10: pip ships a copy of tomli
-        from pip._vendor import tomli as tomllib  # type: ignore[no-redef]
+        from pip._vendor import tomli as tomllib
     return tomllib.loads(text)
 
 
@@ -126,7 +126,7 @@ def relock(uv: list[str], upgrade: bool = False, run: Callable[[list[str]], None
     ``all`` first (pins only), then each hashed profile constrained to ``all``'s versions, so a version is the same in
     every file. torch's CUDA runtime is left out (see CUDA_PACKAGES): resolving finds its names, another pass drops
     them (and any they brought)."""
-    runner = run or (lambda command: subprocess.run(command, check=True, cwd=ROOT))
+    runner = run or _run_in_root
     LOCKS.mkdir(exist_ok=True)
     overrides = LOCKS / ".cuda-overrides.txt"
     cuda: set[str] = set()
@@ -142,6 +142,10 @@ def relock(uv: list[str], upgrade: bool = False, run: Callable[[list[str]], None
             cuda |= found
     finally:
         overrides.unlink(missing_ok=True)
+
+
+def _run_in_root(command: list[str]) -> None:
+    subprocess.run(command, check=True, cwd=ROOT)
 
 
 def _compile(
