@@ -93,18 +93,26 @@ class ComputeThreads(Executor):
             if job is None:
                 break
             future, fn, args, kwargs = job
+            outcome: tuple[bool, Any] | None = None
             if future.set_running_or_notify_cancel():
                 try:
-                    result = fn(*args, **kwargs)
+                    outcome = (True, fn(*args, **kwargs))
                 except BaseException as exc:  # handed to whoever waits on the future
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
-            del job, future, fn, args, kwargs  # nothing of the job outlives it
+                    outcome = (False, exc)
+            # Idle again before the outcome is handed over: a caller that waits for it and submits its next job
+            # at once finds this warm thread, instead of racing it and starting another.
             with self._lock:
-                if self._closed:
-                    break
-                self._idle.append(worker)
+                closed = self._closed
+                if not closed:
+                    self._idle.append(worker)
+            if outcome is not None:
+                if outcome[0]:
+                    future.set_result(outcome[1])
+                else:
+                    future.set_exception(outcome[1])
+            del job, future, fn, args, kwargs, outcome  # nothing of the job outlives it
+            if closed:
+                break
         with self._lock:
             self._workers.discard(worker)
 

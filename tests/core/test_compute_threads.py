@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -62,12 +63,40 @@ def test_overlapping_work_gets_another_thread_which_ends_once_idle(threads: Comp
     assert len(warm) == 1 and threads.thread_count() == 1
 
 
+def test_a_job_submitted_the_moment_the_last_one_ends_goes_to_the_same_thread(threads: ComputeThreads) -> None:
+    # The follow-up is submitted from the first job's done callback, which runs in the worker as the result is
+    # handed over: the worker must be idle (and warm) by then, or a second thread starts for work that does not
+    # overlap (a caller awaiting the result and submitting at once races the worker the same way).
+    release = threading.Event()
+    follow_up: list[Future[str]] = []
+
+    def first_job() -> str:
+        release.wait(timeout=60)
+        return current_thread_name()
+
+    first = threads.submit(first_job)
+    first.add_done_callback(lambda _: follow_up.append(threads.submit(current_thread_name)))
+    release.set()
+    name = first.result()
+    wait_until(lambda: bool(follow_up), "the follow-up to be submitted")
+    assert follow_up[0].result() == name
+    assert threads.thread_count() == 1
+
+
 def test_the_warm_thread_outlives_its_idle_time(threads: ComputeThreads) -> None:
     name = threads.submit(current_thread_name).result()
     worker = next(iter(threads._workers))
     assert worker.thread is not None
-    worker.thread.join(timeout=0.5)  # ten idle periods go by
-    assert worker.thread.is_alive()
+    idle_periods: list[bool] = []  # what each idle period's end decided: True would end the thread
+    retire = threads._retire
+
+    def counted_retire(worker: Any) -> bool:
+        idle_periods.append(retire(worker))
+        return idle_periods[-1]
+
+    threads._retire = counted_retire  # type: ignore[method-assign]
+    wait_until(lambda: len(idle_periods) >= 10, "ten idle periods to go by")
+    assert not any(idle_periods) and worker.thread.is_alive()
     assert threads.submit(current_thread_name).result() == name
 
 
