@@ -7,6 +7,7 @@ import contextlib
 import enum
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,7 @@ class BindingInstance:
     binding: Binding | None = None
     public_config: dict[str, Any] = field(default_factory=dict)
     secret_values: list[str] = field(default_factory=list)
-    last_check: float = 0.0
+    last_check: float = -math.inf  # time.monotonic() of the last check; never yet (0.0 is recent after a boot)
     fingerprint: str = ""  # of its type and instance file: a reload rebuilds it only when this changes
 
     def public_info(self) -> dict[str, Any]:

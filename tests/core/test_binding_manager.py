@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 from pathlib import Path
 
@@ -164,7 +165,8 @@ async def test_requested_unavailable_instance_is_rechecked_on_demand(tmp_path: P
         await manager.get_binding("late")
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
     try:
-        manager.instances["late"].last_check = 0.0  # as if the on-demand interval had passed
+        # As if the on-demand interval had passed (0.0 would not do: time.monotonic() counts from boot).
+        manager.instances["late"].last_check = -math.inf
         assert await manager.get_binding("late") is manager.instances["late"].binding
     finally:
         server.close()
