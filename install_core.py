@@ -33,7 +33,7 @@ from lollms_server import installing  # noqa: E402  (standard library only: usab
 from lollms_server.installing import locks  # noqa: E402
 from lollms_server.installing.steps import InstallLog, Step, StepFailed, duration  # noqa: E402
 
-VENV = Path(os.environ.get("LOLLMS_VENV") or ROOT / "venv")
+VENV = ROOT / "venv"
 STAMP = VENV / ".lollms_install_stamp"
 LOG = ROOT / "install.log"
 MIN_PYTHON = (3, 10)
@@ -75,10 +75,6 @@ def _stamp() -> tuple[str, list[str], str]:
         return "", [], ""
     lines = STAMP.read_text(encoding="utf-8").splitlines() + ["", "", ""]
     return lines[0], [extra for extra in lines[1].split(",") if extra], lines[2] or "locked"
-
-
-def installed_extras() -> list[str]:
-    return _stamp()[1]
 
 
 # setuptools' banner about editable installs ("folders with the same name as your package") is noise here.

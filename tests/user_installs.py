@@ -24,7 +24,7 @@ def base_python() -> str:
 
 def user_environment(**extra: str) -> dict[str, str]:
     """This environment without what points into the test venv or its configuration."""
-    dropped = ("VIRTUAL_ENV", "PYTHONPATH", "LOLLMS_CONFIG_DIR", "LOLLMS_VENV", "PYTHONHOME")
+    dropped = ("VIRTUAL_ENV", "PYTHONPATH", "LOLLMS_CONFIG_DIR", "PYTHONHOME")
     env = {key: value for key, value in os.environ.items() if key not in dropped}
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep) if part != venv_bin)
