@@ -78,7 +78,7 @@ def main() -> None:
             clone = fresh_clone(work / "lollms_server", with_webui=False)
             print(f"first ./run.sh ({'cold' if args.cold else 'warm'} caches, {args.hog} CPU hog(s)):")
             listening, answered, key, lines = run_once(clone, env, None)
-            print("\n".join(f"   | {line}" for line in lines if "lollms_" not in line))
+            print("\n".join(f"   | {line}" for line in lines if not line.strip().startswith("lollms_")))  # the key
             print(f"   listening after {listening:.1f} s, first answer after {answered:.1f} s")
             print("second ./run.sh (nothing to install):")
             listening, answered, _, lines = run_once(clone, env, key)
