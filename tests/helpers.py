@@ -11,10 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
+from asgi_lifespan import LifespanManager
 
 from lollms_server.core.config import ServerConfig
 
 TEST_API_KEY = "test-key-0123456789abcdef"
+# The longest an app may take to start or stop in a test (asgi_lifespan's default is 5 s): its start-up checks
+# every binding instance and may load models, which a loaded machine can make slow.
+LIFESPAN_SECONDS = 300.0
 # The workspace's shared data (../shared beside the checkout): optional on a developer's machine, required in CI.
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 
@@ -46,6 +50,12 @@ ADA_CONVERSATION = [
 ]
 
 
+def lifespan(app: Any) -> LifespanManager:
+    """``async with lifespan(app) as manager``: the app's start-up and shut-down run for real, each allowed
+    LIFESPAN_SECONDS."""
+    return LifespanManager(app, startup_timeout=LIFESPAN_SECONDS, shutdown_timeout=LIFESPAN_SECONDS)
+
+
 async def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
     """Wait until ``condition()`` holds (checked every few milliseconds); fail after a generous ``timeout``."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -53,6 +63,16 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> N
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not reached within {timeout:g}s")
         await asyncio.sleep(0.005)
+
+
+async def until_active(client: Any, name: str, timeout: float = 120.0) -> None:
+    """Wait until the binding instance ``name`` is active, as the API lists it (an instance that failed its
+    health check is checked again every second, binding_recheck_interval in ``make_config``)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (await client.get("/api/v1/list_bindings")).json()["binding_instances"][name]["status"] != "active":
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the instance {name} was not active within {timeout:g}s")
+        await asyncio.sleep(0.05)
 
 
 def make_config(root: Path, **sections: dict[str, Any]) -> ServerConfig:
@@ -164,14 +184,33 @@ def write_instance(config: ServerConfig, name: str, values: dict[str, Any], ext:
 # A binding driven by its request parameters, for pipeline tests: it streams ``chunks`` with ``delay``
 # seconds between them, fails after ``fail_after`` chunks, calls the first of ``tools`` (unless tool_choice is
 # none or the conversation ends with a tool result) with ``call_arguments`` ({"city": "Paris"}), and records
-# every call it receives.
+# every call it receives. Tests synchronize with it on states, never on time: before chunk ``hold_before``
+# (default 1, once the response has begun) it waits for ``hold`` (an event of HOLDS, see ``scripted_hold``)
+# and for the file ``hold_file`` to exist (across processes); with ``log`` (a file) it appends "<name> started"
+# before it asks for its compute slot, "<name> acquired" once it has it and "<name> releasing" just before it
+# gives it back.
 SCRIPTED_BINDING_CODE = """
 import asyncio
 import json
+import os
 from lollms_server.core.bindings import Binding
 from lollms_server.core.errors import NotFoundError
 
 CALLS = []
+HOLDS = {}
+
+
+async def hold(params):
+    if params.get("hold") is not None:
+        await HOLDS[params["hold"]].wait()
+    while params.get("hold_file") and not os.path.exists(params["hold_file"]):
+        await asyncio.sleep(0.01)
+
+
+def log(params, what):
+    if params.get("log"):
+        with open(params["log"], "a") as journal:
+            journal.write(f"{params.get('name', '?')} {what}\\n")
 
 class ScriptedBinding(Binding):
     binding_type_name = "scripted_binding"
@@ -219,10 +258,14 @@ class ScriptedBinding(Binding):
     async def generate_stream(self, prompt, params, request_info, multimodal_data=None):
         CALLS.append({"prompt": prompt, "params": dict(params), "request_info": dict(request_info),
                       "multimodal": multimodal_data})
+        log(params, "started")
         async with self.resource_manager.acquire_gpu_resource("scripted"):
+            log(params, "acquired")
             for index, piece in enumerate(params.get("chunks", ["Hello", " world"])):
                 if params.get("fail_after") == index:
                     raise RuntimeError("boom: internal detail")
+                if index == params.get("hold_before", 1):
+                    await hold(params)
                 if params.get("delay"):
                     await asyncio.sleep(params["delay"])
                 yield {"type": "chunk", "content": piece}
@@ -232,6 +275,7 @@ class ScriptedBinding(Binding):
                 arguments = json.dumps(params.get("call_arguments", {"city": "Paris"}))
                 call = {"id": "call_scripted", "name": name, "arguments": arguments}
                 yield {"type": "function_call", "content": call}
+            log(params, "releasing")
         yield {"type": "final", "content": None, "metadata": {"usage": {"completion_tokens": index + 1}}}
 """
 
@@ -263,10 +307,23 @@ def scripted_and_e5_config(root: Path) -> ServerConfig:
     return config
 
 
-def scripted_calls() -> list[dict[str, Any]]:
+def scripted_module() -> Any:
+    """The scripted binding's module, as the running app loaded it."""
     import sys
 
-    return sys.modules["_lollms_binding_personal_scripted_binding"].CALLS  # type: ignore[no-any-return]
+    return sys.modules["_lollms_binding_personal_scripted_binding"]
+
+
+def scripted_calls() -> list[dict[str, Any]]:
+    return scripted_module().CALLS  # type: ignore[no-any-return]
+
+
+def scripted_hold(name: str) -> asyncio.Event:
+    """An event that requests with the parameter ``{"hold": name}`` wait for before their second chunk (or chunk
+    ``hold_before``), until the test sets it. Call it once the app has started (it loads the binding)."""
+    event = asyncio.Event()
+    scripted_module().HOLDS[name] = event
+    return event
 
 
 # A function tool in OpenAI's shape (the domain's), for the tool-calling tests.

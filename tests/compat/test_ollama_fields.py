@@ -12,10 +12,9 @@ from typing import Any
 import httpx
 import ollama
 import pytest
-from asgi_lifespan import LifespanManager
 
 from lollms_server.app import create_app
-from tests.helpers import TEST_API_KEY, scripted_and_e5_config, scripted_calls
+from tests.helpers import TEST_API_KEY, lifespan, scripted_and_e5_config, scripted_calls
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -23,7 +22,7 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[ollama.AsyncClient]:
     config = scripted_and_e5_config(tmp_path)
-    async with LifespanManager(create_app(config)) as manager:
+    async with lifespan(create_app(config)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         auth = {"Authorization": f"Bearer {TEST_API_KEY}"}
         async with ollama.AsyncClient(host="http://test", headers=auth, transport=transport) as client:

@@ -12,10 +12,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from asgi_lifespan import LifespanManager
 
 from lollms_server.app import create_app
-from tests.helpers import TEST_API_KEY, scripted_and_e5_config, scripted_calls
+from tests.helpers import TEST_API_KEY, lifespan, scripted_and_e5_config, scripted_calls
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
@@ -24,7 +23,7 @@ TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "ob
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[openai.AsyncOpenAI]:
     config = scripted_and_e5_config(tmp_path)
-    async with LifespanManager(create_app(config)) as manager:
+    async with lifespan(create_app(config)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport) as http:
             yield openai.AsyncOpenAI(base_url="http://test/v1", api_key=TEST_API_KEY, http_client=http, max_retries=0)

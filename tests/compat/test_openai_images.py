@@ -13,10 +13,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from asgi_lifespan import LifespanManager
 
 from lollms_server.app import create_app
-from tests.helpers import TEST_API_KEY, make_config, write_instance
+from tests.helpers import TEST_API_KEY, lifespan, make_config, write_instance
 
 pytest.importorskip("diffusers", reason="install with ./run_tests.sh (the diffusers extra)")
 Image = pytest.importorskip("PIL.Image")
@@ -48,7 +47,7 @@ def tiny_sd_config(tmp_path: Path, tiny_model: Path):  # type: ignore[no-untyped
 async def http(tmp_path: Path, tiny_model: Path) -> AsyncIterator[httpx.AsyncClient]:
     """The app (diffusers instance 'sd' on the tiny pipeline) over ASGI, for the SDK and for our own API."""
     config = tiny_sd_config(tmp_path, tiny_model)
-    async with LifespanManager(create_app(config)) as manager:
+    async with lifespan(create_app(config)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
