@@ -10,16 +10,35 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from lollms_server.app import create_app
+from lollms_server.core import quotas
 from lollms_server.core.api_keys import KeyFile, KeyLimits
 from lollms_server.core.config import ServerConfig
 from tests.conftest import running_client
-from tests.helpers import TEST_API_KEY, add_scripted_binding, make_config, wait_until, write_instance
+from tests.helpers import TEST_API_KEY, add_scripted_binding, make_config, scripted_hold, wait_until, write_instance
 from tests.server import serving
 
 ADMIN = {"X-API-Key": TEST_API_KEY}  # allowed_api_keys entries are anonymous admin keys
+# Noon (and 30 s) UTC on 2026-01-15: the counts' windows (the UTC minute and day) cannot end during a test.
+MID_WINDOW = 1_768_478_430.0
+
+
+class StoppedClock:
+    """quotas' wall clock, stopped in the middle of a minute and of a day."""
+
+    @staticmethod
+    def time() -> float:
+        return MID_WINDOW
+
+
+@pytest.fixture(autouse=True)
+def mid_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of requests that straddled a minute (or day) boundary would be counted in two windows and let
+    through; a quota refused a minute before midnight UTC would say to retry in less than a minute."""
+    monkeypatch.setattr(quotas, "time", StoppedClock)
 
 
 def prompt(text: str = "hi", **parameters: object) -> dict[str, object]:
@@ -67,11 +86,14 @@ async def test_requests_per_minute_refused_in_every_apis_shape(tmp_path: Path) -
 async def test_a_stream_holds_its_concurrency_slot_to_the_end(tmp_path: Path) -> None:
     config, keys = config_with_keys(tmp_path, bob={"limits": {"concurrent_requests": 1}})
     app = create_app(config)
-    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
-        body = {**prompt(chunks=["a", "b", "c"], delay=0.3), "stream": True}
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=120) as client:
+        # The stream holds after its first chunk until the second request has had its answer.
+        release = scripted_hold("stream")
+        body = {**prompt(chunks=["a", "b", "c"], hold="stream"), "stream": True}
         async with client.stream("POST", "/api/v1/generate", json=body, headers=keys["bob"]) as stream:
             assert stream.status_code == 200
             second = await client.get("/api/v1/list_bindings", headers=keys["bob"])
+            release.set()
             assert second.status_code == 429 and second.headers["retry-after"] == "1"
             assert "1 concurrent requests" in second.json()["detail"]
             await stream.aread()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from lollms_server.app import create_app
 from tests.conftest import running_client
-from tests.helpers import ADA_CONVERSATION, add_scripted_binding, make_config, prompt, scripted_calls
+from tests.helpers import ADA_CONVERSATION, add_scripted_binding, make_config, prompt, scripted_calls, scripted_hold
 
 
 def scripted_config(tmp_path: Path, **sections: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -159,10 +160,26 @@ async def test_error_after_first_byte_arrives_in_the_stream(tmp_path: Path) -> N
 
 async def test_keepalive_comments_while_waiting(tmp_path: Path) -> None:
     config = scripted_config(tmp_path, server={"sse_keepalive_interval": 0.05})
+    app = create_app(config)
     # The first chunk comes before the response starts (failures up to it keep their status codes);
-    # the silence before the second one is filled with keep-alive comments.
-    payload = {"input_data": [prompt("hi")], "stream": True, "parameters": {"chunks": ["first", "slow"], "delay": 0.3}}
-    async with running_client(create_app(config)) as client:
+    # the silence before the second one is filled with keep-alive comments: the binding holds the second chunk
+    # until the server has sent two of them, however long that takes.
+    sent: list[bytes] = []
+    second_chunk: asyncio.Event | None = None
+
+    async def watching_keepalives(scope: Any, receive: Any, send: Any) -> None:
+        async def watched(message: dict[str, Any]) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and message.get("body", b"").startswith(b": keep-alive"):
+                sent.append(message["body"])
+                if len(sent) == 2 and second_chunk is not None:
+                    second_chunk.set()
+
+        await app(scope, receive, watched)
+
+    payload = {"input_data": [prompt("hi")], "stream": True, "parameters": {"chunks": ["first", "slow"], "hold": "ka"}}
+    async with running_client(watching_keepalives) as client:  # type: ignore[arg-type]
+        second_chunk = scripted_hold("ka")
         response = await client.post("/api/v1/generate", json=payload)
     events, comments = parse_sse(response.text)
     assert len(comments) >= 2 and events[-1]["type"] == "final"

