@@ -39,6 +39,7 @@ PAGE = "<!DOCTYPE html><html><head><title>Welcome</title></head><body><h1>It wor
 class FakeOpenAI:
     fail_status: int | None = None
     delay: float = 0.0
+    hold: asyncio.Event | None = None  # set: chat answers only once the test sets it (a state, not a time)
     cut_stream: bool = False
     reply: str = "<think>considering</think>Hello from the fake."
     reasoning: str | None = None
@@ -101,6 +102,8 @@ class FakeOpenAI:
             self.in_flight -= 1
 
     async def _chat(self, request: Request, body: dict[str, Any]) -> Response:
+        if self.hold is not None:
+            await self.hold.wait()
         if self.delay:
             await asyncio.sleep(self.delay)
         if (refused := self._refused(request)) is not None:

@@ -3,8 +3,10 @@ and, for what that server cannot show (images, reasoning, 429/5xx, cut streams),
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -16,8 +18,9 @@ import httpx
 import pytest
 
 from lollms_server.app import create_app
+from lollms_server.core.binding_manager import InstanceState
 from tests.conftest import running_client
-from tests.helpers import make_config, write_instance
+from tests.helpers import make_config, wait_until, write_instance
 from tests.server import free_port, serving
 from tests.zoo.key_echoes import leaks
 from tests.zoo.openai_fake_server import FakeOpenAI
@@ -62,17 +65,23 @@ def llama_server() -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 180  # a loaded 2-core machine may take long to start it
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 300  # a loaded 2-core machine may take long to start it
+        while True:
+            assert process.poll() is None, f"llama_cpp.server exited with {process.returncode}"
             try:
-                httpx.get(f"{base}/models", timeout=1)
+                httpx.get(f"{base}/models", timeout=5)
                 break
             except httpx.TransportError:
+                assert time.monotonic() < deadline, "llama_cpp.server did not answer within 300 s"
                 time.sleep(0.1)
         yield base
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def openai_config(tmp_path: Path, others: dict[str, dict[str, Any]] | None = None, **instance: Any):  # type: ignore[no-untyped-def]
@@ -279,22 +288,32 @@ async def test_html_or_event_stream_answers_are_502_naming_them(tmp_path: Path) 
 
 
 async def test_timeout_unreachable_and_recovery(tmp_path: Path) -> None:
-    fake = FakeOpenAI(delay=2.0)
+    fake = FakeOpenAI()
     port = free_port()
-    config = openai_config(
-        tmp_path, base_url=f"http://127.0.0.1:{port}/v1", api_key="k", default_model="fake-text", timeout=0.5
-    )
+    backend = {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "k", "default_model": "fake-text"}
+    # "oai" waits as long as a loaded machine may need; "quick" gives up after half a second, and is only asked
+    # when the backend stays silent for good (its answers never race its timeout).
+    quick = {**backend, "timeout": 0.5, "max_retries": 0}
+    config = openai_config(tmp_path, others={"quick": quick}, **backend, timeout=60)
     app = create_app(config)
     async with running_client(app) as client:
+        instances = app.state.binding_manager.instances
         down = await client.post("/api/v1/generate", json={"input_data": [FRANCE], "binding_name": "oai"})
         assert down.status_code == 503  # unreachable at start-up: unavailable, with the reason
         async with serving_on(fake, port):
-            app.state.binding_manager.instances["oai"].last_check = 0.0  # as if the re-check interval had passed
-            slow = await client.post("/api/v1/generate", json={"input_data": [FRANCE]})
-            fake.delay = 0.0
+            instances["oai"].last_check = -math.inf  # as if the re-check interval had passed
             back = await client.post("/api/v1/generate", json={"input_data": [FRANCE]})
-    assert slow.status_code == 504 and slow.json()["code"] == "backend_timeout"
+            await wait_until(lambda: instances["quick"].state is InstanceState.ACTIVE)  # re-checked every second
+            fake.hold = asyncio.Event()  # the backend answers nothing any more
+            try:
+                slow = await client.post("/api/v1/generate", json={"input_data": [FRANCE], "binding_name": "quick"})
+            finally:
+                fake.hold.set()  # the held request ends (its client is gone), so the backend can stop
+            fake.hold = None
+            again = await client.post("/api/v1/generate", json={"input_data": [FRANCE]})
     assert back.status_code == 200 and back.json()["output"][0]["data"] == "Hello from the fake."
+    assert slow.status_code == 504 and slow.json()["code"] == "backend_timeout"
+    assert again.status_code == 200
 
 
 async def test_no_retry_after_the_first_streamed_byte(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ async def pool(tmp_path: Path) -> AsyncIterator[tuple[str, list[Backend], Any]]:
             config,
             name,
             {"type": "openai_binding", "base_url": f"http://127.0.0.1:{backend.port}/v1", "api_key": "sk-x",
-             "default_model": "fake-text", "max_retries": 0, "timeout": 5},
+             "default_model": "fake-text", "max_retries": 0, "timeout": 60},
         )  # fmt: skip
     write_instance(
         config,
@@ -109,12 +109,19 @@ async def test_spreading_failover_and_recovery(pool: tuple[str, list[Backend], A
 
 
 async def test_the_cap_per_backend_makes_requests_wait(pool: tuple[str, list[Backend], Any]) -> None:
-    url, backends, _ = pool
+    url, backends, app = pool
+    release = asyncio.Event()
     for backend in backends:
-        backend.fake.delay = 0.3  # long enough that nine requests at once would overlap on a backend without a cap
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        answers = await asyncio.gather(*(generate(client) for _ in range(9)))
+        backend.fake.hold = release  # the backends answer nothing until every one has a request
+    router = app.state.binding_manager.instances["pool"].binding
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        requests = [asyncio.create_task(generate(client)) for _ in range(9)]
+        # Each backend holds one request, the six others wait in the router (without a cap they would overlap).
+        await wait_until(lambda: [backend.fake.in_flight for backend in backends] == [1, 1, 1])
+        assert sum(state["running"] for state in router.routing_state().values()) == 3
+        release.set()
+        answers = await asyncio.gather(*requests)
     assert [answer.status_code for answer in answers] == [200] * 9
     # Counted by each backend itself: never two at once on one (cap 1), yet all nine served.
     assert [backend.fake.peak_in_flight for backend in backends] == [1, 1, 1]
-    assert [backend.served for backend in backends] == [3, 3, 3]
+    assert sum(backend.served for backend in backends) == 9
