@@ -117,6 +117,7 @@ class FakeOllama:
     failure: Failure | None = None
     break_stream_after: int | None = None  # content chunks sent before an error line ends the stream
     api_key: str | None = None  # when set, other keys are refused (401) on every path, as a proxy does
+    hangs_left_by_client: int = 0  # hangs that ended because the client went away (not at HANG_LIMIT)
 
     def received(self, path: str = "/api/chat") -> list[Recorded]:
         return [request for request in self.requests if request.path == path]
@@ -138,10 +139,14 @@ def not_found(name: str) -> JSONResponse:
     return JSONResponse({"error": f"model '{name}' not found"}, status_code=404)
 
 
-async def until_disconnected(request: Request) -> None:
+async def until_disconnected(request: Request) -> bool:
+    """Whether the client went away (False: the hang reached HANG_LIMIT)."""
     deadline = time.monotonic() + HANG_LIMIT
-    while time.monotonic() < deadline and not await request.is_disconnected():
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return True
         await asyncio.sleep(0.02)
+    return False
 
 
 def reply_pieces(model: FakeModel, body: dict[str, Any]) -> tuple[list[str], list[str], str]:
@@ -185,7 +190,8 @@ def create_app(state: FakeOllama) -> Starlette:
         if failure is None:
             return None
         if failure.hang:
-            await until_disconnected(request)
+            if await until_disconnected(request):
+                state.hangs_left_by_client += 1
             return Response(status_code=500)
         if failure.answer == "html":
             return HTMLResponse("<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>")

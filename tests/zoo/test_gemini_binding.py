@@ -17,7 +17,7 @@ import tests.server
 from lollms_server.app import create_app
 from lollms_server.core.config import ServerConfig
 from tests.conftest import running_client
-from tests.helpers import ADA_CONVERSATION, make_config, prompt, write_instance
+from tests.helpers import ADA_CONVERSATION, make_config, prompt, until_active, write_instance
 from tests.server import free_port, serving
 from tests.zoo.gemini_server import THOUGHT_TOKENS, FakeGemini
 from tests.zoo.key_echoes import leaks
@@ -237,7 +237,8 @@ async def test_backend_failures_map_to_statuses_and_recover(tmp_path: Path, capl
         before = fake.count("generate")
         failed = await generate(client, ask)
         failed_calls = fake.count("generate") - before
-        fake.fail(delay=1.5)
+        await until_active(client, "quick")  # its half-second health checks may need a few tries
+        fake.fail(delay=1.5)  # each attempt waits three times quick's timeout: the timeout fires first
         before = fake.count("generate")
         slow = await generate(client, ask, binding_name="quick")
         slow_calls = fake.count("generate") - before
