@@ -90,7 +90,7 @@ async def test_events_cut_mid_line_across_reads_come_out_whole() -> None:
         writer.write(chunk(second[20:]) + chunk(b"data: [DONE]\n\n") + END)
 
     async with scripted(script) as (url, _):
-        client = BackendClient(url, {}, timeout=10)
+        client = BackendClient(url, {}, timeout=60)
         events = await client.open_events("/chat/completions", {"stream": True})
         assert await anext(events) == {"n": 1}
         first_seen.set()
@@ -112,7 +112,7 @@ async def test_the_forms_of_server_sent_events() -> None:
         writer.write(head() + b"".join(chunk(stream[i : i + 7]) for i in range(0, len(stream), 7)) + END)
 
     async with scripted(script) as (url, _):
-        client = BackendClient(url, {}, timeout=10)
+        client = BackendClient(url, {}, timeout=60)
         assert await collect(client) == [{"a": 1}, {"b": 2}, {"c": 3}]
         await client.close()
 
@@ -128,7 +128,7 @@ async def test_an_endless_event_or_answer_is_refused(monkeypatch: pytest.MonkeyP
             writer.write(head(content_type="application/json") + chunk(b"[" + b"1," * 10_000 + b"1]") + END)
 
     async with scripted(script) as (url, _):
-        client = BackendClient(url, {}, timeout=10)
+        client = BackendClient(url, {}, timeout=60)
         with pytest.raises(BackendAnswerError, match="lines of at most 10,000 bytes"):
             await collect(client)
         with pytest.raises(BackendAnswerError, match="an answer of at most 10,000 bytes"):
@@ -150,7 +150,7 @@ async def test_errors_of_each_kind() -> None:
             writer.write(head() + chunk(b"data: {not json\n\n") + END)
 
     async with scripted(script) as (url, _):
-        client = BackendClient(url, {}, timeout=10)
+        client = BackendClient(url, {}, timeout=60)
         with pytest.raises(BackendStatusError) as status:
             await client.post_json("/x", {"case": "limited"})
         assert (status.value.status, status.value.retry_after, "slow down" in status.value.text) == (429, 7.0, True)
@@ -164,7 +164,7 @@ async def test_errors_of_each_kind() -> None:
             [item async for item in await client.open_events("/x", {"case": "bad event"})]
         await client.close()
 
-    unreachable = BackendClient(f"http://127.0.0.1:{free_port()}/v1", {}, timeout=10)
+    unreachable = BackendClient(f"http://127.0.0.1:{free_port()}/v1", {}, timeout=60)
     with pytest.raises(BackendTransportError) as refused:
         await unreachable.post_json("/x", {})
     await unreachable.close()
@@ -202,7 +202,7 @@ async def test_one_connection_serves_request_after_request_and_headers_go_along(
             writer.write(head(content_type="application/json") + chunk(json.dumps({"echo": body}).encode()) + END)
 
     async with scripted(script) as (url, connections):
-        client = BackendClient(url, {"Authorization": "Bearer sk-test"}, timeout=10)
+        client = BackendClient(url, {"Authorization": "Bearer sk-test"}, timeout=60)
         for _ in range(5):
             assert await client.post_json("/chat/completions", {"x": "é"}) == {"echo": {"x": "é"}}
             assert await collect(client) == [{"n": 1}]
@@ -215,9 +215,9 @@ async def test_one_connection_serves_request_after_request_and_headers_go_along(
 def test_the_proxy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "internal.example")
-    proxied = BackendClient("https://api.example/v1", {}, timeout=10)
+    proxied = BackendClient("https://api.example/v1", {}, timeout=60)
     assert (str(proxied.proxy), proxied.proxy_auth.login if proxied.proxy_auth else None) == (
         "http://proxy.example:3128",
         "user",
     )
-    assert BackendClient("https://internal.example/v1", {}, timeout=10).proxy is None
+    assert BackendClient("https://internal.example/v1", {}, timeout=60).proxy is None

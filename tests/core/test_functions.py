@@ -18,7 +18,7 @@ async def greet(name: str, punctuation: str = "!") -> str:
     return f"Hello {name}{punctuation}"
 
 async def slow() -> None:
-    await asyncio.sleep(5)
+    await asyncio.Event().wait()  # never ends
 
 async def broken() -> None:
     raise RuntimeError("kaput")
@@ -35,9 +35,13 @@ async def _private() -> None:
 def manager(tmp_path: Path) -> FunctionManager:
     (tmp_path / "my_tools.py").write_text(textwrap.dedent(USER_FUNCTIONS))
     (tmp_path / "broken_module.py").write_text("import does_not_exist_xyz\n")
-    functions = FunctionManager([(builtin_zoo_dir() / "functions", "builtin"), (tmp_path, "personal")], timeout=0.2)
+    functions = FunctionManager(folders(tmp_path))  # the default timeout (30 s): only 'slow' would reach it
     functions.discover()
     return functions
+
+
+def folders(tmp_path: Path) -> list[tuple[Path, str]]:
+    return [(builtin_zoo_dir() / "functions", "builtin"), (tmp_path, "personal")]
 
 
 def test_discovery(manager: FunctionManager) -> None:
@@ -51,7 +55,7 @@ def test_discovery(manager: FunctionManager) -> None:
     assert manager.functions["my_tools.greet"].public_info()["description"] == "Say hello."
 
 
-async def test_execution_results_and_errors(manager: FunctionManager) -> None:
+async def test_execution_results_and_errors(manager: FunctionManager, tmp_path: Path) -> None:
     assert await manager.execute_function("my_tools.greet", {"name": "Ada"}) == (True, "Hello Ada!")
     ok, message = await manager.execute_function("my_tools.greet", {})
     assert not ok and "missing a required argument: 'name'" in message
@@ -59,7 +63,9 @@ async def test_execution_results_and_errors(manager: FunctionManager) -> None:
     assert not ok and "unexpected keyword argument 'colour'" in message
     ok, message = await manager.execute_function("my_tools.nope", {})
     assert not ok and "unknown function" in message and "my_tools.greet" in message
-    ok, message = await manager.execute_function("my_tools.slow", {})
+    quick = FunctionManager(folders(tmp_path), timeout=0.2)  # a function that never ends meets its timeout
+    quick.discover()
+    ok, message = await quick.execute_function("my_tools.slow", {})
     assert not ok and "did not finish within 0.2s" in message
     ok, message = await manager.execute_function("my_tools.broken", {})
     assert not ok and "RuntimeError: kaput" in message

@@ -51,7 +51,7 @@ async def test_a_model_in_use_is_never_unloaded_the_loader_waits() -> None:
     await models.load(("a", "1"))
     models.residency.enter(("a", "1"))
     second = asyncio.create_task(models.load(("b", "2")))
-    await asyncio.sleep(0)  # let it start waiting
+    await wait_until(lambda: len(models.residency._released._waiters) == 1)  # the loader waits for room
     assert not second.done() and models.unloaded == []
     await models.residency.leave(("a", "1"))
     await second
@@ -73,6 +73,8 @@ async def test_use_cancels_a_pending_expiry() -> None:
     models = Models(ModelResidency(max_loaded=3))
     await models.load(("a", "1"), keep_alive=0.05)
     models.residency.enter(("a", "1"))  # in use before the timer fires: it must not unload
+    assert models.residency._models[("a", "1")].expiry is None  # the timer is cancelled, not merely outrun
+    # keep_alive passes (on the loop's clock: the timer, had it stayed, would have fired before this wakes).
     await asyncio.sleep(0.1)
     assert models.residency.is_loaded(("a", "1"))
     await models.residency.leave(("a", "1"))

@@ -14,16 +14,21 @@ from tests.helpers import wait_until
 
 async def peak_concurrency(manager: ResourceManager, tasks: int) -> int:
     running = peak = 0
+    release = asyncio.Event()
 
     async def work() -> None:
         nonlocal running, peak
         async with manager.acquire_gpu_resource("work"):
             running += 1
             peak = max(peak, running)
-            await asyncio.sleep(0.02)
+            await release.wait()
             running -= 1
 
-    await asyncio.gather(*(work() for _ in range(tasks)))
+    workers = [asyncio.create_task(work()) for _ in range(tasks)]
+    # Every task holds a slot or waits for one: only then may the holders go (no overlap left to chance).
+    await wait_until(lambda: running + manager.stats().waiting == tasks)
+    release.set()
+    await asyncio.gather(*workers)
     return peak
 
 

@@ -94,7 +94,8 @@ test_resolver.__test__ = False  # type: ignore[attr-defined]
 
 
 def fetcher(**policy: Any) -> UrlInputs:
-    values = {"allowed_domains": ("images.test", "*.images.test"), "timeout_seconds": 5.0, "max_bytes": 4096}
+    # A generous timeout: the loopback server answers at once, but a loaded machine may take seconds to run it.
+    values = {"allowed_domains": ("images.test", "*.images.test"), "timeout_seconds": 60.0, "max_bytes": 4096}
     return UrlInputs(
         UrlInputPolicy(**{**values, **policy}),
         address_allowed=lambda address: address == LOOPBACK,
