@@ -29,6 +29,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 XSS = '<img src=x onerror="window.pwned=1"> [click](javascript:window.pwned=2) **bold**\n\n```python\nprint(1)\n```'
 FOX = "The quick brown fox jumps over the lazy dog."
+# Playwright gives each action and wait 30 s; here the page waits for real models on a machine that may be
+# loaded: every wait is for a state of the page, allowed this long.
+WAIT_MS = 300_000
 # Chromium's fake microphone (a tone), granted without a prompt.
 CHROMIUM_ARGS = ["--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 XSS_WORKFLOW = f"""
@@ -87,8 +90,9 @@ async def browser_on(url: str) -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=WAIT_MS)
         context = await browser.new_context(viewport={"width": 1280, "height": 720})
+        context.set_default_timeout(WAIT_MS)
         await context.grant_permissions(["clipboard-read", "clipboard-write"])
         tab = await context.new_page()
         await tab.goto(url + "/")
@@ -108,13 +112,22 @@ async def test_the_key_flow_and_a_streamed_answer(page: Any) -> None:
     await page.click("button[type=submit]")
     assert "not accepted" in (await page.text_content("[role=alert]") or "")
     await sign_in(page)
+    # Every length the answer's text takes in the page, recorded by the page itself at each change (polling it
+    # from here could miss them all on a loaded machine).
+    await page.evaluate(
+        """() => {
+            window.answerLengths = [];
+            new MutationObserver(() => {
+                const text = document.querySelector("li.assistant .text");
+                if (text) window.answerLengths.push(text.textContent.length);
+            }).observe(document.body, {childList: true, subtree: true, characterData: true});
+        }"""
+    )
     await page.fill("textarea", "Tell me about the city of Paris in France.")
     await page.press("textarea", "Enter")
-    lengths: set[int] = set()
-    while await page.query_selector("li.assistant .timing") is None:  # until the answer is complete
-        lengths.add(len(await page.text_content("li.assistant .text") or ""))
-        await page.wait_for_timeout(20)
+    await page.wait_for_selector("li.assistant .timing")  # the answer is complete
     final = await page.text_content("li.assistant .text") or ""
+    lengths = await page.evaluate("window.answerLengths")
     assert final and len({length for length in lengths if 0 < length < len(final)}) >= 1  # it grew in view
     SCREENSHOTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "chat-desktop.png"))
@@ -130,8 +143,7 @@ async def test_stop_frees_the_servers_slot(page: Any, server: tuple[str, Any]) -
     await sign_in(page)
     await page.fill("textarea", "Write a very long story about a dragon and a knight, with many chapters.")
     await page.press("textarea", "Enter")
-    while not (await page.text_content("li.assistant .text") or ""):  # the answer has begun
-        await page.wait_for_timeout(20)
+    await page.wait_for_function("() => document.querySelector('li.assistant .text')?.textContent")  # begun
     await page.click("button.stop")
     await page.wait_for_selector("li.assistant .timing")
     app = server[1]
