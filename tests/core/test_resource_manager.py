@@ -36,7 +36,7 @@ async def peak_concurrency(manager: ResourceManager, tasks: int) -> int:
     ("strategy", "limit", "expected"), [("semaphore", 3, 3), ("simple_lock", 3, 1), ("none", 3, 6)]
 )
 async def test_strategy_bounds_concurrency(strategy: str, limit: int, expected: int) -> None:
-    manager = ResourceManager(strategy, limit, queue_timeout=10)
+    manager = ResourceManager(strategy, limit, queue_timeout=60)
     assert await peak_concurrency(manager, 6) == expected
     stats = manager.stats()
     assert stats.active == 0 and stats.waiting == 0
