@@ -30,8 +30,9 @@ SCREENSHOTS = Path(__file__).parent / "screenshots"
 XSS = '<img src=x onerror="window.pwned=1"> [click](javascript:window.pwned=2) **bold**\n\n```python\nprint(1)\n```'
 FOX = "The quick brown fox jumps over the lazy dog."
 # Playwright gives each action and wait 30 s; here the page waits for real models on a machine that may be
-# loaded: every wait is for a state of the page, allowed this long.
-WAIT_MS = 300_000
+# loaded (the streamed answer took 17 s idle, 231 s with two busy loops on two cores): every wait is for a
+# state of the page, allowed this long.
+WAIT_MS = 900_000
 # Chromium's fake microphone (a tone), granted without a prompt.
 CHROMIUM_ARGS = ["--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 XSS_WORKFLOW = f"""
