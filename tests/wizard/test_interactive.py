@@ -37,12 +37,24 @@ def answer(child: Any, prompt: str, reply: str) -> None:
     child.sendline(reply)
 
 
+def wait_for_hidden_input(child: Any, prompt: str) -> None:
+    """The hidden prompt shown and getpass reading: it drops what was typed before it switched the terminal's echo
+    off (TCSAFLUSH), a Ctrl-C included, so the test waits for that state, not for the prompt's text alone."""
+    child.expect(prompt)
+    assert child.waitnoecho(timeout=120), "the terminal's echo never went off"
+
+
+def answer_hidden(child: Any, prompt: str, reply: str) -> None:
+    wait_for_hidden_input(child, prompt)
+    child.sendline(reply)
+
+
 def openai_preset_interactively(child: Any) -> None:
     """The openai preset: the key typed hidden, a base URL, an encryption key generated and kept in the file."""
     answer(child, "Configuration folder", "conf")
     answer(child, "File format", "")
     answer(child, "Preset", "openai")
-    answer(child, r"openai\.api_key \(hidden", SECRET)
+    answer_hidden(child, r"openai\.api_key \(hidden", SECRET)
     answer(child, r"openai\.default_model", "")
     answer(child, r"openai\.organization", "")
     answer(child, r"openai\.base_url", BASE_URL)
@@ -103,7 +115,7 @@ def test_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
     answer(child, "Configuration folder", "conf")
     answer(child, "File format", "")
     answer(child, "Preset", "openai")
-    child.expect(r"openai\.api_key")
+    wait_for_hidden_input(child, r"openai\.api_key")
     child.sendintr()
     child.expect("Interrupted: nothing was written")
     child.expect(pexpect.EOF)
