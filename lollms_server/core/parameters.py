@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lollms_server.core.client_schemas import check_client_schema
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.tools import MAX_TOOLS, ToolChoice, ToolSpec, check_tool_choice
 
@@ -72,6 +73,12 @@ class GenerationParameters(BaseModel):
     def _bounded_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None and len(json.dumps(value)) > MAX_RESPONSE_FORMAT_CHARS:
             raise ValueError(f"response_format may have at most {MAX_RESPONSE_FORMAT_CHARS:,} characters of JSON")
+        # OpenAI's {"type": "json_schema", "json_schema": {"schema": ...}}, or {"type": ..., "schema": ...}.
+        nested = value.get("json_schema") if value else None
+        if isinstance(nested, dict) and nested.get("schema") is not None:
+            check_client_schema(nested["schema"], "json_schema.schema")
+        elif value and value.get("schema") is not None:
+            check_client_schema(value["schema"], "schema")
         return value
 
 

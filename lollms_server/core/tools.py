@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lollms_server.core.client_schemas import check_client_schema
+
 MAX_TOOLS = 128  # OpenAI's limit
 MAX_TOOL_SCHEMA_CHARS = 64 * 1024
 MAX_DESCRIPTION_CHARS = 4096
@@ -39,6 +41,7 @@ class FunctionSpec(BaseModel):
     def _bounded_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
         if len(json.dumps(value)) > MAX_TOOL_SCHEMA_CHARS:
             raise ValueError(f"a tool's parameters schema may have at most {MAX_TOOL_SCHEMA_CHARS:,} characters")
+        check_client_schema(value, "parameters")
         return value
 
 
