@@ -252,6 +252,7 @@ class ApiKeyVerifier:
 
     def __init__(self, allowed_keys: list[str], named: KeyFile | None = None) -> None:
         self._by_digest: dict[bytes, Principal] = {}
+        self._required = False
         self.update(allowed_keys, named)
 
     def update(self, allowed_keys: list[str], named: KeyFile | None = None) -> None:
@@ -267,10 +268,14 @@ class ApiKeyVerifier:
         for record in named.records.values() if named else ():
             by_digest[bytes.fromhex(record.digest[len(API_KEY_DIGEST_PREFIX) :])] = record.principal
         self._by_digest = by_digest
+        # Once a key exists, keys stay required for the life of the process: revoking the last one (or a key file
+        # emptied at run time) locks every request out instead of opening the server. Authentication is off only
+        # when the server starts without any key, which the configuration says explicitly (allowed_api_keys: []).
+        self._required = self._required or bool(by_digest)
 
     @property
     def required(self) -> bool:
-        return bool(self._by_digest)
+        return self._required
 
     def identify(self, presented: str) -> Principal | None:
         return self._by_digest.get(hashlib.sha256(presented.encode("utf-8")).digest())

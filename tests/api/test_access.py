@@ -243,3 +243,20 @@ async def test_no_limits_store_round_trip_without_named_keys(tmp_path: Path) -> 
         answers = await asyncio.gather(*(client.get("/api/v1/list_bindings", headers=ADMIN) for _ in range(20)))
     assert {answer.status_code for answer in answers} == {200}
     assert "x-ratelimit-limit-requests" not in answers[0].headers
+
+
+async def test_revoking_the_last_key_never_turns_authentication_off(tmp_path: Path) -> None:
+    """allowed_api_keys: [] and one named admin key: once it is revoked, a request without a key is still refused
+    (it was served, and could create a new admin key)."""
+    config, keys = config_with_keys(tmp_path, solo={"role": "admin"})
+    config.values["security"]["allowed_api_keys"] = []
+    async with running_client(create_app(config), api_key=None) as client:
+        assert (await client.get("/api/v1/admin/keys")).status_code == 403
+        assert (await client.delete("/api/v1/admin/keys/solo", headers=keys["solo"])).status_code == 200
+        listed = await client.get("/api/v1/admin/keys")
+        created = await client.post("/api/v1/admin/keys", json={"name": "mallory", "role": "admin"})
+        generated = await client.post("/api/v1/generate", json=prompt())
+        revoked = await client.get("/api/v1/list_bindings", headers=keys["solo"])
+    assert [listed.status_code, created.status_code, generated.status_code] == [403, 403, 403]
+    assert revoked.status_code == 401
+    assert "mallory" not in (config.paths.config_dir / "api_keys.yaml").read_text()
