@@ -42,7 +42,7 @@ def _inside(folder: Path, relative: str) -> Path | None:
     """``folder/relative`` when it is a file inside ``folder`` (no way out through ``..`` or links)."""
     try:
         target = (folder / relative).resolve(strict=True)
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte in the name
         return None
     return target if target.is_file() and target.is_relative_to(folder.resolve()) else None
 
@@ -74,6 +74,7 @@ def page_for(dist: Path, scope: Scope) -> Response | None:
     headers = dict(scope["headers"])
     if (
         scope["method"] != "GET"
+        or "\x00" in path  # never a page of the app: the unknown-endpoint 404
         or path.startswith(RESERVED_PREFIXES)
         or b"text/html" not in headers.get(b"accept", b"")
     ):

@@ -64,6 +64,17 @@ async def test_the_app_its_assets_and_the_single_page_fallback(tmp_path: Path, m
     assert post_page.status_code == 404
 
 
+async def test_a_nul_byte_in_a_path_is_a_404(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NUL byte made the file lookup raise (500): no file has one in its name, and no page of the app either."""
+    async with running_client(ui_app(tmp_path, monkeypatch)) as client:
+        answers = [
+            await client.get(path, headers=headers)
+            for path in ("/assets/%00", "/assets/x%00.js", "/%00", "/status%00")
+            for headers in (HTML, {})
+        ]
+    assert [answer.status_code for answer in answers] == [404] * 8
+
+
 async def test_an_enabled_ui_that_is_not_built_says_how_to_build_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
