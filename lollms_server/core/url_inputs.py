@@ -35,11 +35,23 @@ MEDIA_FAMILY = {"image": "image/", "audio": "audio/", "video": "video/"}
 MAX_URL_CHARS = 2048
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address: NAT64's well-known prefix, IPv4-compatible (deprecated) and
+# SIIT's IPv4-translated addresses. And IPv6 ranges the standard library calls global that are not: site-local
+# (deprecated, routed inside a site) and NAT64's local-use prefix (RFC 8215).
+_EMBEDDING_IPV4 = tuple(ipaddress.ip_network(prefix) for prefix in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96"))
+_NOT_GLOBAL_IPV6 = tuple(ipaddress.ip_network(prefix) for prefix in ("fec0::/10", "64:ff9b:1::/48"))
+
+
 def is_public_address(address: IpAddress) -> bool:
     """An address on the public internet: not loopback, private, link-local (cloud metadata), shared (CGNAT),
-    reserved or multicast, including IPv4 addresses wrapped in IPv6 (mapped, 6to4, Teredo)."""
+    reserved or multicast, including IPv4 addresses wrapped in IPv6 (mapped, 6to4, Teredo, NAT64,
+    IPv4-compatible, SIIT) and IPv6's site-local and local-use NAT64 ranges."""
     if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _NOT_GLOBAL_IPV6):
+            return False
         embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
+        if embedded is None and any(address in network for network in _EMBEDDING_IPV4):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None and not is_public_address(embedded):
             return False
     return address.is_global and not address.is_multicast

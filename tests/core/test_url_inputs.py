@@ -132,6 +132,14 @@ def image(data: str, **fields: Any) -> InputData:
         ("::ffff:127.0.0.1", False),
         ("::ffff:169.254.169.254", False),
         ("2002:7f00:1::", False),  # 6to4 around 127.0.0.1
+        ("64:ff9b::a00:1", False),  # NAT64 around 10.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 around the cloud metadata address
+        ("64:ff9b::808:808", True),  # NAT64 around 8.8.8.8: public
+        ("64:ff9b:1::a00:1", False),  # NAT64's local-use prefix
+        ("::10.0.0.1", False),  # IPv4-compatible
+        ("::127.0.0.1", False),
+        ("::ffff:0:a00:1", False),  # SIIT (IPv4-translated) around 10.0.0.1
+        ("fec0::1", False),  # site-local
     ],
 )
 def test_only_public_addresses_are_public(address: str, public: bool) -> None:
