@@ -16,6 +16,15 @@ _BINARY = {
     ast.Pow: operator.pow,
 }
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_MAX_DIGITS = 308  # round(x, n): beyond a float's range, n only makes Python build 10**|n| (round(1, -10**299) hangs)
+
+
+def _round(number: float, digits: float = 0) -> float:
+    if digits != int(digits) or abs(digits) > _MAX_DIGITS:
+        raise ValueError(f"round's digits must be a whole number from -{_MAX_DIGITS} to {_MAX_DIGITS}")
+    return round(number, int(digits))
+
+
 _FUNCTIONS = {
     "sqrt": math.sqrt,
     "sin": math.sin,
@@ -25,7 +34,7 @@ _FUNCTIONS = {
     "log10": math.log10,
     "exp": math.exp,
     "abs": abs,
-    "round": round,
+    "round": _round,
     "floor": math.floor,
     "ceil": math.ceil,
 }
@@ -56,7 +65,10 @@ def _value(node: ast.AST) -> float:
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
-        return _FUNCTIONS[node.func.id](*(_value(argument) for argument in node.args))
+        result = _FUNCTIONS[node.func.id](*(_value(argument) for argument in node.args))
+        if abs(result) > _MAX_MAGNITUDE:
+            raise ValueError("result too large")
+        return result
     raise ValueError(f"unsupported element: {ast.dump(node)[:60]}")
 
 
@@ -65,4 +77,7 @@ async def evaluate(expression: str) -> float:
     if len(expression) > _MAX_LENGTH:
         raise ValueError(f"expression longer than {_MAX_LENGTH} characters")
     tree = ast.parse(expression.replace("^", "**"), mode="eval")
-    return _value(tree.body)
+    try:
+        return _value(tree.body)
+    except OverflowError:  # exp(1000), 10.0**400: beyond a float
+        raise ValueError("result too large") from None
