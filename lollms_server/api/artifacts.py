@@ -31,8 +31,8 @@ ArtifactStoreDep = Annotated[ArtifactStore, Depends(get_artifact_store)]
     responses=error_responses(404, 503),
     summary="A stored output (parameters.output_format: url), served with its content type until it expires",
 )
-async def get_artifact(artifact_id: str, store: ArtifactStoreDep) -> FileResponse:
-    found = await store.get(artifact_id)
+async def get_artifact(artifact_id: str, store: ArtifactStoreDep, request: Request) -> FileResponse:
+    found = await store.get(artifact_id, request.state.principal)  # the key's own, or any for an admin
     remaining = max(0, math.floor(found.artifact.expires_at - store.clock()))
     return FileResponse(
         found.file,

@@ -2,9 +2,11 @@
 
 Each artifact is two files in the store's folder: ``<id>.data`` (the bytes, written last, so its presence means
 the artifact is complete; its modification time is set to the moment it was stored) and ``<id>.json`` (its
-mime type). Both are written through ``atomic_files`` and are private (0600). The store keeps no index in
-memory, so several worker processes may share one folder. Every ``put`` sweeps: expired artifacts are
-deleted, then the oldest ones until the new one fits under the size cap. Contents are never logged.
+mime type and the name of the key that made it). Both are written through ``atomic_files`` and are private
+(0600). An artifact is served to the key that made it and to admin keys; to any other key it does not exist
+(404). The store keeps no index in memory, so several worker processes may share one folder. Every ``put``
+sweeps: expired artifacts are deleted, then the oldest ones until the new one fits under the size cap. Contents
+are never logged.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import anyio
 
+from lollms_server.core.api_keys import Principal
 from lollms_server.core.atomic_files import atomic_path, atomic_write_bytes
 from lollms_server.core.errors import NotFoundError, PayloadTooLargeError
 
@@ -80,19 +83,21 @@ class ArtifactStore:
         self.clock = clock
         self._lock = threading.Lock()  # one sweep-and-write at a time in this process
 
-    async def put(self, data: bytes, mime_type: str | None) -> Artifact:
-        """Store ``data``; PayloadTooLargeError when it alone is over the size cap."""
-        return await anyio.to_thread.run_sync(self.put_sync, data, mime_type)
+    async def put(self, data: bytes, mime_type: str | None, owner: Principal | None = None) -> Artifact:
+        """Store ``data`` for ``owner`` (the key whose request made it); PayloadTooLargeError when it alone is over
+        the size cap."""
+        return await anyio.to_thread.run_sync(self.put_sync, data, mime_type, owner)
 
-    async def get(self, artifact_id: str) -> StoredArtifact:
-        """The artifact ``artifact_id``; NotFoundError when it is unknown, malformed or expired."""
-        return await anyio.to_thread.run_sync(self.get_sync, artifact_id)
+    async def get(self, artifact_id: str, reader: Principal) -> StoredArtifact:
+        """The artifact ``artifact_id`` as ``reader`` may see it; NotFoundError when it is unknown, malformed,
+        expired, or another key's (admins read every artifact)."""
+        return await anyio.to_thread.run_sync(self.get_sync, artifact_id, reader)
 
     async def sweep(self) -> int:
         """Delete expired artifacts and leftovers; the number of artifacts deleted."""
         return await anyio.to_thread.run_sync(self.sweep_sync)
 
-    def put_sync(self, data: bytes, mime_type: str | None) -> Artifact:
+    def put_sync(self, data: bytes, mime_type: str | None, owner: Principal | None = None) -> Artifact:
         size = len(data)
         if size > self.max_bytes:
             raise PayloadTooLargeError(
@@ -105,7 +110,7 @@ class ArtifactStore:
             self._make_room(size)
             artifact_id = secrets.token_urlsafe(ID_BYTES)
             now = self.clock()
-            meta = json.dumps({"mime_type": mime}).encode("utf-8")
+            meta = json.dumps({"mime_type": mime, "owner": owner.name if owner else None}).encode("utf-8")
             atomic_write_bytes(self._file(artifact_id, _META), meta, private=True, exclusive=True)
             # Dated before it gets its real name, so a sweep never sees it undated.
             with atomic_path(self._file(artifact_id, _DATA), private=True, exclusive=True) as temporary:
@@ -114,7 +119,7 @@ class ArtifactStore:
         logger.debug("stored an artifact of %d bytes (%s)", size, mime)
         return Artifact(artifact_id, mime, size, now + self.ttl_seconds)
 
-    def get_sync(self, artifact_id: str) -> StoredArtifact:
+    def get_sync(self, artifact_id: str, reader: Principal) -> StoredArtifact:
         if not is_artifact_id(artifact_id):
             raise NotFoundError("artifact not found")
         data_file = self._file(artifact_id, _DATA)
@@ -127,7 +132,10 @@ class ArtifactStore:
         if expires_at <= self.clock():
             self._delete(artifact_id)
             raise NotFoundError("artifact not found (unknown or expired)")
-        mime = meta.get("mime_type") if isinstance(meta, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
+        if not reader.is_admin and (meta.get("owner") is None or meta.get("owner") != reader.name):
+            raise NotFoundError("artifact not found (unknown or expired)")  # the same answer: nothing to probe
+        mime = meta.get("mime_type")
         artifact = Artifact(artifact_id, checked_mime_type(mime), info.st_size, expires_at)
         return StoredArtifact(artifact, data_file)
 

@@ -314,7 +314,7 @@ class GenerationService:
             data = await anyio.to_thread.run_sync(decode_base64, output.data)
             if data is None:  # already a URL, or not base64: passed on as the binding gave it
                 continue
-            artifact = await self.artifacts.put(data, output.mime_type)
+            artifact = await self.artifacts.put(data, output.mime_type, current_principal.get())
             output.data = artifact.path
             output.mime_type = artifact.mime_type
             output.metadata = {

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from lollms_server.app import create_app
+from lollms_server.core.api_keys import KeyFile
 from lollms_server.core.artifacts import ARTIFACT_PATH_PREFIX
 from lollms_server.core.errors import ConfigError
 from tests.conftest import running_client
@@ -73,7 +74,9 @@ PAINTER_CARD: dict[str, Any] = {
 }
 
 
-def painter_app(tmp_path: Path, **artifacts: Any):  # type: ignore[no-untyped-def]
+def painter_app(tmp_path: Path, user_keys: tuple[str, ...] = (), **artifacts: Any):  # type: ignore[no-untyped-def]
+    """The app with the painter binding; ``user_keys``: named user keys to create first (their headers are in
+    ``app.state.test_headers``)."""
     config = make_config(
         tmp_path,
         bindings_map={"painter": "painter_binding"},
@@ -82,7 +85,13 @@ def painter_app(tmp_path: Path, **artifacts: Any):  # type: ignore[no-untyped-de
     )
     write_binding_type(config.paths.bindings_folder, "painter_binding", code=PAINTER_CODE, card=PAINTER_CARD)
     write_instance(config, "painter", {})
-    return create_app(config)
+    keys = KeyFile(config.paths.config_dir / "api_keys.yaml")
+    headers = {name: {"X-API-Key": keys.create(name, "user")} for name in user_keys}
+    if user_keys:
+        keys.save()
+    app = create_app(config)
+    app.state.test_headers = headers
+    return app
 
 
 def tti(parameters: dict[str, Any], stream: bool = False) -> dict[str, Any]:
@@ -150,6 +159,22 @@ async def test_url_output_is_served_with_the_key_and_its_content_type(
         assert expired.status_code == 404
     assert list((tmp_path / "stored").iterdir()) == []
     assert PNG_BASE64[:40] not in caplog.text
+
+
+async def test_an_artifact_is_served_to_its_key_and_admins_only(tmp_path: Path) -> None:
+    """Another user key asking for the id gets what an unknown id gets: 404 (it read the audio of others)."""
+    app = painter_app(tmp_path, user_keys=("alice", "bob"))
+    alice, bob = app.state.test_headers["alice"], app.state.test_headers["bob"]
+    async with running_client(app) as client:
+        made = await client.post("/api/v1/generate", json=tti({"output_format": "url"}), headers=alice)
+        assert made.status_code == 200, made.text
+        path = made.json()["output"][1]["data"]
+        by_bob = await client.get(path, headers=bob)
+        by_alice = await client.get(path, headers=alice)
+        by_admin = await client.get(path)  # TEST_API_KEY: an allowed_api_keys entry, an admin
+    assert by_bob.status_code == 404 and by_bob.json()["code"] == "not_found"
+    assert by_alice.status_code == 200 and by_alice.content == PNG_BYTES
+    assert by_admin.status_code == 200
 
 
 async def test_stored_files_are_private(tmp_path: Path) -> None:

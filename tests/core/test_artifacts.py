@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from lollms_server.core.api_keys import Principal
 from lollms_server.core.artifacts import ARTIFACT_PATH_PREFIX, ID_LENGTH, ArtifactStore, checked_mime_type
 from lollms_server.core.errors import NotFoundError, PayloadTooLargeError
+
+OWNER = Principal(name="alice", role="user")
 
 
 class Clock:
@@ -27,19 +30,36 @@ def store_in(tmp_path: Path, max_bytes: int = 10_000, ttl: float = 60.0) -> tupl
     return ArtifactStore(tmp_path / "artifacts", max_bytes=max_bytes, ttl_seconds=ttl, clock=clock), clock
 
 
+async def test_an_artifact_is_its_makers_and_the_admins(tmp_path: Path) -> None:
+    """Another key gets what an unknown id gets (nothing to probe); an admin key reads any; an artifact stored
+    without an owner (before owners were recorded) is an admin's only."""
+    store, _ = store_in(tmp_path)
+    artifact = await store.put(b"alice's audio", "audio/wav", OWNER)
+    unowned = await store.put(b"old", "audio/wav")
+    for reader in (Principal(name="mallory", role="user"), Principal(name="Alice", role="user")):
+        with pytest.raises(NotFoundError, match="unknown or expired"):
+            await store.get(artifact.id, reader)
+    with pytest.raises(NotFoundError):
+        await store.get(unowned.id, OWNER)
+    admin = Principal(name="root", role="admin")
+    assert (await store.get(artifact.id, admin)).file.read_bytes() == b"alice's audio"
+    assert (await store.get(unowned.id, admin)).file.read_bytes() == b"old"
+    assert (await store.get(artifact.id, OWNER)).file.read_bytes() == b"alice's audio"
+
+
 async def test_put_then_get_returns_the_bytes_and_mime_type(tmp_path: Path) -> None:
     store, clock = store_in(tmp_path)
-    artifact = await store.put(b"\x89PNG-bytes", "image/png")
+    artifact = await store.put(b"\x89PNG-bytes", "image/png", OWNER)
     assert len(artifact.id) == ID_LENGTH and artifact.path == f"{ARTIFACT_PATH_PREFIX}{artifact.id}"
     assert (artifact.mime_type, artifact.size, artifact.expires_at) == ("image/png", 10, clock.now + 60)
-    found = await store.get(artifact.id)
+    found = await store.get(artifact.id, OWNER)
     assert found.file.read_bytes() == b"\x89PNG-bytes"
     assert found.artifact == artifact
 
 
 async def test_ids_are_distinct_and_files_private(tmp_path: Path) -> None:
     store, _ = store_in(tmp_path)
-    ids = {(await store.put(b"x", "image/png")).id for _ in range(20)}
+    ids = {(await store.put(b"x", "image/png", OWNER)).id for _ in range(20)}
     assert len(ids) == 20
     for path in store.folder.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -65,70 +85,70 @@ async def test_malformed_ids_never_reach_the_disk(tmp_path: Path, artifact_id: s
     (tmp_path / "secret.data").write_bytes(b"not yours")
     (tmp_path / "secret.json").write_text('{"mime_type": "text/plain"}')
     with pytest.raises(NotFoundError):
-        await store.get(artifact_id)
+        await store.get(artifact_id, OWNER)
 
 
 async def test_an_id_of_the_right_shape_that_was_never_stored_is_not_found(tmp_path: Path) -> None:
     store, _ = store_in(tmp_path)
-    await store.put(b"x", "image/png")
+    await store.put(b"x", "image/png", OWNER)
     with pytest.raises(NotFoundError):
-        await store.get("A" * ID_LENGTH)
+        await store.get("A" * ID_LENGTH, OWNER)
 
 
 async def test_expired_artifacts_are_not_served_and_are_deleted(tmp_path: Path) -> None:
     store, clock = store_in(tmp_path, ttl=60)
-    artifact = await store.put(b"old", "audio/wav")
+    artifact = await store.put(b"old", "audio/wav", OWNER)
     clock.now += 59
-    assert (await store.get(artifact.id)).file.read_bytes() == b"old"
+    assert (await store.get(artifact.id, OWNER)).file.read_bytes() == b"old"
     clock.now += 1
     with pytest.raises(NotFoundError):
-        await store.get(artifact.id)
+        await store.get(artifact.id, OWNER)
     assert list(store.folder.iterdir()) == []
 
 
 async def test_a_sweep_deletes_what_expired_and_keeps_the_rest(tmp_path: Path) -> None:
     store, clock = store_in(tmp_path, ttl=60)
-    old = [await store.put(b"old", "image/png") for _ in range(3)]
+    old = [await store.put(b"old", "image/png", OWNER) for _ in range(3)]
     clock.now += 30
-    young = await store.put(b"young", "image/png")
+    young = await store.put(b"young", "image/png", OWNER)
     clock.now += 30
     assert await store.sweep() == 3
     assert sorted(path.name for path in store.folder.iterdir()) == [f"{young.id}.data", f"{young.id}.json"]
     for artifact in old:
         with pytest.raises(NotFoundError):
-            await store.get(artifact.id)
+            await store.get(artifact.id, OWNER)
     assert store.total_bytes() == len(b"young")
 
 
 async def test_the_cap_evicts_the_oldest_first(tmp_path: Path) -> None:
     store, clock = store_in(tmp_path, max_bytes=3000)
-    first = await store.put(b"1" * 1000, "image/png")
+    first = await store.put(b"1" * 1000, "image/png", OWNER)
     clock.now += 1
-    second = await store.put(b"2" * 1000, "image/png")
+    second = await store.put(b"2" * 1000, "image/png", OWNER)
     clock.now += 1
-    third = await store.put(b"3" * 1000, "image/png")
+    third = await store.put(b"3" * 1000, "image/png", OWNER)
     clock.now += 1
-    fourth = await store.put(b"4" * 1500, "image/png")
+    fourth = await store.put(b"4" * 1500, "image/png", OWNER)
     with pytest.raises(NotFoundError):
-        await store.get(first.id)
+        await store.get(first.id, OWNER)
     with pytest.raises(NotFoundError):
-        await store.get(second.id)
-    assert (await store.get(third.id)).file.read_bytes() == b"3" * 1000
-    assert (await store.get(fourth.id)).file.read_bytes() == b"4" * 1500
+        await store.get(second.id, OWNER)
+    assert (await store.get(third.id, OWNER)).file.read_bytes() == b"3" * 1000
+    assert (await store.get(fourth.id, OWNER)).file.read_bytes() == b"4" * 1500
     assert store.total_bytes() == 2500 <= store.max_bytes
 
 
 async def test_one_artifact_over_the_cap_is_refused(tmp_path: Path) -> None:
     store, _ = store_in(tmp_path, max_bytes=1024)
-    kept = await store.put(b"k" * 1000, "image/png")
+    kept = await store.put(b"k" * 1000, "image/png", OWNER)
     with pytest.raises(PayloadTooLargeError, match="max_total_bytes"):
-        await store.put(b"x" * 1025, "image/png")
-    assert (await store.get(kept.id)).file.read_bytes() == b"k" * 1000
+        await store.put(b"x" * 1025, "image/png", OWNER)
+    assert (await store.get(kept.id, OWNER)).file.read_bytes() == b"k" * 1000
 
 
 async def test_leftovers_of_interrupted_writes_are_swept_once_stale(tmp_path: Path) -> None:
     store, clock = store_in(tmp_path, ttl=60)
-    kept = await store.put(b"kept", "image/png")
+    kept = await store.put(b"kept", "image/png", OWNER)
     orphan = "B" * ID_LENGTH
     leftover = store.folder / f".{'C' * ID_LENGTH}.0123abcd.writing.data"
     foreign = store.folder / "notes.txt"
@@ -138,13 +158,13 @@ async def test_leftovers_of_interrupted_writes_are_swept_once_stale(tmp_path: Pa
     await store.sweep()
     assert (store.folder / f"{orphan}.json").exists() and leftover.exists()  # may still be being written
     clock.now += 30
-    await store.put(b"new", "image/png")  # every put sweeps too
+    await store.put(b"new", "image/png", OWNER)  # every put sweeps too
     clock.now += 30
     await store.sweep()
     assert not (store.folder / f"{orphan}.json").exists() and not leftover.exists()
     assert foreign.exists()  # never touches a file it did not write
     with pytest.raises(NotFoundError):
-        await store.get(kept.id)
+        await store.get(kept.id, OWNER)
 
 
 def test_mime_types_are_normalised_or_replaced() -> None:
@@ -158,6 +178,6 @@ def test_mime_types_are_normalised_or_replaced() -> None:
 async def test_replicas_sharing_the_folder_serve_each_others_artifacts(tmp_path: Path) -> None:
     """No index in memory: what one replica stored, another serves (the artifacts folder on shared storage)."""
     one, other = ArtifactStore(tmp_path / "shared", 1 << 20, 60), ArtifactStore(tmp_path / "shared", 1 << 20, 60)
-    stored = await one.put(b"made by replica one", "image/png")
-    served = await other.get(stored.id)
+    stored = await one.put(b"made by replica one", "image/png", OWNER)
+    served = await other.get(stored.id, OWNER)
     assert served.file.read_bytes() == b"made by replica one" and served.artifact.mime_type == "image/png"
