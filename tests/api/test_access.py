@@ -260,3 +260,16 @@ async def test_revoking_the_last_key_never_turns_authentication_off(tmp_path: Pa
     assert [listed.status_code, created.status_code, generated.status_code] == [403, 403, 403]
     assert revoked.status_code == 401
     assert "mallory" not in (config.paths.config_dir / "api_keys.yaml").read_text()
+
+
+async def test_metrics_are_for_admin_keys(tmp_path: Path) -> None:
+    """They name every key and every instance: a user key gets 403; an admin key, or anyone when metrics.public."""
+    config, keys = config_with_keys(tmp_path, alice={}, root={"role": "admin"})
+    async with running_client(create_app(config), api_key=None) as client:
+        by_user = await client.get("/metrics", headers=keys["alice"])
+        by_admin = await client.get("/metrics", headers=keys["root"])
+    assert by_user.status_code == 403 and "admin" in by_user.json()["detail"] and "alice" not in by_user.text
+    assert by_admin.status_code == 200 and "lollms_" in by_admin.text
+    config.values["metrics"]["public"] = True
+    async with running_client(create_app(config), api_key=None) as client:
+        assert (await client.get("/metrics")).status_code == 200
