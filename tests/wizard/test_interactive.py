@@ -6,6 +6,7 @@ leaving nothing behind, an existing configuration opened and edited (after a bac
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,22 @@ BASE_URL = "http://127.0.0.1:9/v1"
 def spawn(command: list[str], cwd: Path, **env: str) -> Any:
     environment = {k: v for k, v in os.environ.items() if k not in ("LOLLMS_CONFIG_DIR", "LOLLMS_ENCRYPTION_KEY")}
     environment.update({"TERM": "dumb", "COLUMNS": "120", **env})
-    child = pexpect.spawn(command[0], command[1:], cwd=str(cwd), env=environment, encoding="utf-8", timeout=60)
+    child = pexpect.spawn(
+        command[0],
+        command[1:],
+        cwd=str(cwd),
+        env=environment,
+        encoding="utf-8",
+        timeout=60,
+        preexec_fn=interruptible,
+    )
     return child
+
+
+def interruptible() -> None:
+    """In the child: Ctrl-C interrupts, as in an operator's terminal. A suite started where SIGINT is ignored (a
+    background job of a script, some CI runners) would pass SIG_IGN on, and the Ctrl-C test could not pass."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def answer(child: Any, prompt: str, reply: str) -> None:
@@ -38,8 +53,8 @@ def answer(child: Any, prompt: str, reply: str) -> None:
 
 
 def wait_for_hidden_input(child: Any, prompt: str) -> None:
-    """The hidden prompt shown and getpass reading: it drops what was typed before it switched the terminal's echo
-    off (TCSAFLUSH), a Ctrl-C included, so the test waits for that state, not for the prompt's text alone."""
+    """The hidden prompt shown and getpass reading: getpass switches the echo off with TCSAFLUSH, which drops what
+    was typed before, so the test waits for that state, not for the prompt's text alone."""
     child.expect(prompt)
     assert child.waitnoecho(timeout=120), "the terminal's echo never went off"
 
