@@ -119,7 +119,12 @@ def _timestamp(value: Any, where: str) -> float | None:
             ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.timestamp()
+    try:
+        stamp = moment.timestamp()
+        dt.datetime.fromtimestamp(stamp, dt.timezone.utc)  # shown in UTC: 9999-12-31T23:59-23:59 is year 10000 there
+    except (OverflowError, ValueError, OSError):
+        raise ConfigError([f"{where}.expires = {value!r}: out of range; write a date before 9999-12-31"]) from None
+    return stamp
 
 
 def _record(entry: Any, where: str) -> KeyRecord:

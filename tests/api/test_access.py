@@ -273,3 +273,14 @@ async def test_metrics_are_for_admin_keys(tmp_path: Path) -> None:
     config.values["metrics"]["public"] = True
     async with running_client(create_app(config), api_key=None) as client:
         assert (await client.get("/metrics")).status_code == 200
+
+
+async def test_an_expiry_beyond_the_year_9999_in_utc_is_a_400(tmp_path: Path) -> None:
+    config, keys = config_with_keys(tmp_path, root={"role": "admin"})
+    async with running_client(create_app(config), api_key=None) as client:
+        refused = await client.post(
+            "/api/v1/admin/keys", json={"name": "late", "expires": "9999-12-31T23:59:59-23:59"}, headers=keys["root"]
+        )
+        listed = await client.get("/api/v1/admin/keys", headers=keys["root"])
+    assert refused.status_code == 400 and "out of range" in refused.json()["detail"]
+    assert "late" not in {key["name"] for key in listed.json()["keys"]}
