@@ -55,7 +55,8 @@ class Limiter:
             self.health.answered()
         except StoreUnavailableError as exc:
             self.health.failed(exc)
-            if self.fail_open:
+            # A key without limits needs no shared state to be served (its usage of this request goes uncounted).
+            if self.fail_open or not principal.limits.any:
                 await app(scope, receive, send)
                 return
             response = error_response(
