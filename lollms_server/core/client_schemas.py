@@ -81,7 +81,9 @@ class _Checker:
 
     def children(self, schema: dict[str, Any], path: str) -> Iterator[tuple[str, Any]]:
         for key in _ONE:
-            if key in schema and not (key == "additionalProperties" and isinstance(schema[key], bool)):
+            if key == "items" and isinstance(schema.get(key), list):  # draft 4's tuple form
+                yield from ((f"{path}.items[{index}]", item) for index, item in enumerate(schema[key]))
+            elif key in schema:
                 yield f"{path}.{key}", schema[key]
         for key in _LIST:
             if key in schema:

@@ -79,6 +79,7 @@ def test_schemas_that_clients_really_send_pass() -> None:
             "additionalProperties": False,
         },
         nested(10),
+        {"type": "array", "items": [{"type": "string"}, {"type": "integer"}], "additionalItems": False},
     ):
         check_client_schema(schema, "parameters")
 
