@@ -13,6 +13,9 @@ from typing import Any
 
 import yaml
 
+from lollms_server.core.config_paths import config_text
+from lollms_server.core.errors import ConfigError
+
 MAX_CONFIG_VALUES = 200_000
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -141,9 +144,9 @@ def content_problems(path: Path, data: bytes) -> list[str]:
     if suffix not in (".yaml", ".yml", ".json"):
         return []
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return [f"{path}: cannot be parsed: not UTF-8 text (byte {exc.start})"]
+        text = config_text(path, data)
+    except ConfigError as exc:
+        return exc.problems
     try:
         return _json_problems(path, text) if suffix == ".json" else _yaml_problems(path, text)
     except RecursionError:

@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 
 from lollms_server.core.atomic_files import atomic_path, atomic_write_bytes
 from lollms_server.core.config_content import SQLITE_SUFFIXES, content_problems, no_settings
-from lollms_server.core.config_paths import CONFIG_EXTENSIONS, find_config_file, read_config_bytes
+from lollms_server.core.config_paths import CONFIG_EXTENSIONS, find_config_file, read_config_bytes, without_bom
 from lollms_server.core.config_sqlite import load_sqlite_config
 from lollms_server.core.config_validation import DynamicSectionCheck, secret_paths, validate_values
 from lollms_server.core.errors import ConfigError
@@ -64,6 +64,25 @@ class LoadedFile:
     dropped_keys: list[str] = field(default_factory=list)
 
 
+class _CheckedContent(type(Path())):  # type: ignore[misc]
+    """A path that answers with content already read and checked: a ConfigGuard handler (which reads through
+    ``exists`` and ``read_bytes``) parses exactly what was checked, never a file changed since nor a BOM."""
+
+    content: bytes
+
+    @classmethod
+    def of(cls, path: Path, content: bytes) -> _CheckedContent:
+        checked = cls(path)
+        checked.content = content
+        return checked
+
+    def exists(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    def read_bytes(self) -> bytes:
+        return self.content
+
+
 def read_raw(path: Path) -> tuple[str | None, dict[str, Any]]:
     """The version stamp and the values of a config file, exactly as stored."""
     quiet_configguard()
@@ -79,7 +98,7 @@ def read_raw(path: Path) -> tuple[str | None, dict[str, Any]]:
             raise ConfigError([no_settings(path)])
         return version, values
     try:
-        result = get_handler(path).load(path)
+        result = get_handler(path).load(_CheckedContent.of(path, without_bom(data)))
     except ImportError as exc:
         extra = _EXTRA_FOR_SUFFIX.get(path.suffix.lower(), "all")
         raise ConfigError(

@@ -3,6 +3,9 @@
 A path that exists is the operator's: if it cannot be used (a dangling or looping symbolic link, a
 folder, a device, an unsupported format, unreadable, too large) that is an error in one line, never a
 reason to look elsewhere or to write a default file beside it.
+
+Text config files are UTF-8, with or without a byte order mark: Windows editors write one, YAML and JSON allow
+it, and every config file (main, instances, keys, personalities) is read the same way through ``config_text``.
 """
 
 from __future__ import annotations
@@ -74,6 +77,24 @@ def read_config_bytes(path: Path) -> bytes:
     if len(data) > MAX_CONFIG_BYTES:  # it grew since it was checked
         raise ConfigError([f"{path}: is larger than {_megabytes(MAX_CONFIG_BYTES)}, the limit for config files"])
     return data
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def without_bom(data: bytes) -> bytes:
+    """A text config file's bytes without the UTF-8 byte order mark it may start with."""
+    return data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data
+
+
+def config_text(path: Path, data: bytes) -> str:
+    """A text config file's content: UTF-8, a leading byte order mark dropped; ConfigError when not UTF-8."""
+    text = without_bom(data)
+    try:
+        return text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        position = exc.start + len(data) - len(text)
+        raise ConfigError([f"{path}: cannot be parsed: not UTF-8 text (byte {position}); save it as UTF-8"]) from None
 
 
 def check_config_folder(folder: Path, described_as: str | None = None) -> None:
