@@ -227,6 +227,8 @@ def _install_personality_deps(args: argparse.Namespace) -> int:
 def _keys(args: argparse.Namespace) -> int:
     from lollms_server.api.access import keys_path
     from lollms_server.core.api_keys import KeyFile, KeyLimits
+    from lollms_server.core.errors import NotFoundError
+    from lollms_server.core.file_locks import LockBusyError
 
     config = _config_or_exit(args, create=False, migrate=False)
     try:
@@ -239,17 +241,20 @@ def _keys(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"{public['name']}: {public['role']}, {limits}{expiry if public['expires'] else ''}\n")
             return 0
         if args.action == "revoke":
-            keys.revoke(args.name)
-            keys.save()
+            keys.change(lambda current: current.revoke(args.name))
             sys.stdout.write(f"revoked {args.name} (running servers drop it within seconds)\n")
             return 0
         key_limits = KeyLimits(args.rpm, args.tpm, args.tokens_per_day, args.concurrent)
         models = tuple(item for item in (args.models or "").split(",") if item)
         personalities = tuple(item for item in (args.personalities or "").split(",") if item)
-        secret = keys.create(args.name, args.role, key_limits, models, personalities, args.expires)
-        keys.save()
+        secret = keys.change(
+            lambda current: current.create(args.name, args.role, key_limits, models, personalities, args.expires)
+        )
     except ConfigError as exc:
         return _report(exc.problems, heading="keys")
+    except (NotFoundError, LockBusyError) as exc:
+        _say(f"keys: {exc}")
+        return EXIT_CONFIG_ERROR
     sys.stdout.write(f"{secret}\n")
     _say(f"key '{args.name}' ({args.role}) created; its secret above is shown only this once")
     return 0

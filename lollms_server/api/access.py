@@ -7,9 +7,10 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
 
@@ -29,6 +30,8 @@ from lollms_server.core.quotas import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 KEYS_CHECK_SECONDS = 2.0  # how often the key file's change time is looked at (replicas pick up new keys)
 
@@ -61,12 +64,22 @@ def install_access(app: FastAPI, config: ServerConfig) -> None:
     health = StoreHealth(on_error=metrics.shared_state_errors.inc if metrics else None)
     app.state.store_health = health
 
-    def reload_keys() -> None:
-        fresh = KeyFile.load(keys.path)
-        keys.records = fresh.records
+    def take_keys() -> None:
         verifier.update(config.api_keys, keys)
 
+    def reload_keys() -> None:
+        keys.reload(then=take_keys)
+
     app.state.reload_keys = reload_keys
+    changing = asyncio.Lock()  # one change at a time per process: a single worker thread waits for the file lock
+
+    async def change_keys(edit: Callable[[KeyFile], T]) -> T:
+        """Apply ``edit`` to the key file under its lock (off the event loop); the new keys are in force when it
+        returns, so a key created is usable and a key revoked refused at once."""
+        async with changing:
+            return await asyncio.to_thread(keys.change, edit, take_keys)
+
+    app.state.change_keys = change_keys
 
     async def reload() -> dict[str, Any]:
         """Keys and binding instances from their files; what cannot be used keeps what is in force."""
@@ -155,11 +168,14 @@ async def stop_access(app: FastAPI, watcher: asyncio.Task[Any]) -> None:
         await store.close()
 
 
-def _changed(path: Path) -> float | None:
+def _changed(path: Path) -> tuple[int, int, int] | None:
+    """What tells one version of the key file from the next: every write replaces the file (a new inode), and
+    the modification time in nanoseconds tells apart files written in place within one second."""
     try:
-        return path.stat().st_mtime
+        info = path.stat()
     except OSError:
         return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 async def _follow_key_file(app: FastAPI) -> None:

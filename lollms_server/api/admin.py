@@ -3,7 +3,6 @@ Only admin keys may call them (a user key gets 403)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -11,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lollms_server.api.auth import PROTECTED_PREFIX
 from lollms_server.api.errors import error_responses
-from lollms_server.core.api_keys import KeyLimits, Principal
-from lollms_server.core.errors import BadRequestError, ConfigError, ForbiddenError, NotFoundError
+from lollms_server.core.api_keys import KeyFile, KeyLimits, Principal
+from lollms_server.core.errors import BadRequestError, ConfigError, ForbiddenError
 
 
 def admin_only(request: Request) -> Principal:
@@ -50,37 +49,28 @@ async def list_keys(request: Request) -> dict[str, Any]:
     return {"keys": [record.public() for record in request.app.state.keys.records.values()]}
 
 
-@router.post("/keys", status_code=201, responses=error_responses(400), summary="Create a key (its secret shown once)")
+@router.post(
+    "/keys", status_code=201, responses=error_responses(400, 503), summary="Create a key (its secret shown once)"
+)
 async def create_key(body: NewKey, request: Request) -> dict[str, Any]:
-    keys = request.app.state.keys
     limits = KeyLimits(body.requests_per_minute, body.tokens_per_minute, body.tokens_per_day, body.concurrent_requests)
-    if body.name in keys.records:
-        raise BadRequestError(f"a key named '{body.name}' exists; revoke it first or choose another name")
-    try:
-        secret = keys.create(body.name, body.role, limits, tuple(body.models), tuple(body.personalities), body.expires)
-    except ConfigError as exc:
-        raise BadRequestError("; ".join(exc.problems)) from None
-    await _save_and_apply(request, keys)
-    return {"key": secret, **keys.records[body.name].public()}
+
+    def create(keys: KeyFile) -> dict[str, Any]:
+        try:
+            secret = keys.create(
+                body.name, body.role, limits, tuple(body.models), tuple(body.personalities), body.expires
+            )
+        except ConfigError as exc:  # a name in use, an expiry that is no date (a broken key file stays a 503)
+            raise BadRequestError("; ".join(exc.problems)) from None
+        return {"key": secret, **keys.records[body.name].public()}
+
+    created: dict[str, Any] = await request.app.state.change_keys(create)
+    return created
 
 
-async def _save_and_apply(request: Request, keys: Any) -> None:
-    """Write the key file (off the event loop) and take its keys at once."""
-
-    def save_and_reload() -> None:
-        keys.save()
-        request.app.state.reload_keys()
-
-    await asyncio.to_thread(save_and_reload)
-
-
-@router.delete("/keys/{name}", responses=error_responses(404), summary="Revoke a key (at once)")
+@router.delete("/keys/{name}", responses=error_responses(404, 503), summary="Revoke a key (at once)")
 async def revoke_key(name: str, request: Request) -> dict[str, str]:
-    keys = request.app.state.keys
-    if name not in keys.records:
-        raise NotFoundError(f"no key named '{name}'")
-    keys.revoke(name)
-    await _save_and_apply(request, keys)
+    await request.app.state.change_keys(lambda keys: keys.revoke(name))
     return {"revoked": name}
 
 

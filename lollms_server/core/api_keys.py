@@ -4,7 +4,11 @@ A key has a name, a role (``admin`` or ``user``), an optional expiry, the model 
 (shell-style patterns; empty allows all) and limits (requests per minute, tokens per minute and per day,
 concurrent requests). The key file (``security.keys_file``) keeps only each key's SHA-256 digest; the secret is
 shown once, when it is created. Entries of ``security.allowed_api_keys`` stay valid as anonymous admin keys
-without limits."""
+without limits.
+
+Every change reads the file, edits what it holds and writes it back under a lock (a lock file beside it, so the
+``keys`` command and every replica sharing the file take turns): a key created or revoked elsewhere meanwhile
+is never lost."""
 
 from __future__ import annotations
 
@@ -12,22 +16,29 @@ import datetime as dt
 import fnmatch
 import hashlib
 import secrets
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from lollms_server.core.atomic_files import atomic_write_bytes
 from lollms_server.core.config import API_KEY_DIGEST_PREFIX, SAFE_NAME, hash_api_key
-from lollms_server.core.errors import ConfigError
+from lollms_server.core.config_paths import config_text
+from lollms_server.core.errors import ConfigError, NotFoundError
+from lollms_server.core.file_locks import exclusive_lock
 
 ROLES = ("admin", "user")
 LIMIT_NAMES = ("requests_per_minute", "tokens_per_minute", "tokens_per_day", "concurrent_requests")
+# How long a change waits for another process (the keys command, a replica) to finish its own change of the file.
+KEY_FILE_LOCK_SECONDS = 10.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -168,11 +179,39 @@ def _record(entry: Any, where: str) -> KeyRecord:
 
 
 class KeyFile:
-    """The named keys of ``path`` (a missing file has none)."""
+    """The named keys of ``path`` (a missing file has none).
+
+    ``records`` is replaced, never edited in place, once the keys are in use: ``change`` and ``reload`` build a
+    new dict, so a reader holding the old one never sees it change under it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.records: dict[str, KeyRecord] = {}
+        self._guard = threading.Lock()  # the keys taken and what follows them (``then``) change together
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.lock")
+
+    def reload(self, then: Callable[[], None] | None = None) -> None:
+        """Take the keys the file holds now; ``then`` runs with them in force, before any other change is taken."""
+        with self._guard:
+            self.records = KeyFile.load(self.path).records
+            if then is not None:
+                then()
+
+    def change(self, edit: Callable[[KeyFile], T], then: Callable[[], None] | None = None) -> T:
+        """Apply ``edit`` to the keys the file holds now, write them and take them, while no other process or
+        thread changes the file, so no change made elsewhere is lost; ``then`` runs with the new keys in force.
+        ``LockBusyError`` when another process holds the file longer than KEY_FILE_LOCK_SECONDS."""
+        with exclusive_lock(self.lock_path, KEY_FILE_LOCK_SECONDS, f"the key file {self.path}"), self._guard:
+            current = KeyFile.load(self.path)
+            result = edit(current)
+            current.save()
+            self.records = current.records
+            if then is not None:
+                then()
+        return result
 
     @classmethod
     def load(cls, path: Path) -> KeyFile:
@@ -180,7 +219,7 @@ class KeyFile:
         if not path.exists():
             return keys
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yaml.safe_load(config_text(path, path.read_bytes())) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError([f"{path}: cannot be read: {exc}"]) from None
         entries = raw.get("keys") if isinstance(raw, Mapping) else None
@@ -248,7 +287,7 @@ class KeyFile:
 
     def revoke(self, name: str) -> None:
         if self.records.pop(name, None) is None:
-            raise ConfigError([f"no key named '{name}' (keys: {', '.join(self.records) or 'none'})"])
+            raise NotFoundError(f"no key named '{name}' (keys: {', '.join(self.records) or 'none'})")
 
 
 class ApiKeyVerifier:
