@@ -100,16 +100,22 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _encrypt_secrets(args: argparse.Namespace) -> int:
+    from lollms_server.core.atomic_files import remove_interrupted_writes
     from lollms_server.core.instance_secrets import encrypt_instance_secrets
 
     config = _config_or_exit(args, create=False)
     try:
+        # What an interrupted run (or any killed writer) left: temporary files, never one still being written.
+        for leftover in remove_interrupted_writes(config.paths.instance_bindings_folder):
+            _say(f"{leftover}: removed (left by an interrupted write)")
         reports, problems = encrypt_instance_secrets(config)
     except ConfigError as exc:
         problems, reports = exc.problems, []
     except OSError as exc:
         problems, reports = [f"{exc.filename or config.paths.instance_bindings_folder}: {exc.strerror or exc}"], []
     for report in reports:
+        for backup in report.encrypted_backups:
+            _say(f"{backup}: an older plaintext backup, now encrypted")
         if report.encrypted_fields:
             _say(f"{report.path}: encrypted {', '.join(report.encrypted_fields)} (encrypted backup: {report.backup})")
         else:
@@ -227,8 +233,7 @@ def _install_personality_deps(args: argparse.Namespace) -> int:
 def _keys(args: argparse.Namespace) -> int:
     from lollms_server.api.access import keys_path
     from lollms_server.core.api_keys import KeyFile, KeyLimits
-    from lollms_server.core.errors import NotFoundError
-    from lollms_server.core.file_locks import LockBusyError
+    from lollms_server.core.errors import NotFoundError, UnavailableError
 
     config = _config_or_exit(args, create=False, migrate=False)
     try:
@@ -252,7 +257,7 @@ def _keys(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         return _report(exc.problems, heading="keys")
-    except (NotFoundError, LockBusyError) as exc:
+    except (NotFoundError, UnavailableError) as exc:  # no such key; the file locked elsewhere or not lockable
         _say(f"keys: {exc}")
         return EXIT_CONFIG_ERROR
     sys.stdout.write(f"{secret}\n")

@@ -5,18 +5,26 @@ crash leaves either the old file or the new one, never half of each. An existing
 permission bits (and its owner, when we may set it); a new file is created ``0600`` when it may hold
 secrets (``private=True``), else with the umask's default. A symbolic link is written through: the file
 it points to is replaced and the link stays.
+
+The temporary file is named ``.<name>.<8 hex digits>.writing<suffix>`` and marked as being written while it is
+(``file_locks.writing``): a process killed meanwhile leaves it behind, and ``remove_interrupted_writes`` removes
+such leftovers, never a file of another name nor one a live writer holds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from lollms_server.core.file_locks import remove_if_abandoned, writing
+
 PRIVATE_MODE = 0o600
+_TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.writing(\.[^.]+)?")
 _DEFAULT_MODE = 0o666  # narrowed by the umask, as open() does
 
 
@@ -53,8 +61,7 @@ def atomic_path(path: Path, *, private: bool = False, exclusive: bool = False) -
         raise FileExistsError(f"{target} already exists")
     temporary = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.writing{target.suffix}")
     create_mode = PRIVATE_MODE if private else _DEFAULT_MODE
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, create_mode))
-    try:
+    with writing(temporary, create_mode), _removed_at_last(temporary):
         yield temporary
         # Set again after writing: a format handler may have recreated the temporary file.
         if existing is not None:
@@ -69,8 +76,33 @@ def atomic_path(path: Path, *, private: bool = False, exclusive: bool = False) -
         else:
             os.replace(temporary, target)
         _fsync_folder(target.parent)
+
+
+@contextlib.contextmanager
+def _removed_at_last(temporary: Path) -> Iterator[None]:
+    try:
+        yield
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def remove_interrupted_writes(folder: Path) -> list[Path]:
+    """Remove the temporary files that writes into ``folder`` left when their process was killed: only names of
+    our pattern, only regular files, never one a live writer holds. Returns what was removed."""
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = [
+        Path(entry.path)
+        for entry in entries
+        if _TEMPORARY_NAME.fullmatch(entry.name)
+        and entry.is_file(follow_symlinks=False)
+        and remove_if_abandoned(Path(entry.path))
+    ]
+    if removed:
+        _fsync_folder(folder)
+    return sorted(removed)
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, private: bool = False, exclusive: bool = False) -> None:

@@ -222,8 +222,10 @@ def load_config_file(
         loaded.migrated_from = file_version
         loaded.dropped_keys = unknown
         if migrate:
-            # Secrets are written back exactly as stored (still encrypted where they were).
-            loaded.backup_path = backup_file(path, f"v{file_version}")
+            # Secrets are written back exactly as stored (still encrypted where they were); with a key, the backup
+            # of a file that may hold secrets is encrypted as a whole, as encrypt-secrets and the wizard do.
+            protect = cipher if secret_paths(schema) else None
+            loaded.backup_path = backup_file(path, f"v{file_version}", protect_with=protect)
             write_config_file(path, schema, raw_values)
             logger.warning(
                 "Migrated %s from version %s to %s (backup: %s%s)",

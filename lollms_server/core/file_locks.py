@@ -35,7 +35,8 @@ class LockBusyError(UnavailableError):
 
 
 def try_lock(descriptor: int) -> bool:
-    """Take the exclusive lock of an open file at once; False when another holder has it."""
+    """Take the exclusive lock of an open file at once; False when another holder has it, OSError when the file
+    system cannot lock."""
     try:
         if fcntl is not None:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -43,10 +44,10 @@ def try_lock(descriptor: int) -> bool:
             msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
     except (BlockingIOError, PermissionError):
         return False
-    except OSError as exc:
+    except OSError:
         if fcntl is None:  # msvcrt says "locked" with EACCES or EDEADLOCK
             return False
-        raise exc
+        raise
     return True
 
 
@@ -54,11 +55,14 @@ def try_lock(descriptor: int) -> bool:
 def exclusive_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
     """Hold the lock of ``path`` (a lock file, created ``0600`` when missing and never removed), waiting at most
     ``timeout`` seconds for another holder; ``LockBusyError`` naming ``what`` after that."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise UnavailableError(f"{what} cannot be locked: {path}: {exc.strerror or exc}") from None
     try:
         deadline = time.monotonic() + timeout
-        while not try_lock(descriptor):
+        while not _locked(descriptor, path, what):
             if time.monotonic() >= deadline:
                 raise LockBusyError(
                     f"{what} is being changed by another process (it holds {path} for more than {timeout:g} s); "
@@ -69,6 +73,32 @@ def exclusive_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(descriptor)  # releases the lock
+
+
+def _locked(descriptor: int, path: Path, what: str) -> bool:
+    try:
+        return try_lock(descriptor)
+    except OSError as exc:  # a file system without locks: refuse rather than write unguarded
+        raise UnavailableError(f"{what} cannot be locked: {path}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def writing(path: Path, mode: int) -> Iterator[None]:
+    """Create ``path`` (it must not exist) with ``mode`` and mark it as being written until the block ends, so
+    ``remove_if_abandoned`` leaves it alone. POSIX: a lock held on it. Windows keeps no mark: there a file open
+    elsewhere can be neither renamed nor removed, so it is closed at once (and cannot be removed while a writer
+    has it open)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    if fcntl is None:
+        os.close(descriptor)
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):  # a file system without locks: the file is written unmarked
+            try_lock(descriptor)  # a file just created exclusively: nobody else holds it
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def remove_if_abandoned(path: Path) -> bool:
@@ -86,9 +116,12 @@ def remove_if_abandoned(path: Path) -> bool:
     except OSError:
         return False  # gone meanwhile, or a link: not ours to remove
     try:
-        if not try_lock(descriptor):
-            return False
-        path.unlink(missing_ok=True)
-        return True
+        try:
+            abandoned = try_lock(descriptor)
+        except OSError:
+            abandoned = False  # a file system without locks cannot tell: kept
+        if abandoned:
+            path.unlink(missing_ok=True)
+        return abandoned
     finally:
         os.close(descriptor)
