@@ -26,9 +26,10 @@ from lollms_server.core.bindings import Binding, collect_outputs, token_usage
 from lollms_server.core.compute_threads import run_compute
 from lollms_server.core.errors import BadRequestError
 
+from .grammars import GrammarBuilder
 from .models import ModelCatalog, ModelFile
-from .runner import chat_pieces, completion_pieces, stream_batches, tool_pieces
-from .tool_calls import TOOL_ATTEMPTS, ToolAnswer, tool_mode, with_tools
+from .runner import chat_pieces, completion_pieces, stream_batches
+from .tool_calls import TOOL_ATTEMPTS, ToolAnswer, ToolMode, grammar_request, tool_mode, with_tools
 from .vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,9 @@ class LlamaCppBinding(Binding):
         self._vocabularies: OrderedDict[Path, Vocabulary] = OrderedDict()
         self._vocabulary_lock = asyncio.Lock()
         self._catalog: tuple[Any, ModelCatalog] | None = None
+        self._grammars = GrammarBuilder(
+            float(config.get("grammar_timeout", 10.0)), int(config.get("grammar_memory_mb", 1024))
+        )
 
     @property
     def catalog(self) -> ModelCatalog:
@@ -158,6 +162,7 @@ class LlamaCppBinding(Binding):
 
     async def unload_model(self) -> bool:
         await self._residency.unload(self.binding_instance_name)
+        await self._grammars.aclose()  # the grammar worker too (started again when a schema comes)
         return True
 
     def _settings(self, model: ModelFile, kind: str) -> dict[str, Any]:
@@ -295,7 +300,7 @@ class LlamaCppBinding(Binding):
         model = self.catalog.resolve(request_info.get("model_name"))
         vocabulary = await self._vocabulary(model)
         messages = None if request_info.get("raw_prompt") else self._messages(prompt, request_info, params)
-        options = {**self._options(params), **self._response_format(params)}
+        options = self._options(params)  # a grammar (response_format, tools) adds nothing to the prompt
         context = self._context_size(vocabulary)
         return await anyio.to_thread.run_sync(
             lambda: vocabulary.check_fits(model.name, context, messages, prompt, options)
@@ -332,15 +337,22 @@ class LlamaCppBinding(Binding):
     def supports_structured_output(self) -> bool:
         return True
 
-    @staticmethod
-    def _response_format(params: dict[str, Any]) -> dict[str, Any]:
-        """llama-cpp-python turns a JSON schema (or any JSON) into a grammar that constrains sampling."""
+    async def _grammar(self, model: ModelFile, params: dict[str, Any], mode: ToolMode | None) -> str | None:
+        """The grammar sampling must follow: the tools' calls, or the response format's JSON (schema). Client
+        schemas are built into grammars in the grammar worker (``grammars.py``), never in this process."""
+        if mode is not None:
+            schema, root = grammar_request(mode)
+            return await self._grammars.build(model.path, schema, root, "tools (their parameters)")
         requested = params.get("response_format") or {}
         if requested.get("type") not in ("json_object", "json_schema"):
-            return {}
+            return None
         # OpenAI's shape: {"type": "json_schema", "json_schema": {"name", "schema"}} or {"type": "json_object"}.
         schema = (requested.get("json_schema") or {}).get("schema") or requested.get("schema")
-        return {"response_format": {"type": "json_object", **({"schema": schema} if schema else {})}}
+        if not schema:
+            from llama_cpp.llama_grammar import JSON_GBNF
+
+            return str(JSON_GBNF)
+        return await self._grammars.build(model.path, schema, None, "response_format (its schema)")
 
     def _options(self, params: dict[str, Any]) -> dict[str, Any]:
         options = {key: params[key] for key in (*SAMPLING_OPTIONS, *PASSTHROUGH_OPTIONS) if key in params}
@@ -390,6 +402,8 @@ class LlamaCppBinding(Binding):
         if prompt_tokens is None:  # a workflow's own call: nobody has checked the prompt yet
             prompt_tokens = await self.count_prompt_tokens(prompt, params, request_info)
         options = self._options(params)
+        mode = None if request_info.get("raw_prompt") else tool_mode(params)
+        grammar = None if request_info.get("raw_prompt") else await self._grammar(model, params, mode)
         completion_tokens = 0
         finish_reason = None
         residency_key = (self.binding_instance_name, (GENERATION, model.canonical))
@@ -406,7 +420,6 @@ class LlamaCppBinding(Binding):
                     # (a reused prefix is evaluated in other batches, with other rounding): start afresh.
                     llm.reset()
                 try:
-                    mode = None if request_info.get("raw_prompt") else tool_mode(params)
                     attempts = TOOL_ATTEMPTS if mode is not None else 1
                     for attempt in range(attempts):
                         if request_info.get("raw_prompt"):
@@ -414,10 +427,9 @@ class LlamaCppBinding(Binding):
                         elif mode is not None:  # sampling constrained to the tools' calls (or, with auto, text)
                             # A call that failed its schema is sampled again, nothing of it having been sent.
                             seeded = {**options, "seed": options.get("seed", 0) + attempt} if attempt else options
-                            start = tool_pieces(llm, self._messages(prompt, request_info, params), seeded, mode)
+                            start = chat_pieces(llm, self._messages(prompt, request_info, params), seeded, grammar)
                         else:
-                            messages = self._messages(prompt, request_info, params)
-                            start = chat_pieces(llm, messages, {**options, **self._response_format(params)})
+                            start = chat_pieces(llm, self._messages(prompt, request_info, params), options, grammar)
                         answer = ToolAnswer(mode)
                         async for batch in stream_batches(start, hand_over_every):
                             if batch.text:

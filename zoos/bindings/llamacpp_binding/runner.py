@@ -11,24 +11,18 @@ from typing import Any, NamedTuple
 
 from lollms_server.core.thread_stream import Emit, stream_from_thread
 
-from .tool_calls import grammar_text
 
-
-def chat_pieces(llm: Any, messages: list[dict[str, Any]], options: dict[str, Any]) -> Callable[[], Iterator[Any]]:
-    """Start a chat completion (the model's chat template applies); pieces via ``piece_of``."""
-    return lambda: llm.create_chat_completion(messages=messages, stream=True, **options)
-
-
-def tool_pieces(
-    llm: Any, messages: list[dict[str, Any]], options: dict[str, Any], mode: Any
+def chat_pieces(
+    llm: Any, messages: list[dict[str, Any]], options: dict[str, Any], grammar: str | None
 ) -> Callable[[], Iterator[Any]]:
-    """A chat completion whose sampling follows the grammar of ``mode``'s tool calls (built in the worker)."""
+    """Start a chat completion (the model's chat template applies), its sampling held to ``grammar`` (GBNF text
+    from ``grammars.GrammarBuilder``) if given; pieces via ``piece_of``."""
 
     def start() -> Iterator[Any]:
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        grammar = LlamaGrammar.from_string(grammar_text(mode), verbose=False)
-        return llm.create_chat_completion(messages=messages, stream=True, grammar=grammar, **options)  # type: ignore[no-any-return]
+        constraint = None if grammar is None else LlamaGrammar.from_string(grammar, verbose=False)
+        return llm.create_chat_completion(messages=messages, stream=True, grammar=constraint, **options)  # type: ignore[no-any-return]
 
     return start
 

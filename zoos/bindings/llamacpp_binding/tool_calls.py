@@ -75,18 +75,14 @@ def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
     return options[0] if len(options) == 1 else {"oneOf": options}
 
 
-def grammar_text(mode: ToolMode) -> str:
-    """The GBNF grammar of an answer in ``mode`` (llama-cpp-python's JSON-schema converter for the call)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+def grammar_request(mode: ToolMode) -> tuple[dict[str, Any], str | None]:
+    """What the grammar of an answer in ``mode`` is built from (``grammars.GrammarBuilder.build``): the JSON schema
+    of one call, and the root rule that frames it when the model may also answer in text (None: a call only)."""
+    return call_schema(mode.tools), None if mode.required else CALL_OR_TEXT
 
-    call = json_schema_to_gbnf(json.dumps(call_schema(mode.tools)))
-    if mode.required:
-        return call
-    renamed = "\n".join(
-        "tool-call-json ::=" + line[len("root ::=") :] if line.startswith("root ::=") else line
-        for line in call.splitlines()
-    )
-    return f'root ::= "{OPEN}" tool-call-json "{CLOSE}" | free-text\nfree-text ::= [^<\\x00] [^\\x00]*\n' + renamed
+
+# A call between the markers, or text that does not start like one (the call's own rules are ``schema-root``).
+CALL_OR_TEXT = f'root ::= "{OPEN}" schema-root "{CLOSE}" | free-text\nfree-text ::= [^<\\x00] [^\\x00]*'
 
 
 def tools_system_message(mode: ToolMode) -> str:
