@@ -26,6 +26,7 @@ from lollms_server.core.quotas import (
     MemoryLimitStore,
     StoreHealth,
     StoreUnavailableError,
+    TokenBudget,
     UsageAccounting,
 )
 
@@ -119,6 +120,8 @@ async def start_access(app: FastAPI, config: ServerConfig) -> asyncio.Task[Any]:
     share_compute_slots(app, config, store)
     service = app.state.generation_service
     service.observers.append(UsageAccounting(store, app.state.store_health))
+    fail_open = config.section("shared_state")["failure_policy"] == "open"
+    service.token_budget = TokenBudget(lambda: app.state.limit_store, app.state.store_health, fail_open)
     if app.state.metrics is not None:
         service.observers.append(app.state.metrics)
     reloads: set[asyncio.Task[Any]] = set()

@@ -33,6 +33,7 @@ from lollms_server.core.errors import (
     PayloadTooLargeError,
     QueueFullError,
     QueueTimeoutError,
+    RateLimitedError,
     UnavailableError,
 )
 from lollms_server.core.metrics import ServerMetrics
@@ -52,6 +53,7 @@ STATUS_FOR_ERROR: dict[type[LollmsError], tuple[int, str]] = {
     ForbiddenError: (403, "forbidden"),
     NotFoundError: (404, "not_found"),
     QueueTimeoutError: (408, "queue_timeout"),
+    RateLimitedError: (429, "rate_limited"),
     QueueFullError: (503, "queue_full"),
     PayloadTooLargeError: (413, "payload_too_large"),
     CapabilityError: (501, "not_implemented"),

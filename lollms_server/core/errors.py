@@ -43,6 +43,11 @@ class RetryLaterError(LollmsError):
         self.retry_after = retry_after
 
 
+class RateLimitedError(RetryLaterError):
+    """A per-key limit refuses the request (the middleware refuses most requests; this, what only the generation
+    can know: its tokens)."""
+
+
 class QueueTimeoutError(RetryLaterError):
     """The request waited longer than ``resource_manager.queue_timeout`` for a resource slot."""
 

@@ -43,6 +43,7 @@ from lollms_server.core.limits import check_name
 from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.nested import nested_generators
 from lollms_server.core.parameters import layer_parameters
+from lollms_server.core.quotas import Reservation, TokenBudget
 from lollms_server.core.resource_manager import ResourceManager, ResourceSlot
 from lollms_server.core.tasks import task_of
 from lollms_server.core.think import split_thoughts
@@ -154,6 +155,7 @@ class PreparedGeneration:
     model_key: ModelKey | None = None
     generation_type: str = "ttt"
     output_format: str = AUTO_OUTPUT_FORMAT
+    reservation: Reservation | None = None  # the tokens counted before it runs, under its key's token limits
 
     @property
     def request_info(self) -> dict[str, Any]:
@@ -212,6 +214,7 @@ class GenerationService:
         self.inline_max_bytes = int(config.section("artifacts")["inline_max_bytes"])
         self.url_inputs = UrlInputs(config.url_input_policy)
         self.observers: list[GenerationObserver] = []  # per-key usage, metrics: told about every generation
+        self.token_budget: TokenBudget | None = None  # per-key token limits, reserved before a generation runs
         self.active_streams = 0
 
     async def prepare(
@@ -349,13 +352,36 @@ class GenerationService:
         return await self.run(await self.prepare(request, request_id))
 
     async def admit(self, prepared: PreparedGeneration) -> ResourceSlot | None:
-        """A compute slot for bindings that need one (QueueTimeoutError when the queue is too slow)."""
+        """The key's tokens reserved (``_reserve``), then a compute slot for bindings that need one
+        (QueueTimeoutError when the queue is too slow: the reservation is given back)."""
+        await self._reserve(prepared)
         if not prepared.uses_compute_slot:
             return None
-        with span("lollms.admission", binding=prepared.binding_name):
-            return await self.resources.admit(
-                f"generate {prepared.request_id} on {prepared.binding_name}", model=prepared.model_key
-            )
+        try:
+            with span("lollms.admission", binding=prepared.binding_name):
+                return await self.resources.admit(
+                    f"generate {prepared.request_id} on {prepared.binding_name}", model=prepared.model_key
+                )
+        except BaseException:
+            if self.token_budget is not None and prepared.reservation is not None:
+                await self.token_budget.cancel(current_principal.get(), prepared.reservation)
+                prepared.reservation = None
+            raise
+
+    async def _reserve(self, prepared: PreparedGeneration) -> None:
+        """Under a token limit, count the most tokens the generation may use before it runs; ``max_tokens`` is
+        lowered to what the key has left (RateLimitedError when not even the prompt and one token fit). The
+        prompt is its counted tokens, or its length in bytes over 4 where the binding cannot count."""
+        max_tokens = prepared.parameters.get("max_tokens")
+        if self.token_budget is None or max_tokens is None:
+            return
+        prompt = prepared.prompt_tokens
+        if prompt is None:
+            prompt = -(-len(prepared.conversation.prompt.encode()) // 4)
+        reservation = await self.token_budget.reserve(current_principal.get(), prompt, int(max_tokens))
+        if reservation is not None:
+            prepared.reservation = reservation
+            prepared.parameters["max_tokens"] = min(int(max_tokens), reservation.granted - prompt)
 
     async def run(self, prepared: PreparedGeneration) -> list[OutputData]:
         record = self._record(prepared, streamed=False)
@@ -363,10 +389,12 @@ class GenerationService:
             outputs = await self._run(prepared)
         except BaseException as exc:
             record.error = type(exc).__name__
+            record.reservation = prepared.reservation
             await notify(self.observers, record)
             raise
         record.output_seen()
         record.finish(outputs, None, prepared.prompt_tokens)
+        record.reservation = prepared.reservation
         await notify(self.observers, record)
         return outputs
 
@@ -398,7 +426,9 @@ class GenerationService:
         )
 
     def _record(self, prepared: PreparedGeneration, streamed: bool) -> GenerationRecord:
-        return GenerationRecord(prepared.binding_name, prepared.model_name, prepared.generation_type, streamed)
+        record = GenerationRecord(prepared.binding_name, prepared.model_name, prepared.generation_type, streamed)
+        record.reservation = prepared.reservation  # a stream was admitted before it starts
+        return record
 
     def _source(self, prepared: PreparedGeneration) -> AsyncIterator[dict[str, Any]]:
         if prepared.workflow_call is not None:

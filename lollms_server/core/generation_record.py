@@ -30,6 +30,8 @@ class GenerationRecord:
     completion_tokens: int = 0
     outputs: dict[str, int] = field(default_factory=dict)  # by output type
     error: str | None = None  # the exception's class name
+    finished: bool = False  # its outputs and usage are known (``finish``)
+    reservation: Any = None  # the quotas.Reservation of its tokens, settled by the usage accounting
 
     @property
     def model_id(self) -> str:
@@ -51,6 +53,7 @@ class GenerationRecord:
         self.completion_tokens = int(usage.get("completion_tokens") or 0)
         for output in outputs:
             self.outputs[output.type] = self.outputs.get(output.type, 0) + 1
+        self.finished = True
 
 
 class GenerationObserver(Protocol):

@@ -1,7 +1,10 @@
 """Per-key limits and usage: requests per minute, tokens per minute and per day, concurrent requests.
 
 Windows are fixed (the UTC minute, the UTC day) so counts are exact and the same on every replica. A request is
-counted when it is admitted (a replica that dies mid-stream loses no count); its tokens when it ends. Two stores
+counted when it is admitted (a replica that dies mid-stream loses no count). A generation under a token limit
+reserves its most tokens (its prompt and ``max_tokens``, cut to what the key has left) before it runs
+(``TokenBudget``), so simultaneous requests cannot overshoot the limit; when it ends the count is settled to what
+it used; one that does not finish (its client left, it failed) stays counted at its reservation. Two stores
 keep the counts with the same semantics: ``MemoryLimitStore`` for one process, ``RedisLimitStore``
 (``redis_state.py``) shared by every replica."""
 
@@ -15,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lollms_server.core.api_keys import KeyLimits
-from lollms_server.core.errors import UnavailableError
+from lollms_server.core.api_keys import KeyLimits, Principal
+from lollms_server.core.errors import RateLimitedError, UnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,43 @@ def decide(
     return None, 0
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """Tokens counted for a generation before it runs: ``granted`` in all (``prompt`` of them its prompt), in the
+    windows of ``minute`` and ``day``; or the limit that refused it."""
+
+    granted: int
+    prompt: int
+    minute: int
+    day: int
+    refused_by: str | None = None
+    left: int = 0  # what the key had left (reported when refused)
+    retry_after: int = 0
+
+    def used(self, finished: bool, used_tokens: int) -> int:
+        """The tokens to count in the end: what a finished generation used, else the whole reservation (what an
+        abandoned or failed generation computed is not known)."""
+        return used_tokens if finished else self.granted
+
+
+def grant(
+    limits: KeyLimits, windows: Windows, wanted: int, least: int, minute_tokens: int, day_tokens: int
+) -> tuple[int, str | None, int]:
+    """(tokens granted, the limit that refused, tokens left): ``wanted`` cut to what the token limits leave, or
+    refused when that is less than ``least``. The Lua script ``redis_state.RESERVE`` decides the same way."""
+    granted = wanted
+    for refused_by, limit, used in (
+        ("tokens_per_day", limits.tokens_per_day, day_tokens),
+        ("tokens_per_minute", limits.tokens_per_minute, minute_tokens),
+    ):
+        if limit is None:
+            continue
+        if limit - used < least:
+            return 0, refused_by, max(0, limit - used)
+        granted = min(granted, limit - used)
+    return granted, None, granted
+
+
 def rate_headers(limits: KeyLimits, windows: Windows, requests: int, minute_tokens: int) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers for the limits a key has (counts include the request being answered)."""
     headers = {}
@@ -95,7 +135,16 @@ class LimitStore(Protocol):
 
     async def release(self, name: str, lease: str) -> None: ...
 
-    async def record(self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool) -> None: ...
+    async def record(
+        self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool, windows: bool = True
+    ) -> None:
+        """Count a generation's tokens in the key's usage, and in its windows too unless a reservation did."""
+
+    async def reserve(
+        self, name: str, limits: KeyLimits, wanted: int, prompt: int, now: float | None = None
+    ) -> Reservation: ...
+
+    async def settle(self, name: str, reservation: Reservation, used: int) -> None: ...
 
     async def usage(self) -> dict[str, dict[str, Any]]: ...
 
@@ -159,8 +208,34 @@ class MemoryLimitStore:
     async def release(self, name: str, lease: str) -> None:
         self.leases[name].pop(lease, None)
 
-    async def record(self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool) -> None:
-        self.record_now(name, model, prompt_tokens, completion_tokens, error)
+    async def record(
+        self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool, windows: bool = True
+    ) -> None:
+        self.record_now(name, model, prompt_tokens, completion_tokens, error, windows)
+
+    async def reserve(
+        self, name: str, limits: KeyLimits, wanted: int, prompt: int, now: float | None = None
+    ) -> Reservation:
+        windows = Windows.at(time.time() if now is None else now)
+        minute, day = (name, windows.minute), (name, windows.day)
+        granted, refused_by, left = grant(
+            limits, windows, wanted, prompt + 1, self.minute_tokens[minute], self.day_tokens[day]
+        )
+        if refused_by is not None:
+            retry = windows.day_reset if refused_by == "tokens_per_day" else windows.minute_reset
+            return Reservation(0, prompt, windows.minute, windows.day, refused_by, left, retry)
+        self.minute_tokens[minute] += granted
+        self.day_tokens[day] += granted
+        return Reservation(granted, prompt, windows.minute, windows.day)
+
+    async def settle(self, name: str, reservation: Reservation, used: int) -> None:
+        self.settle_now(name, reservation, used)
+
+    def settle_now(self, name: str, reservation: Reservation, used: int) -> None:
+        """Count ``used`` instead of the reservation, in the windows it was made in (forgotten ones stay so)."""
+        for table, window in ((self.minute_tokens, reservation.minute), (self.day_tokens, reservation.day)):
+            if (name, window) in table:
+                table[(name, window)] += used - reservation.granted
 
     def record_now(
         self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool, windows: bool = True
@@ -216,18 +291,76 @@ class UsageAccounting:
     def observe(self, record: Any) -> Awaitable[None] | None:
         if record.principal is None:
             return None
+        reservation: Reservation | None = record.reservation
         arguments = (
             record.principal.name, record.model_id, record.prompt_tokens, record.completion_tokens,
             record.error is not None,
         )  # fmt: skip
         if self.memory is not None:  # no I/O: counted now, no coroutine to create and await
-            self.memory.record_now(*arguments, windows=record.principal.limits.any)
+            # A reserved generation's windows are settled from its reservation, not counted again.
+            self.memory.record_now(*arguments, windows=record.principal.limits.any and reservation is None)
+            if reservation is not None:
+                self.memory.settle_now(record.principal.name, reservation, self._used(record, reservation))
             return None
-        return self._record(arguments)
+        return self._record(arguments, reservation, self._used(record, reservation) if reservation else 0)
 
-    async def _record(self, arguments: tuple[Any, ...]) -> None:
+    @staticmethod
+    def _used(record: Any, reservation: Reservation) -> int:
+        return reservation.used(record.finished, record.prompt_tokens + record.completion_tokens)
+
+    async def _record(
+        self, arguments: tuple[str, str, int, int, bool], reservation: Reservation | None, used: int
+    ) -> None:
         try:
-            await self.store.record(*arguments)
+            await self.store.record(*arguments, windows=reservation is None)
+            if reservation is not None:
+                await self.store.settle(arguments[0], reservation, used)
             self.health.answered()
+        except StoreUnavailableError as exc:
+            self.health.failed(exc)
+
+
+class TokenBudget:
+    """Reserves the most tokens a generation may use before it runs, against its key's token limits: cut to what
+    the key has left (the generation's ``max_tokens`` is lowered to fit), or refused with 429 when not even its
+    prompt and one token fit. Keys without token limits reserve nothing."""
+
+    def __init__(self, store: Callable[[], LimitStore | None], health: StoreHealth, fail_open: bool) -> None:
+        self.store = store
+        self.health = health
+        self.fail_open = fail_open
+
+    async def reserve(self, principal: Principal | None, prompt: int, max_tokens: int) -> Reservation | None:
+        store = self.store()
+        if principal is None or store is None:
+            return None
+        limits = principal.limits
+        if limits.tokens_per_minute is None and limits.tokens_per_day is None:
+            return None
+        try:
+            reservation = await store.reserve(principal.name, limits, prompt + max_tokens, prompt)
+            self.health.answered()
+        except StoreUnavailableError as exc:
+            self.health.failed(exc)
+            if self.fail_open:
+                return None
+            raise UnavailableError("the shared limits store is unreachable; retry shortly") from exc
+        if reservation.refused_by is not None:
+            limit = getattr(limits, reservation.refused_by)
+            words = reservation.refused_by.replace("_", " ")
+            raise RateLimitedError(
+                f"rate limit reached for key '{principal.name}': {reservation.left} of its {limit} {words} left, "
+                f"and this request's prompt alone is {prompt} tokens; retry in {reservation.retry_after} s",
+                retry_after=reservation.retry_after,
+            )
+        return reservation
+
+    async def cancel(self, principal: Principal | None, reservation: Reservation) -> None:
+        """Give a reservation back whole: its generation never ran (refused in the compute queue)."""
+        store = self.store()
+        if principal is None or store is None:
+            return
+        try:
+            await store.settle(principal.name, reservation, 0)
         except StoreUnavailableError as exc:
             self.health.failed(exc)

@@ -15,6 +15,7 @@ from lollms_server.core.api_keys import KeyLimits
 from lollms_server.core.quotas import (
     UNLIMITED,
     Admission,
+    Reservation,
     StoreUnavailableError,
     Windows,
     empty_usage,
@@ -46,6 +47,34 @@ end
 return {refused, requests, minute_tokens, day_tokens, concurrent}
 """
 
+# quotas.grant() in Lua: the tokens granted (wanted, cut to what the limits leave) or the limit that refuses, and
+# the count of what is granted, atomically. KEYS: the minute's and the day's token counts; -1 means no limit.
+RESERVE = """
+local minute_tokens = tonumber(redis.call('GET', KEYS[1]) or '0')
+local day_tokens = tonumber(redis.call('GET', KEYS[2]) or '0')
+local tpm, tpd, wanted, least = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local granted = wanted
+if tpd >= 0 then
+  if tpd - day_tokens < least then return {'tokens_per_day', math.max(0, tpd - day_tokens)} end
+  granted = math.min(granted, tpd - day_tokens)
+end
+if tpm >= 0 then
+  if tpm - minute_tokens < least then return {'tokens_per_minute', math.max(0, tpm - minute_tokens)} end
+  granted = math.min(granted, tpm - minute_tokens)
+end
+redis.call('INCRBY', KEYS[1], granted)
+redis.call('EXPIRE', KEYS[1], 120)
+redis.call('INCRBY', KEYS[2], granted)
+redis.call('EXPIRE', KEYS[2], 172800)
+return {'', granted}
+"""
+# A settlement: the difference counted in the reservation's windows that still exist (INCRBY keeps their expiry).
+SETTLE = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then redis.call('INCRBY', key, ARGV[1]) end
+end
+"""
+
 
 def _limit(value: int | None) -> int:
     return -1 if value is None else value
@@ -61,6 +90,8 @@ class RedisLimitStore:
         self.prefix = prefix
         self.lease_seconds = lease_seconds
         self._admit = self.client.register_script(ADMIT)
+        self._reserve = self.client.register_script(RESERVE)
+        self._settle = self.client.register_script(SETTLE)
 
     def _keys(self, name: str, windows: Windows) -> list[str]:
         p = self.prefix
@@ -116,12 +147,34 @@ class RedisLimitStore:
     async def release(self, name: str, lease: str) -> None:
         await self._call(self.client.zrem(f"{self.prefix}conc:{name}", lease))
 
-    async def record(self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool) -> None:
-        windows = Windows.at(time.time())
-        keys = self._keys(name, windows)
+    async def reserve(
+        self, name: str, limits: KeyLimits, wanted: int, prompt: int, now: float | None = None
+    ) -> Reservation:
+        windows = Windows.at(time.time() if now is None else now)
+        keys = self._keys(name, windows)[1:3]
+        arguments = [_limit(limits.tokens_per_minute), _limit(limits.tokens_per_day), wanted, prompt + 1]
+        refused, amount = await self._call(self._reserve(keys, arguments))
+        refused = refused.decode() if isinstance(refused, bytes) else refused
+        if refused:
+            retry = windows.day_reset if refused == "tokens_per_day" else windows.minute_reset
+            return Reservation(0, prompt, windows.minute, windows.day, refused, int(amount), retry)
+        return Reservation(int(amount), prompt, windows.minute, windows.day)
+
+    async def settle(self, name: str, reservation: Reservation, used: int) -> None:
+        """Count ``used`` instead of the reservation, in the windows it was made in (expired ones stay gone)."""
+        change = used - reservation.granted
+        if not change:
+            return
+        keys = [f"{self.prefix}tpm:{name}:{reservation.minute}", f"{self.prefix}tpd:{name}:{reservation.day}"]
+        await self._call(self._settle(keys, [change]))
+
+    async def record(
+        self, name: str, model: str, prompt_tokens: int, completion_tokens: int, error: bool, windows: bool = True
+    ) -> None:
+        keys = self._keys(name, Windows.at(time.time()))
         tokens = prompt_tokens + completion_tokens
         pipe = self.client.pipeline(transaction=False)
-        if tokens:
+        if tokens and windows:
             pipe.incrby(keys[1], tokens)
             pipe.expire(keys[1], 120)
             pipe.incrby(keys[2], tokens)

@@ -18,7 +18,15 @@ from lollms_server.core import quotas
 from lollms_server.core.api_keys import KeyFile, KeyLimits
 from lollms_server.core.config import ServerConfig
 from tests.conftest import running_client
-from tests.helpers import TEST_API_KEY, add_scripted_binding, make_config, scripted_hold, wait_until, write_instance
+from tests.helpers import (
+    TEST_API_KEY,
+    add_scripted_binding,
+    make_config,
+    scripted_calls,
+    scripted_hold,
+    wait_until,
+    write_instance,
+)
 from tests.server import serving
 
 ADMIN = {"X-API-Key": TEST_API_KEY}  # allowed_api_keys entries are anonymous admin keys
@@ -284,3 +292,36 @@ async def test_an_expiry_beyond_the_year_9999_in_utc_is_a_400(tmp_path: Path) ->
         listed = await client.get("/api/v1/admin/keys", headers=keys["root"])
     assert refused.status_code == 400 and "out of range" in refused.json()["detail"]
     assert "late" not in {key["name"] for key in listed.json()["keys"]}
+
+
+async def test_simultaneous_requests_cannot_overshoot_a_token_limit(tmp_path: Path) -> None:
+    # Each request may use its prompt (1 token: "hi" as the binding cannot count) and max_tokens=5: six at once
+    # would use 3 tokens each (18) against a limit of 10 if counted only when they end. Reserved before they run:
+    # the first gets 6, the second the 4 left (its max_tokens cut to 3), the other four are refused at once.
+    config, keys = config_with_keys(tmp_path, frank={"limits": {"tokens_per_minute": 10}})
+    async with running_client(create_app(config), api_key=None) as client:
+        release = scripted_hold("burst")
+        body = prompt(chunks=["a", "b", "c"], hold="burst", max_tokens=5)
+        requests = [
+            asyncio.create_task(client.post("/api/v1/generate", json=body, headers=keys["frank"])) for _ in range(6)
+        ]
+        await wait_until(lambda: sum(request.done() for request in requests) == 4)  # the refusals, while 2 run
+        release.set()
+        answers = await asyncio.gather(*requests)
+        usage = (await client.get("/api/v1/admin/usage", headers=ADMIN)).json()["keys"]["frank"]
+        after = await client.post("/api/v1/generate", json=prompt(max_tokens=5), headers=keys["frank"])
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200, 200, 429, 429, 429, 429]
+    refused = next(answer for answer in answers if answer.status_code == 429)
+    assert "tokens per minute" in refused.json()["detail"] and 1 <= int(refused.headers["retry-after"]) <= 60
+    used = sum(usage["prompt_tokens"].values()) + sum(usage["completion_tokens"].values())
+    assert used == 6  # what the two used (3 each); settled from their reservations
+    assert after.status_code == 200  # the reservations were settled to what was used: 4 tokens were left
+
+
+async def test_max_tokens_is_cut_to_what_the_key_has_left(tmp_path: Path) -> None:
+    config, keys = config_with_keys(tmp_path, gina={"limits": {"tokens_per_day": 8}})
+    async with running_client(create_app(config), api_key=None) as client:
+        await client.post("/api/v1/generate", json=prompt(max_tokens=400), headers=keys["gina"])
+    calls = scripted_calls()
+    assert calls[-1]["params"]["max_tokens"] == 7  # 8 left, one of them the prompt's
