@@ -24,13 +24,14 @@ class _End:
         self.error = error
 
 
-async def stream_from_thread(work: Work) -> AsyncGenerator[Any, None]:
+async def stream_from_thread(work: Work, on_stop: Callable[[], None] | None = None) -> AsyncGenerator[Any, None]:
     """Run ``work(emit, stop)`` on a compute thread (``compute_threads``) and yield every item it ``emit``s, in
     order; an exception it raises is raised here after the items emitted before it.
 
     The work should check ``stop`` between steps: it is set when the consumer stops (client gone, cancellation,
-    error), and this generator then waits for the thread to finish, so a model never serves two threads at
-    once. Each emit wakes the event loop: emit batches when items come faster than a few hundred a second.
+    error), and ``on_stop`` is called (to interrupt a step that takes long, from outside the thread); this
+    generator then waits for the thread to finish, so a model never serves two threads at once. Each emit wakes
+    the event loop: emit batches when items come faster than a few hundred a second.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -59,5 +60,7 @@ async def stream_from_thread(work: Work) -> AsyncGenerator[Any, None]:
             yield item
     finally:
         stop.set()
+        if on_stop is not None:
+            on_stop()
         with contextlib.suppress(Exception):
             await outlast_cancellation(worker)

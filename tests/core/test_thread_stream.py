@@ -53,3 +53,18 @@ async def test_a_consumer_that_stops_stops_the_work_and_waits_for_it() -> None:
                 break
     # aclose returned only after the thread ended: nothing runs on after the consumer left.
     assert finished.is_set() and len(steps) >= 4
+
+
+async def test_a_consumer_that_stops_interrupts_a_step_that_never_checks_stop() -> None:
+    # A step inside C code cannot look at ``stop``: ``on_stop`` reaches it from outside the thread.
+    interrupted = threading.Event()
+
+    def work(emit: Any, stop: threading.Event) -> None:
+        emit("started")
+        assert interrupted.wait(timeout=300), "on_stop was never called"  # the long step, ended from outside
+
+    async with contextlib.aclosing(stream_from_thread(work, on_stop=interrupted.set)) as items:
+        async for item in items:
+            assert item == "started"
+            break
+    assert interrupted.is_set()

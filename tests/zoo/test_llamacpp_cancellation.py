@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,45 @@ async def test_concurrent_requests_on_two_models_are_served_correctly(tmp_path: 
         assert app.state.resource_manager.stats().active == 0
     for (prompt, model), answer in zip(requests, answers, strict=True):
         assert CONTINUATIONS[prompt] in answer, (prompt, model, answer)
+
+
+def test_an_interrupt_stops_llama_cpp_inside_a_decode_and_the_context_stays_usable() -> None:
+    interrupt_module = pytest.importorskip("zoos.bindings.llamacpp_binding.interrupt", reason="needs the zoo")
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(embedded_model()), n_ctx=512, n_batch=512, n_threads=1, verbose=False)
+    interrupt = interrupt_module.DecodeInterrupt(llm)
+    tokens = llm.tokenize(b"one two three " * 100)[:400]
+    interrupt.fire()
+    with pytest.raises(RuntimeError, match="llama_decode returned 2"):  # aborted inside llama.cpp
+        llm.eval(tokens)
+    assert llm.n_tokens == 0  # nothing of the aborted batch is kept
+    interrupt.arm()
+    answer = llm.create_completion("The capital of France is", max_tokens=4, temperature=0)
+    assert "Paris" in answer["choices"][0]["text"]
+    llm.close()
+
+
+async def test_a_client_that_leaves_during_the_prompt_stops_its_evaluation(tmp_path: Path) -> None:
+    # One batch of ~1,900 tokens on one thread: seconds of C code that never looks at the stop flag.
+    app = create_app(llama_config(tmp_path, {"n_ctx": 2048, "n_batch": 2048, "n_threads": 1}))
+    long_prompt = {"type": "text", "role": "user_prompt", "data": "Summarize: " + "the cat sat on the mat. " * 270}
+    body = {"input_data": [long_prompt], "parameters": {"max_tokens": 8, "temperature": 0}, "stream": True}
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=600) as client:
+        await client.post("/api/v1/generate", json={"input_data": [LONG], "parameters": {"max_tokens": 1}})
+        llm = loaded_llm(app).llm
+        llm.reset()
+        request = asyncio.create_task(client.post("/api/v1/generate", json=body))
+        # The evaluation has started: the model is locked and its compute thread busy, nothing evaluated yet.
+        await wait_until(
+            lambda: loaded_llm(app).lock.locked() and len(compute_threads._idle) < compute_threads.thread_count()
+        )
+        assert llm.n_tokens == 0
+        request.cancel()  # the client leaves
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+        active, locked = await settled(app)
+        assert (active, locked) == (0, False)
+        assert llm.n_tokens == 0  # the batch was abandoned inside llama.cpp, not evaluated to its end
+        after = await client.post("/api/v1/generate", json={"input_data": [LONG], "parameters": {"max_tokens": 3}})
+        assert after.status_code == 200

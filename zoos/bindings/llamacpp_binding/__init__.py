@@ -27,6 +27,7 @@ from lollms_server.core.compute_threads import run_compute
 from lollms_server.core.errors import BadRequestError
 
 from .grammars import GrammarBuilder
+from .interrupt import DecodeInterrupt
 from .models import ModelCatalog, ModelFile
 from .runner import chat_pieces, completion_pieces, stream_batches
 from .tool_calls import TOOL_ATTEMPTS, ToolAnswer, ToolMode, grammar_request, tool_mode, with_tools
@@ -72,6 +73,7 @@ def _construct(llama_class: Any, settings: dict[str, Any]) -> Any:
 class LoadedModel:
     llm: Any
     lock: asyncio.Lock  # llama.cpp contexts are not thread-safe: one operation at a time per copy
+    interrupt: DecodeInterrupt | None = None  # stops a generation inside a decode (generation copies)
 
 
 def physical_cores() -> int:
@@ -211,7 +213,7 @@ class LlamaCppBinding(Binding):
                         f"load {model.name} on {self.binding_instance_name}"
                     ):
                         llm = await run_compute(_construct, Llama, settings)
-                    loaded = LoadedModel(llm, asyncio.Lock())
+                    loaded = LoadedModel(llm, asyncio.Lock(), DecodeInterrupt(llm) if kind == GENERATION else None)
                     self._loaded[key] = loaded
                     keep_alive = float(self.config.get("keep_alive", 300))
                     self._residency.add(
@@ -431,7 +433,7 @@ class LlamaCppBinding(Binding):
                         else:
                             start = chat_pieces(llm, self._messages(prompt, request_info, params), options, grammar)
                         answer = ToolAnswer(mode)
-                        async for batch in stream_batches(start, hand_over_every):
+                        async for batch in stream_batches(start, hand_over_every, loaded.interrupt):
                             if batch.text:
                                 completion_tokens += batch.tokens
                                 for chunk in answer.feed(batch.text):

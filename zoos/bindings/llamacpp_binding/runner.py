@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 
 from lollms_server.core.thread_stream import Emit, stream_from_thread
 
+from .interrupt import DecodeInterrupt
+
 
 def chat_pieces(
     llm: Any, messages: list[dict[str, Any]], options: dict[str, Any], grammar: str | None
@@ -47,7 +49,9 @@ class Batch(NamedTuple):
     finish_reason: str | None
 
 
-async def stream_batches(start: Callable[[], Iterator[Any]], hand_over_every: float = 0.0) -> AsyncIterator[Batch]:
+async def stream_batches(
+    start: Callable[[], Iterator[Any]], hand_over_every: float = 0.0, interrupt: DecodeInterrupt | None = None
+) -> AsyncIterator[Batch]:
     """Yield the tokens of the completion ``start`` begins, a batch per hand-over.
 
     The completion runs on a compute thread that hands tokens to the loop at most once every ``hand_over_every``
@@ -55,8 +59,9 @@ async def stream_batches(start: Callable[[], Iterator[Any]], hand_over_every: fl
     first token after a pause, which go at once. A batch is one piece of text downstream (one event to encode,
     send and parse instead of one per token): each wake of the event loop, and each event, takes CPU from
     llama.cpp's threads on a machine whose cores they keep busy (bench/README.md). When the consumer stops
-    (client gone, error), the thread stops after its current token and this generator waits for it: the model
-    never serves two threads at once.
+    (client gone, error), the thread stops after its current token, or inside the prompt's evaluation through
+    ``interrupt`` (the model's ``DecodeInterrupt``), and this generator waits for it: the model never serves two
+    threads at once.
     """
 
     def work(emit: Emit, stop: threading.Event) -> None:
@@ -85,7 +90,10 @@ async def stream_batches(start: Callable[[], Iterator[Any]], hand_over_every: fl
         if pending:
             emit(_batch(pending))
 
-    async with contextlib.aclosing(stream_from_thread(work)) as batches:
+    if interrupt is not None:
+        interrupt.arm()
+    on_stop = interrupt.fire if interrupt is not None else None
+    async with contextlib.aclosing(stream_from_thread(work, on_stop)) as batches:
         async for batch in batches:
             yield batch
 
