@@ -8,15 +8,26 @@ import math
 from dataclasses import dataclass, replace
 
 from lollms_server.core.errors import UnavailableError
-from lollms_server.core.sandbox import SandboxedProcess, SandboxLimits
+from lollms_server.core.sandbox import MIB, MemoryStop, SandboxedProcess, SandboxLimits
+
+# The setting a memory stop names, so that the reader knows what to raise.
+TOTAL_MEMORY_SETTING = "code_sandbox.max_total_memory_bytes"
 
 
 @dataclass(frozen=True)
 class CodeRunResult:
-    exit_code: int | None
+    exit_code: int | None  # None when the run did not end by itself (timed out, or stopped)
     stdout: str
     stderr: str
     timed_out: bool
+    stopped: str | None = None  # why the sandbox stopped the run before its end, naming the limit
+
+
+def _memory_stopped(stop: MemoryStop) -> str:
+    return (
+        f"stopped: the run held {stop.used / MIB:.0f} MiB (its processes and files together), over the limit "
+        f"of {stop.limit / MIB:.0f} MiB for a whole run ({TOTAL_MEMORY_SETTING})"
+    )
 
 
 async def _read_capped(stream: asyncio.StreamReader | None, limit: int) -> str:
@@ -55,6 +66,7 @@ async def run_python(
         await sandbox.destroy()
         stdout, stderr = await readers
         set_up = sandbox.was_set_up
+        memory_stop = sandbox.memory_stop
     except BaseException:  # cancelled: stop everything, then let the cancellation through
         sandbox.kill_now()
         readers.cancel()
@@ -70,8 +82,13 @@ async def run_python(
             f"the code sandbox could not start: {reason} (it needs bubblewrap 0.8 or later, and a kernel that"
             " allows namespaces)"
         )
+    ended = not timed_out and memory_stop is None
     return CodeRunResult(
-        exit_code=None if timed_out else process.returncode, stdout=stdout, stderr=stderr, timed_out=timed_out
+        exit_code=process.returncode if ended else None,
+        stdout=stdout,
+        stderr=stderr,
+        timed_out=timed_out,
+        stopped=_memory_stopped(memory_stop) if memory_stop else None,
     )
 
 

@@ -29,6 +29,7 @@ from lollms_server.core.config_schema import GENERATION_TYPES, MAIN_SCHEMA, MAIN
 from lollms_server.core.config_validation import DynamicSectionCheck, validate_values, without_secrets
 from lollms_server.core.errors import BadRequestError, ConfigError
 from lollms_server.core.limits import MAX_NAME_CHARS, InputLimits
+from lollms_server.core.sandbox import SandboxLimits
 from lollms_server.core.secrets import resolve_encryption_key
 from lollms_server.core.url_inputs import UrlInputPolicy
 
@@ -289,6 +290,11 @@ class ServerConfig:
     def input_limits(self) -> InputLimits:
         """The ``limits`` section: bounds on what clients send."""
         return InputLimits.from_config(self.values["limits"])
+
+    @property
+    def sandbox_limits(self) -> SandboxLimits:
+        """The ``code_sandbox`` section: the limits of a run of generated code."""
+        return SandboxLimits.from_config(self.values["code_sandbox"])
 
     @property
     def model_aliases(self) -> dict[str, str]:

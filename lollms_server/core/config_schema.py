@@ -329,6 +329,19 @@ MAIN_SCHEMA: dict[str, Any] = {
             ),
         },
     ),
+    "code_sandbox": _section(
+        "The sandbox that runs generated code (the python_builder_executor personality): besides this, each of "
+        "its processes has 512 MiB of address space and 10 s of CPU, and a run at most 16 processes.",
+        {
+            "max_total_memory_bytes": _setting(
+                "int",
+                "Most memory one run may hold, all its processes and its /tmp and /dev/shm files together; a run "
+                "that holds more is stopped, every process of it killed, and its result names this setting.",
+                1024 * 1024 * 1024,
+                min_val=64 * 1024 * 1024,
+            ),
+        },
+    ),
     "webui": _section(
         "Built-in web interface.",
         {"enable_ui": _setting("bool", "Serve the web UI at the server root.", False)},

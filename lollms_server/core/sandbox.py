@@ -5,11 +5,23 @@ cgroup and mount namespaces. The program sees read-only binds of /usr, the /lib*
 installation (base prefix and virtual environment), a fresh /proc of its own pid namespace, a minimal /dev,
 and two size-capped tmpfs (/tmp, its working and home folder, and /dev/shm) as the only writable places.
 Its environment is built from nothing, and bwrap itself is started with an empty one, so no key of the
-server reaches it. ``sandbox_launcher.py`` then applies the resource limits, leaves root when the server is
-root (for a user id of its own, so that RLIMIT_NPROC applies and no capability remains) and execs the program.
+server reaches it. Every process of it runs under the seccomp filter of :mod:`sandbox_seccomp` (no user
+namespace inside). ``sandbox_launcher.py`` is its first process: it starts the program with the resource
+limits, as a user id of its own when the server is root (so that RLIMIT_NPROC applies and no capability
+remains), and stays to supervise the memory of the whole run.
 
-The pid namespace is the kill switch: when its init dies the kernel kills every process in it, so
-:meth:`SandboxedProcess.destroy` kills that init through a pidfd and waits until it is gone.
+The pid namespace is the kill switch: when its init (the launcher) dies the kernel kills every process in it,
+so :meth:`SandboxedProcess.destroy` kills that init through a pidfd and waits until it is gone, and the
+launcher stops a run that holds too much memory by exiting.
+
+Why the total memory is a supervisor's sum and not a cgroup: a memory cgroup is the kernel's exact bound, but
+creating one needs root on a cgroup v2 host or a delegated subtree (systemd's Delegate=), which a server
+started by hand, in a container or on a cgroup v1 host (as the machine this was written on) does not have;
+resource limits only bound each process (RLIMIT_AS times RLIMIT_NPROC is 8 GiB at the defaults). The
+supervisor needs neither and works wherever the sandbox does. What it counts: the resident and swapped
+private and shared memory of every process and the files of both tmpfs; what it cannot count (memory files,
+System V shared memory and queues) the seccomp filter refuses. A run may pass the limit by what its processes
+touch in one poll (10 ms) before everything is killed.
 """
 
 from __future__ import annotations
@@ -22,10 +34,13 @@ import secrets
 import shutil
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lollms_server.core.errors import UnavailableError
+from lollms_server.core.sandbox_seccomp import seccomp_program
 
 MIB = 1 << 20
 SANDBOX_UID = 65534  # the program's user inside its user namespace, when the server is not root
@@ -40,6 +55,8 @@ _LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
 _INSIDE_LAUNCHER = "/sandbox/launcher.py"
 INSIDE_SCRIPT = "/sandbox/main.py"
 INSIDE_HOME = "/tmp"
+INSIDE_SHM = "/dev/shm"
+SCRATCH_FOLDERS = (INSIDE_HOME, INSIDE_SHM)  # the tmpfs, each scratch_bytes large
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 _ENVIRONMENT = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -58,13 +75,18 @@ class SandboxLimits:
     """Resource limits of one run (``resource.setrlimit``, soft = hard) and the size of its writable space."""
 
     memory_bytes: int = 512 * MIB  # address space of each process (RLIMIT_AS)
+    # Memory the whole run may hold, all its processes and its tmpfs together (the launcher's supervisor).
+    total_memory_bytes: int = 1024 * MIB
     cpu_seconds: int = 10  # CPU time of each process (RLIMIT_CPU)
-    # Processes and threads of the sandbox user (RLIMIT_NPROC). With memory_bytes it bounds the memory of a
-    # run: each process has its own address space limit.
-    processes: int = 16
+    processes: int = 16  # processes and threads of the sandbox user (RLIMIT_NPROC)
     file_bytes: int = 16 * MIB  # largest file it may write (RLIMIT_FSIZE)
     open_files: int = 64  # RLIMIT_NOFILE
     scratch_bytes: int = 64 * MIB  # size of each tmpfs (/tmp and /dev/shm)
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> SandboxLimits:
+        """The limits of the ``code_sandbox`` config section (the others keep their defaults)."""
+        return cls(total_memory_bytes=int(section["max_total_memory_bytes"]))
 
     def rlimits(self) -> dict[str, int]:
         return {
@@ -126,15 +148,18 @@ def _mounts(code_fd: int, scratch_bytes: int) -> list[str]:
         *_parent_folders([*binds, *_SYSTEM_FILES, INSIDE_SCRIPT]),
         *arguments,
         *("--proc", "/proc", "--dev", "/dev"),
-        *("--perms", "1777", "--size", str(scratch_bytes), "--tmpfs", "/dev/shm"),
+        *("--perms", "1777", "--size", str(scratch_bytes), "--tmpfs", INSIDE_SHM),
         *("--ro-bind", str(_LAUNCHER), _INSIDE_LAUNCHER),
         *("--perms", "0444", "--ro-bind-data", str(code_fd), INSIDE_SCRIPT),
         *("--remount-ro", "/"),
     ]
 
 
-def bubblewrap_command(bwrap: str, *, code_fd: int, ready_fd: int, status_fd: int, limits: SandboxLimits) -> list[str]:
-    """The full ``bwrap`` command line running the script read from ``code_fd`` under ``limits``."""
+def bubblewrap_command(
+    bwrap: str, *, code_fd: int, seccomp_fd: int, report_fd: int, status_fd: int, limits: SandboxLimits
+) -> list[str]:
+    """The full ``bwrap`` command line running the script read from ``code_fd`` under ``limits``, with the seccomp
+    filter read from ``seccomp_fd``."""
     privileged = os.geteuid() == 0
     if privileged:
         # Root creates the namespaces without a user namespace; the launcher then becomes an unused user id,
@@ -151,7 +176,9 @@ def bubblewrap_command(bwrap: str, *, code_fd: int, ready_fd: int, status_fd: in
         "limits": limits.rlimits(),
         "uid": uid,
         "gid": uid,
-        "ready_fd": ready_fd,
+        "report_fd": report_fd,
+        "total_memory_bytes": limits.total_memory_bytes,
+        "scratch": list(SCRATCH_FOLDERS),
         "argv": [sys.executable, "-I", "-B", INSIDE_SCRIPT],
     }
     environment = [part for key, value in _ENVIRONMENT.items() for part in ("--setenv", key, value)]
@@ -159,7 +186,9 @@ def bubblewrap_command(bwrap: str, *, code_fd: int, ready_fd: int, status_fd: in
         bwrap,
         *namespaces,
         *identity,
-        *("--die-with-parent", "--new-session", "--hostname", "sandbox"),
+        # The launcher is the init of the pid namespace: its exit, on purpose or not, ends every process.
+        *("--as-pid-1", "--die-with-parent", "--new-session", "--hostname", "sandbox"),
+        *("--seccomp", str(seccomp_fd)),
         *_mounts(code_fd, limits.scratch_bytes),
         *("--chdir", INSIDE_HOME, "--clearenv", *environment),
         *("--json-status-fd", str(status_fd)),
@@ -176,28 +205,44 @@ def _read_available(fd: int) -> bytes:
     return data
 
 
+@dataclass(frozen=True)
+class MemoryStop:
+    """The launcher stopped the run: its processes and tmpfs held ``used`` bytes, over ``limit``."""
+
+    used: int
+    limit: int
+
+
 @dataclass
 class SandboxedProcess:
     """One running sandbox: the ``bwrap`` process, and the pipes it and the launcher report through."""
 
     process: asyncio.subprocess.Process
-    ready_fd: int
+    report_fd: int
     status_fd: int
     _status: bytes = field(default=b"", init=False)
-    _ready: bytes = field(default=b"", init=False)
+    _report: bytes = field(default=b"", init=False)
 
     @classmethod
     async def start(cls, code: str, limits: SandboxLimits) -> SandboxedProcess:
         """Start ``code`` in a new sandbox; stdout and stderr are pipes, stdin is empty."""
         bwrap = find_bubblewrap()
+        seccomp = seccomp_program()
         code_fd = os.memfd_create("lollms_code")
-        ready_read, ready_write = os.pipe()
+        seccomp_fd = os.memfd_create("lollms_seccomp")
+        report_read, report_write = os.pipe()
         status_read, status_write = os.pipe()
         try:
-            os.write(code_fd, code.encode("utf-8"))
-            os.lseek(code_fd, 0, os.SEEK_SET)
+            for fd, content in ((code_fd, code.encode("utf-8")), (seccomp_fd, seccomp)):
+                os.write(fd, content)
+                os.lseek(fd, 0, os.SEEK_SET)
             command = bubblewrap_command(
-                bwrap, code_fd=code_fd, ready_fd=ready_write, status_fd=status_write, limits=limits
+                bwrap,
+                code_fd=code_fd,
+                seccomp_fd=seccomp_fd,
+                report_fd=report_write,
+                status_fd=status_write,
+                limits=limits,
             )
             process = await asyncio.create_subprocess_exec(
                 *command,
@@ -205,25 +250,37 @@ class SandboxedProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                pass_fds=(code_fd, ready_write, status_write),
+                pass_fds=(code_fd, seccomp_fd, report_write, status_write),
                 start_new_session=True,
             )
         except BaseException:
-            os.close(ready_read)
+            os.close(report_read)
             os.close(status_read)
             raise
         finally:
-            for fd in (code_fd, ready_write, status_write):
+            for fd in (code_fd, seccomp_fd, report_write, status_write):
                 os.close(fd)
-        os.set_blocking(ready_read, False)
+        os.set_blocking(report_read, False)
         os.set_blocking(status_read, False)
-        return cls(process, ready_read, status_read)
+        return cls(process, report_read, status_read)
+
+    def _reports(self) -> list[list[str]]:
+        """The launcher's report lines so far, each split in words."""
+        self._report += _read_available(self.report_fd)
+        return [line.split() for line in self._report.decode(errors="replace").splitlines()]
 
     @property
     def was_set_up(self) -> bool:
         """Whether the launcher ran inside a complete sandbox (so a failure since then is the program's)."""
-        self._ready += _read_available(self.ready_fd)
-        return self._ready == b"ready"
+        return ["ready"] in self._reports()
+
+    @property
+    def memory_stop(self) -> MemoryStop | None:
+        """Why the launcher stopped the run for its memory, if it did."""
+        for report in self._reports():
+            if len(report) == 3 and report[0] == "memory" and report[1].isdigit() and report[2].isdigit():
+                return MemoryStop(used=int(report[1]), limit=int(report[2]))
+        return None
 
     def _init_pidfd(self) -> int | None:
         """A pidfd on the sandbox's init (the process whose death empties the pid namespace), if it still runs."""
@@ -284,5 +341,5 @@ class SandboxedProcess:
         await self.process.wait()
 
     def close(self) -> None:
-        os.close(self.ready_fd)
+        os.close(self.report_fd)
         os.close(self.status_fd)

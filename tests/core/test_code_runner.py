@@ -11,6 +11,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from lollms_server.core.code_runner import CodeRunResult, run_python, sandbox_pr
 from lollms_server.core.errors import UnavailableError
 from lollms_server.core.plugin_import import import_file
 from lollms_server.core.sandbox import ROOT_MODE_UIDS, SANDBOX_UID, SandboxLimits
+from tests.helpers import make_config
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +222,8 @@ async def test_cannot_read_the_server_environment(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.usefixtures("sandbox")
 async def test_no_process_of_the_sandbox_holds_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Seen from the host, so that bwrap's own processes count too: its init inside the sandbox is readable
-    # from there when the sandbox user owns it (servers not running as root).
+    # Seen from the host, so that the sandbox's own processes count too: its init (the launcher, which
+    # supervises the run) and bwrap outside.
     monkeypatch.setenv("LOLLMS_ENCRYPTION_KEY", "fake-fernet-key-for-the-test")
     marker = unique("environment-holder")
     sleeper = f"import time  # {marker}\\ntime.sleep(3600)"
@@ -231,14 +233,14 @@ async def test_no_process_of_the_sandbox_holds_a_key(monkeypatch: pytest.MonkeyP
         await asyncio.sleep(0.01)
     assert found, f"the program never ran: {task.result()}"
     chain = found[:1]
-    for _ in range(2):  # the program, bwrap's init in the sandbox, bwrap itself
+    for _ in range(2):  # the program, the launcher (init of the sandbox), bwrap itself
         chain.append(int(Path(f"/proc/{chain[-1]}/stat").read_text().rsplit(")", 1)[1].split()[1]))
     environments = [Path(f"/proc/{pid}/environ").read_bytes() for pid in chain]
     commands = [Path(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()).name for pid in chain]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert commands[1:] == ["bwrap", "bwrap"]
+    assert commands[1:] == [Path(sys.executable).name, "bwrap"]
     assert not any(b"fake-fernet-key" in environment for environment in environments)
     assert environments[2] == b"" and b"PATH=/usr/local/bin:/usr/bin:/bin" in environments[0]
 
@@ -366,9 +368,15 @@ def test_the_same_sandbox_when_the_server_is_an_ordinary_user() -> None:
     marker = unique("user-mode-grandchild")
     program = DETACHED_GRANDCHILD.format(marker=marker, sleep=0, ready="/tmp/tick") + textwrap.dedent(
         """
-        import resource, socket
+        import ctypes, resource, socket
         status = dict(line.split(":\\t") for line in open("/proc/self/status").read().splitlines() if ":\\t" in line)
-        print(os.getuid(), status["CapEff"], status["CapBnd"], status["NoNewPrivs"], open("/proc/1/environ").read())
+        try:
+            init = open("/proc/1/environ").read()
+        except PermissionError:
+            init = "unreadable"
+        print(os.getuid(), status["CapEff"], status["CapBnd"], status["NoNewPrivs"], init)
+        libc = ctypes.CDLL(None, use_errno=True)
+        print("unshare", libc.unshare(0x10000000), ctypes.get_errno())
         try:
             socket.create_connection(("127.0.0.1", 22), timeout=2)
         except OSError as exc:
@@ -409,7 +417,9 @@ def test_the_same_sandbox_when_the_server_is_an_ordinary_user() -> None:
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.splitlines() == [
         "detached",
-        f"{SANDBOX_UID} 0000000000000000 0000000000000000 1 ",  # bwrap's init has an empty environment
+        # The sandbox's init is the supervisor, out of the program's reach; no user namespace inside either.
+        f"{SANDBOX_UID} 0000000000000000 0000000000000000 1 unreadable",
+        "unshare -1 1",  # EPERM
         "network 111",
         "MemoryError",
         "refused after True 11",
@@ -457,28 +467,35 @@ def _workflow() -> Callable[..., Any]:
     return module.run_workflow
 
 
-def _context(answer: str) -> dict[str, object]:
+def _context(answer: str, config_folder: Path) -> dict[str, object]:
     async def generate_text(prompt: str, **params: object) -> str:
         return answer
 
-    return {"request_info": {"system_prompt": "write code"}, "generate_text": generate_text}
+    config = make_config(config_folder)
+    return {"request_info": {"system_prompt": "write code"}, "generate_text": generate_text, "config": config}
 
 
 @pytest.mark.usefixtures("sandbox")
-async def test_personality_runs_the_code_in_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_personality_runs_the_code_in_the_sandbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
     answer = "Here:\n```python\nimport os\nprint(6 * 7, 'OPENAI_API_KEY' in os.environ)\n```"
-    outputs = await _workflow()("compute", {}, _context(answer))
+    outputs = await _workflow()("compute", {}, _context(answer, tmp_path))
     assert outputs[0] == {
         "type": "text",
         "data": "```python\nimport os\nprint(6 * 7, 'OPENAI_API_KEY' in os.environ)\n```",
     }
-    assert outputs[1]["data"] == {"stdout": "42 False\n", "stderr": "", "exit_code": 0, "timed_out": False}
+    assert outputs[1]["data"] == {
+        "stdout": "42 False\n",
+        "stderr": "",
+        "exit_code": 0,
+        "timed_out": False,
+        "stopped": None,
+    }
 
 
-async def test_personality_says_why_it_cannot_run(path_with: Path) -> None:
+async def test_personality_says_why_it_cannot_run(path_with: Path, tmp_path: Path) -> None:
     asked: list[str] = []
-    context = _context("```python\nprint(1)\n```")
+    context = _context("```python\nprint(1)\n```", tmp_path)
     context["generate_text"] = lambda prompt, **params: asked.append(prompt)
     outputs = await _workflow()("compute", {}, context)
     assert asked == []  # the model is not even asked to write code that cannot run

@@ -38,10 +38,15 @@ async def run_workflow(prompt: str, params: dict[str, Any], context: dict[str, A
         return [{"type": "error", "data": "The model wrote no code."}]
     shown = {"type": "text", "data": f"```python\n{code}\n```"}
     try:
-        result = await run_python(code, timeout=TIMEOUT_SECONDS)
+        result = await run_python(code, timeout=TIMEOUT_SECONDS, limits=context["config"].sandbox_limits)
     except UnavailableError as exc:
         return [shown, _cannot_run(str(exc))]
-    summary = f"timed out after {TIMEOUT_SECONDS:g}s" if result.timed_out else f"exit code {result.exit_code}"
+    if result.stopped:
+        summary = result.stopped
+    elif result.timed_out:
+        summary = f"timed out after {TIMEOUT_SECONDS:g}s"
+    else:
+        summary = f"exit code {result.exit_code}"
     return [
         shown,
         {
@@ -51,6 +56,7 @@ async def run_workflow(prompt: str, params: dict[str, Any], context: dict[str, A
                 "stderr": result.stderr,
                 "exit_code": result.exit_code,
                 "timed_out": result.timed_out,
+                "stopped": result.stopped,
             },
             "metadata": {"summary": summary},
         },
