@@ -170,3 +170,37 @@ async def test_a_client_that_leaves_during_the_prompt_stops_its_evaluation(tmp_p
         assert llm.n_tokens == 0  # the batch was abandoned inside llama.cpp, not evaluated to its end
         after = await client.post("/api/v1/generate", json={"input_data": [LONG], "parameters": {"max_tokens": 3}})
         assert after.status_code == 200
+
+
+STORM_REQUESTS = {  # every dialect's streaming request for the same long answer (1,500 tokens if left to run)
+    "/api/v1/generate": {"input_data": [LONG], "parameters": LONG_PARAMS, "stream": True},
+    "/v1/chat/completions": {
+        "model": "llama", "messages": [{"role": "user", "content": LONG["data"]}], "max_tokens": 1500, "stream": True
+    },
+    "/api/chat": {
+        "model": "llama", "messages": [{"role": "user", "content": LONG["data"]}], "options": {"num_predict": 1500}
+    },
+    "/v1/messages": {
+        "model": "llama", "messages": [{"role": "user", "content": LONG["data"]}], "max_tokens": 1500, "stream": True
+    },
+}  # fmt: skip
+
+
+async def test_a_storm_of_abandoned_streams_drains_at_once_in_every_dialect(tmp_path: Path) -> None:
+    app = create_app(llama_config(tmp_path, {"stream_interval_ms": 0}, resource_manager={"max_queue": 100}))
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=600) as client:
+
+        async def first_chunk_then_leave(path: str) -> int:
+            async with client.stream("POST", path, json=STORM_REQUESTS[path]) as response:
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        break  # leaving the block closes the connection
+                return response.status_code
+
+        statuses = await asyncio.gather(*(first_chunk_then_leave(path) for path in STORM_REQUESTS for _ in range(6)))
+        assert statuses == [200] * 24
+        # Run to their ends, the 24 would take 36,000 tokens (minutes); stopped, they are done within seconds.
+        active, locked = await settled(app, timeout=240)
+        assert (active, locked) == (0, False)
+        assert app.state.resource_manager.stats().waiting == 0
+        assert loaded_llm(app).llm.n_tokens < 300  # the last one ended within a few tokens of its short prompt
