@@ -24,6 +24,8 @@ from lollms_server.api.models import (
 )
 from lollms_server.core.api_keys import ApiKeyVerifier
 from lollms_server.core.errors import LollmsError
+from lollms_server.core.model_access import ModelAccess, loaded_models
+from lollms_server.core.model_ids import list_model_ids
 from lollms_server.core.model_scan import scan_models_folder
 from lollms_server.core.task_catalog import describe_tasks
 
@@ -64,7 +66,13 @@ async def list_active_bindings(manager: BindingManagerDep) -> ListActiveBindings
     summary="Default instances and limits",
 )
 async def get_default_bindings(config: ConfigDep) -> GetDefaultBindingsResponse:
-    return GetDefaultBindingsResponse(defaults=config.defaults)
+    """The defaults; a default instance the key may not use shows as null."""
+    access = ModelAccess.current()
+    defaults = {
+        key: None if key.endswith("_binding") and value and not access.may_use_instance(str(value)) else value
+        for key, value in config.defaults.items()
+    }
+    return GetDefaultBindingsResponse(defaults=defaults)
 
 
 @router.get(
@@ -80,8 +88,13 @@ async def list_tasks(manager: BindingManagerDep, config: ConfigDep) -> ListTasks
 @router.get(
     "/list_models", response_model=ListModelsResponse, responses=error_responses(), summary="Files in models_folder"
 )
-async def list_models(config: ConfigDep) -> ListModelsResponse:
-    return ListModelsResponse(models=await run_in_threadpool(scan_models_folder, config.paths.models_folder))
+async def list_models(config: ConfigDep, manager: BindingManagerDep) -> ListModelsResponse:
+    """The files of models_folder; a key limited to some models sees the files of the models it may use."""
+    found = await run_in_threadpool(scan_models_folder, config.paths.models_folder)
+    if ModelAccess.current().restricts_models:
+        usable = {entry["model"] for entry in await list_model_ids(manager)}
+        found = {category: [name for name in names if name in usable] for category, names in found.items()}
+    return ListModelsResponse(models=found)
 
 
 @router.get(
@@ -92,7 +105,12 @@ async def list_models(config: ConfigDep) -> ListModelsResponse:
 )
 async def list_available_models(binding_instance_name: str, manager: BindingManagerDep) -> ListAvailableModelsResponse:
     binding = await manager.get_binding(binding_instance_name)
-    models = await binding.list_available_models()
+    access = ModelAccess.current()
+    models = [
+        model
+        for model in await binding.list_available_models()
+        if access.may_use_model(binding_instance_name, model.get("name"))
+    ]
     try:
         parsed = [ModelInfo.model_validate(model) for model in models]
     except ValueError as exc:
@@ -112,8 +130,7 @@ _MODEL_INFO_FIELDS = set(GetModelInfoResponse.model_fields) - {"binding_instance
 async def get_model_info(
     binding_instance_name: str, manager: BindingManagerDep, model_name: str | None = None
 ) -> GetModelInfoResponse:
-    binding = await manager.get_binding(binding_instance_name)
-    resolved = await binding.resolve_model(model_name)
+    binding, resolved = await manager.use(binding_instance_name, model_name)
     info: dict[str, Any] = dict(await binding.get_model_info(resolved))
     known = {key: info.pop(key) for key in list(info) if key in _MODEL_INFO_FIELDS}
     details = {**info.pop("details", {}), **info}
@@ -128,12 +145,11 @@ async def status(request: Request) -> dict[str, Any]:
     """The compute queue (active, waiting, totals) and the models local bindings hold loaded (names, never
     paths): what the web UI's status page shows beside the bindings, personalities and functions."""
     resources = request.app.state.resource_manager
-    residency = resources.models.stats()
     return {
         "version": __version__,
         "queue": asdict(resources.stats()),
         "loaded_models": [
             {key: model[key] for key in ("instance", "model", "size", "in_use", "idle_seconds")}
-            for model in residency.models
+            for model in loaded_models(resources.models)
         ],
     }

@@ -12,7 +12,6 @@ from lollms_server.api.deps import BindingManagerDep, ConfigDep
 from lollms_server.api.openai_compat.routes import model_objects
 from lollms_server.core import tokens
 from lollms_server.core.binding_manager import BindingManager
-from lollms_server.core.bindings import Binding
 from lollms_server.core.config import ServerConfig
 from lollms_server.core.errors import NotFoundError
 from lollms_server.core.model_ids import list_model_ids
@@ -35,13 +34,13 @@ class TokensRequest(_Request):
     tokens: list[int]
 
 
-async def _binding(model: str | None, bindings: BindingManager, config: ServerConfig) -> tuple[Binding, str | None]:
-    """The binding and model of a model id, or the default text binding."""
+def _instance(model: str | None, bindings: BindingManager, config: ServerConfig) -> tuple[str, str | None]:
+    """The binding instance and model of a model id, or the default text binding."""
     if model:
         choice = bindings.model_ids.parse(model)
         if choice.binding_name is not None:
-            return await bindings.get_binding(choice.binding_name), choice.model_name
-    return await bindings.get_binding(config.binding_for("ttt")), None
+            return choice.binding_name, choice.model_name
+    return config.binding_for("ttt"), None
 
 
 @public_router.get("/version", summary="Server version (public)")
@@ -56,21 +55,21 @@ async def models(request: Request, bindings: BindingManagerDep) -> dict[str, Any
 
 @router.post("/tokenize", summary="Tokens of a text for a model id")
 async def tokenize(body: TextRequest, bindings: BindingManagerDep, config: ConfigDep) -> dict[str, Any]:
-    binding, model = await _binding(body.model, bindings, config)
-    ids = await tokens.tokenize(binding, body.text, False, False, model, config.input_limits)
+    name, model = _instance(body.model, bindings, config)
+    ids = await tokens.tokenize(bindings, name, body.text, False, False, model, config.input_limits)
     return {"tokens": ids, "count": len(ids)}
 
 
 @router.post("/detokenize", summary="Text of tokens for a model id")
 async def detokenize(body: TokensRequest, bindings: BindingManagerDep, config: ConfigDep) -> dict[str, str]:
-    binding, model = await _binding(body.model, bindings, config)
-    return {"text": await tokens.detokenize(binding, body.tokens, model, config.input_limits)}
+    name, model = _instance(body.model, bindings, config)
+    return {"text": await tokens.detokenize(bindings, name, body.tokens, model, config.input_limits)}
 
 
 @router.post("/context_size", summary="Context size of a model id")
 async def context_size(body: _Request, bindings: BindingManagerDep, config: ConfigDep) -> dict[str, int]:
-    binding, model = await _binding(body.model, bindings, config)
-    info = await binding.get_model_info(await binding.resolve_model(model))
+    binding, resolved = await bindings.use(*_instance(body.model, bindings, config))
+    info = await binding.get_model_info(resolved)
     return {"context_size": int(info.get("context_size") or config.defaults["default_context_size"])}
 
 
@@ -125,6 +124,6 @@ async def models_by_type(
 
 @router.get("/audio/voices", summary="Voices of the default text-to-speech binding (lollms_client's tts_list_voices)")
 async def voices(bindings: BindingManagerDep, config: ConfigDep) -> dict[str, Any]:
-    binding = await bindings.get_binding(config.binding_for("tts"))
-    details = (await binding.get_model_info(None)).get("details") or {}
+    binding, model = await bindings.use(config.binding_for("tts"), None)
+    details = (await binding.get_model_info(model)).get("details") or {}
     return {"object": "list", "data": [{"id": voice, "name": voice} for voice in details.get("voices") or []]}

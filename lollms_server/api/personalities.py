@@ -20,7 +20,9 @@ router = protected_router()
 )
 async def list_personalities(manager: PersonalityManagerDep) -> ListPersonalitiesResponse:
     return ListPersonalitiesResponse(
-        personalities=manager.list_personalities(), broken=dict(manager.broken), name_collisions=manager.name_collisions
+        personalities=manager.list_personalities(),
+        broken=manager.list_broken(),
+        name_collisions=manager.name_collisions,
     )
 
 

@@ -13,33 +13,31 @@ from lollms_server.api.models import (
     TokenizeResponse,
 )
 from lollms_server.core import tokens
-from lollms_server.core.binding_manager import BindingManager
-from lollms_server.core.bindings import Binding
-from lollms_server.core.config import ServerConfig
 
 router = protected_router()
 _ERRORS = error_responses(400, 404, 422, 501, 503)
 
 
-async def _binding(manager: BindingManager, config: ServerConfig, name: str | None) -> Binding:
-    return await manager.get_binding(config.binding_for("ttt", name))
-
-
 @router.post("/tokenize", response_model=TokenizeResponse, responses=_ERRORS, summary="Text to token ids")
 async def tokenize(body: TokenizeRequest, manager: BindingManagerDep, config: ConfigDep) -> TokenizeResponse:
-    binding = await _binding(manager, config, body.binding_name)
-    ids = await tokens.tokenize(binding, body.text, body.add_bos, body.add_eos, body.model_name, config.input_limits)
+    name = config.binding_for("ttt", body.binding_name)
+    ids = await tokens.tokenize(
+        manager, name, body.text, body.add_bos, body.add_eos, body.model_name, config.input_limits
+    )
     return TokenizeResponse(tokens=ids, count=len(ids))
 
 
 @router.post("/detokenize", response_model=DetokenizeResponse, responses=_ERRORS, summary="Token ids to text")
 async def detokenize(body: DetokenizeRequest, manager: BindingManagerDep, config: ConfigDep) -> DetokenizeResponse:
-    binding = await _binding(manager, config, body.binding_name)
-    return DetokenizeResponse(text=await tokens.detokenize(binding, body.tokens, body.model_name, config.input_limits))
+    name = config.binding_for("ttt", body.binding_name)
+    text = await tokens.detokenize(manager, name, body.tokens, body.model_name, config.input_limits)
+    return DetokenizeResponse(text=text)
 
 
 @router.post("/count_tokens", response_model=CountTokensResponse, responses=_ERRORS, summary="Count tokens")
 async def count_tokens(body: CountTokensRequest, manager: BindingManagerDep, config: ConfigDep) -> CountTokensResponse:
-    binding = await _binding(manager, config, body.binding_name)
-    ids = await tokens.tokenize(binding, body.text, body.add_bos, body.add_eos, body.model_name, config.input_limits)
+    name = config.binding_for("ttt", body.binding_name)
+    ids = await tokens.tokenize(
+        manager, name, body.text, body.add_bos, body.add_eos, body.model_name, config.input_limits
+    )
     return CountTokensResponse(count=len(ids))

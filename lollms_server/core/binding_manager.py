@@ -19,6 +19,8 @@ from lollms_server.core.config_paths import find_config_file
 from lollms_server.core.config_validation import secret_paths, without_secrets
 from lollms_server.core.errors import ConfigError, NotFoundError, UnavailableError
 from lollms_server.core.instance_files import load_instance_values, type_problem
+from lollms_server.core.limits import check_name
+from lollms_server.core.model_access import ModelAccess, checked_model
 from lollms_server.core.model_ids import ModelIds
 from lollms_server.core.resource_manager import ResourceManager
 from lollms_server.core.secrets import SecretCipher, SecretKeyError
@@ -172,7 +174,8 @@ class BindingManager:
         try:
             instance.binding = binding_type.cls(config=values, resource_manager=self.resource_manager)
             instance.binding.models_folder = self.config.paths.models_folder
-            instance.binding.instance_of = self.get_binding
+            # The instances a binding works over (a router's backends) are the operator's choice, not the caller's.
+            instance.binding.instance_of = self._active_binding
         except Exception as exc:
             instance.reason = scrub(f"initialisation failed: {type(exc).__name__}: {exc}", instance.secret_values)
             return instance
@@ -256,25 +259,44 @@ class BindingManager:
             except Exception:  # the loop must survive any binding's misbehaviour
                 logger.exception("Binding health re-check failed")
 
-    # --- queries ------------------------------------------------------------------------------
+    # --- queries (what the key of the request may use: core.model_access) ------------------------
+    def _visible(self) -> dict[str, BindingInstance]:
+        access = ModelAccess.current()
+        return {name: instance for name, instance in self.instances.items() if access.may_use_instance(name)}
+
     def list_types(self) -> dict[str, dict[str, Any]]:
-        return {name: entry.public_info() for name, entry in sorted(self.types.items())}
+        """Binding types; a key limited to some models sees the types of the instances it may use."""
+        shown = {instance.type_name for instance in self._visible().values()}
+        everything = not ModelAccess.current().restricts_models
+        return {name: entry.public_info() for name, entry in sorted(self.types.items()) if everything or name in shown}
 
     def list_instances(self) -> dict[str, dict[str, Any]]:
-        return {name: instance.public_info() for name, instance in self.instances.items()}
+        return {name: instance.public_info() for name, instance in self._visible().items()}
 
     def list_active_instances(self) -> dict[str, dict[str, Any]]:
         return {
             name: dict(instance.public_config)
-            for name, instance in self.instances.items()
+            for name, instance in self._visible().items()
             if instance.state is InstanceState.ACTIVE
         }
 
     async def get_binding(self, name: str) -> Binding:
-        """The active binding of an instance; NotFoundError or UnavailableError (with the reason) otherwise."""
+        """The active binding of an instance the key may use; ForbiddenError for a name outside its lists (known
+        or not), NotFoundError or UnavailableError (with the reason) otherwise."""
+        ModelAccess.current().check_instance(name)
+        return await self._active_binding(name)
+
+    async def use(self, name: str, model: str | None) -> tuple[Binding, str | None]:
+        """The binding of instance ``name`` and the model ``model`` resolves to on it (None: its default), both
+        allowed to the key of the request."""
+        check_name("binding_name", name)
+        binding = await self.get_binding(name)
+        return binding, await checked_model(name, binding, model)
+
+    async def _active_binding(self, name: str) -> Binding:
         instance = self.instances.get(name)
         if instance is None:
-            known = ", ".join(sorted(self.instances)) or "none configured"
+            known = ", ".join(ModelAccess.current().visible_instances(self.instances)) or "none"
             raise NotFoundError(f"binding instance '{name}' not found (configured instances: {known})")
         if (
             instance.state is InstanceState.UNAVAILABLE

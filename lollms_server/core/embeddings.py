@@ -37,8 +37,7 @@ class EmbeddingService:
                 raise BadRequestError("personalities do not compute embeddings; name an embedding model")
             requested, model = choice.binding_name, choice.model_name
         binding_name = self.config.binding_for("embedding", requested)
-        binding = await self.bindings.get_binding(binding_name)
-        resolved = await binding.resolve_model(model)
+        binding, resolved = await self.bindings.use(binding_name, model)
         result = await binding.embed(texts, resolved, **options)
         return EmbeddingResult(
             model=f"{binding_name}/{resolved}" if resolved else binding_name,

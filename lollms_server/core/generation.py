@@ -25,7 +25,6 @@ from lollms_server.core.domain import GenerationRequest, InputData, OutputData, 
 from lollms_server.core.errors import (
     BadRequestError,
     CapabilityError,
-    ForbiddenError,
     LollmsError,
     NotFoundError,
     UnavailableError,
@@ -40,6 +39,7 @@ from lollms_server.core.events import (
 )
 from lollms_server.core.generation_record import GenerationObserver, GenerationRecord, notify
 from lollms_server.core.limits import check_name
+from lollms_server.core.model_access import checked_model
 from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.nested import nested_generators
 from lollms_server.core.parameters import layer_parameters
@@ -234,12 +234,10 @@ class GenerationService:
             raise CapabilityError(
                 f"binding '{binding_name}' cannot produce {output_type} ('{request.generation_type}' generation)"
             )
-        model_name = await binding.resolve_model(request.model_name or binding.default_model_for(task.name))
-        principal = current_principal.get()
-        if principal is not None and not principal.allows_model(binding_name, model_name):
-            raise ForbiddenError(f"this API key may not use the model '{binding_name}/{model_name}'")
-        if principal is not None and not principal.allows_personality(request.personality):
-            raise ForbiddenError(f"this API key may not use the personality '{request.personality}'")
+        # The key's models and personalities are checked where names are resolved (core.model_access).
+        model_name = await checked_model(
+            binding_name, binding, request.model_name or binding.default_model_for(task.name)
+        )
         conversation = build_conversation(request.input_data, personality.system_prompt if personality else None)
         task.check_inputs(conversation.prompt, {item.role for item in conversation.multimodal})
         workflow = personality.workflow if personality else None

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from lollms_server.core.errors import BadRequestError, NotFoundError, UnavailableError
 from lollms_server.core.generation import AppliedPersonality
+from lollms_server.core.model_access import PERSONALITY_LIST_HINT, ModelAccess
 from lollms_server.core.personality_config import PersonalityConfig
 from lollms_server.core.plugin_import import import_file
 from lollms_server.core.requirements import missing_requirements
@@ -253,12 +254,43 @@ class PersonalityManager:
             if len(ids) > 1:
                 logger.info("Personality name '%s' is shared by %s; use their ids", name, ", ".join(sorted(ids)))
 
+    # --- what the key of the request may use (core.model_access) --------------------------------------
     @property
     def name_collisions(self) -> dict[str, list[str]]:
-        return {name: sorted(ids) for name, ids in self._by_name.items() if len(ids) > 1}
+        """``name`` values shared by several personalities the key may use, with their ids."""
+        access = ModelAccess.current()
+        shared = {
+            name: sorted(pid for pid in ids if access.may_use_personality(pid)) for name, ids in self._by_name.items()
+        }
+        return {name: ids for name, ids in shared.items() if len(ids) > 1}
+
+    def list_broken(self) -> dict[str, str]:
+        """Personalities that failed to load, and why, among those the key may use."""
+        access = ModelAccess.current()
+        return {pid: reason for pid, reason in self.broken.items() if access.may_use_personality(pid)}
+
+    def list_personalities(self) -> dict[str, dict[str, Any]]:
+        access = ModelAccess.current()
+        return {
+            personality_id: p.public_info()
+            for personality_id, p in sorted(self.personalities.items())
+            if access.may_use_personality(personality_id)
+        }
 
     def get(self, name: str) -> Personality:
-        """A personality by id, or by its ``name`` when that is unambiguous."""
+        """A personality by id, or by its ``name`` when that is unambiguous, if the key may use it: ForbiddenError
+        otherwise, also for a name outside the key's list that names nothing."""
+        access = ModelAccess.current()
+        try:
+            personality = self._find(name)
+        except NotFoundError as exc:
+            access.check_personality(name)
+            visible = not access.restricts_personalities
+            raise access.not_found(exc, f"personality '{name}'", visible, PERSONALITY_LIST_HINT) from None
+        access.check_personality(personality.id)
+        return personality
+
+    def _find(self, name: str) -> Personality:
         if name in self.personalities:
             return self.personalities[name]
         ids = self._by_name.get(name, [])
@@ -277,6 +309,3 @@ class PersonalityManager:
         if personality.unavailable_reason:
             raise UnavailableError(f"personality '{personality.id}' is unavailable: {personality.unavailable_reason}")
         return personality.applied()
-
-    def list_personalities(self) -> dict[str, dict[str, Any]]:
-        return {personality_id: p.public_info() for personality_id, p in sorted(self.personalities.items())}

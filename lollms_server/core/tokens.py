@@ -1,12 +1,13 @@
-"""Tokenizer operations on a binding, with the model choice of the spec (named, else active/default)."""
+"""Tokenizer operations on a binding instance, with the model choice of the spec (named, else active/default),
+allowed to the key of the request."""
 
 from __future__ import annotations
 
 import inspect
 from typing import Any
 
-from lollms_server.core.bindings import Binding
-from lollms_server.core.limits import InputLimits, check_name
+from lollms_server.core.binding_manager import BindingManager
+from lollms_server.core.limits import InputLimits
 
 
 def _model_kwargs(method: Any, model_name: str | None) -> dict[str, Any]:
@@ -15,16 +16,22 @@ def _model_kwargs(method: Any, model_name: str | None) -> dict[str, Any]:
 
 
 async def tokenize(
-    binding: Binding, text: str, add_bos: bool, add_eos: bool, model_name: str | None, limits: InputLimits
+    bindings: BindingManager,
+    binding_name: str,
+    text: str,
+    add_bos: bool,
+    add_eos: bool,
+    model_name: str | None,
+    limits: InputLimits,
 ) -> list[int]:
     limits.check_text(text, "text")
-    check_name("model_name", model_name)
-    model = await binding.resolve_model(model_name)
+    binding, model = await bindings.use(binding_name, model_name)
     return await binding.tokenize(text, add_bos=add_bos, add_eos=add_eos, **_model_kwargs(binding.tokenize, model))
 
 
-async def detokenize(binding: Binding, tokens: list[int], model_name: str | None, limits: InputLimits) -> str:
+async def detokenize(
+    bindings: BindingManager, binding_name: str, tokens: list[int], model_name: str | None, limits: InputLimits
+) -> str:
     limits.check_sequence(len(tokens), "tokens")
-    check_name("model_name", model_name)
-    model = await binding.resolve_model(model_name)
+    binding, model = await bindings.use(binding_name, model_name)
     return await binding.detokenize(tokens, **_model_kwargs(binding.detokenize, model))

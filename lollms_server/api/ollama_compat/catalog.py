@@ -11,7 +11,7 @@ from lollms_server.api.ollama_compat.reply import timestamp
 from lollms_server.api.ollama_compat.translate import ollama_parameters
 from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.bindings import Binding
-from lollms_server.core.errors import BadRequestError, NotFoundError, UnavailableError
+from lollms_server.core.errors import BadRequestError, ForbiddenError, NotFoundError, UnavailableError
 from lollms_server.core.generation import AppliedPersonality
 from lollms_server.core.model_ids import alias_entries, list_model_ids, personality_model_ids
 from lollms_server.core.personalities import PersonalityManager
@@ -53,17 +53,18 @@ async def find_target(models: Models, model_id: str) -> Target:
         binding_name = models.default_text_binding
     if not binding_name:  # only a personality leaves it unset
         raise BadRequestError("personalities run on defaults.ttt_binding, which is not configured")
-    binding = await models.bindings.get_binding(binding_name)
-    return Target(binding_name, binding, await binding.resolve_model(choice.model_name), personality)
+    binding, model = await models.bindings.use(binding_name, choice.model_name)
+    return Target(binding_name, binding, model, personality)
 
 
 async def canonical_name(models: Models, name: str) -> str:
-    """``name``, or without the ':latest' Ollama clients append to untagged names when only that exists."""
+    """``name``, or without the ':latest' Ollama clients append to untagged names when only that exists (or only
+    that may be used: the key's lists are checked again on the name returned)."""
     if not name.endswith(LATEST):
         return name
     try:
         await find_target(models, name)
-    except NotFoundError:
+    except (NotFoundError, ForbiddenError):
         return name[: -len(LATEST)]
     return name
 
@@ -105,7 +106,7 @@ async def list_tags(models: Models) -> list[dict[str, Any]]:
         persona = ollama_details({"format": "lollms", "family": "personality"}, "personality")
         tags += [tag_entry(model_id, 0, persona) for model_id in personality_model_ids(models.personalities)]
     alias = ollama_details({"format": "lollms", "family": "alias"}, "alias")
-    tags += [tag_entry(entry["id"], 0, alias) for entry in alias_entries(models.bindings)]
+    tags += [tag_entry(entry["id"], 0, alias) for entry in await alias_entries(models.bindings)]
     return tags
 
 

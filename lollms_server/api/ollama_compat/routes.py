@@ -43,6 +43,7 @@ from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.embeddings import EmbeddingResult, EmbeddingService
 from lollms_server.core.errors import BadRequestError
 from lollms_server.core.generation import GenerationService
+from lollms_server.core.model_access import loaded_models
 
 router = APIRouter(tags=["ollama-compatible"])
 # The Ollama release whose API this one follows (format schemas, think); clients gate features on it.
@@ -85,8 +86,8 @@ async def tags(request: Request, bindings: BindingManagerDep) -> JSONResponse:
 @router.get("/api/ps", summary="Loaded models: size and when they unload", responses=errors(500))
 async def running(request: Request) -> JSONResponse:
     """Ollama's /api/ps, from the server's model residency (local bindings: llama.cpp, diffusers...)."""
-    stats = request.app.state.resource_manager.models.stats()
-    return JsonResponse({"models": [running_entry(model) for model in stats.models]})
+    loaded = loaded_models(request.app.state.resource_manager.models)
+    return JsonResponse({"models": [running_entry(model) for model in loaded]})
 
 
 @router.post(

@@ -40,7 +40,7 @@ from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BadRequestError, NotFoundError
 from lollms_server.core.generation import GenerationService
-from lollms_server.core.model_ids import alias_entries, list_model_ids, personality_model_ids
+from lollms_server.core.model_ids import alias_entries, check_model_id, list_model_ids, personality_model_ids
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 DONE = b"data: [DONE]\n\n"
@@ -68,7 +68,7 @@ async def model_objects(request: Request, bindings: BindingManager) -> list[dict
     ]
     models += [
         {"id": entry["id"], "object": "model", "created": 0, "owned_by": "alias", "alias_of": entry["alias_of"]}
-        for entry in alias_entries(bindings)
+        for entry in await alias_entries(bindings)
     ]
     return models
 
@@ -80,11 +80,12 @@ async def list_models(request: Request, bindings: BindingManagerDep) -> dict[str
     return {"object": "list", "data": await model_objects(request, bindings)}
 
 
-@router.get("/models/{model_id:path}", summary="One model", responses=errors(404, 500, 503))
+@router.get("/models/{model_id:path}", summary="One model", responses=errors(403, 404, 500, 503))
 async def retrieve_model(model_id: str, request: Request, bindings: BindingManagerDep) -> dict[str, Any]:
     for model in await model_objects(request, bindings):
         if model["id"] == model_id:
             return model
+    check_model_id(bindings.model_ids.parse(model_id))  # not listed: 403 if the key may not use it anyway
     raise NotFoundError(f"model '{model_id}' not found")
 
 
