@@ -9,6 +9,10 @@ Runs a real server (uvicorn, one worker) in a subprocess on the embedded SmolLM2
    tiny request that is refused at once (missing key) — the floor of any answer.
 3. Time to refuse prompts over the context (about 700 tokens, and 950,000 characters), against a normal
    one-token generation.
+4. Issue 25: each hostile tool schema of tests/compat/test_hostile_schemas.py through /v1/chat/completions (time
+   to its 400, and the server's peak RSS after all of them).
+5. The grammar worker (zoos/bindings/llamacpp_binding/grammars.py) on a large schema the bounds accept: a cold
+   build (the worker starts), a build of another schema in the warm worker, and a remembered one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from pathlib import Path
 import httpx
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: the tests' hostile schemas
+from tests.compat.test_hostile_schemas import HOSTILE  # noqa: E402
+
 KEY = "bench-key-0123456789"
 
 
@@ -41,11 +48,31 @@ def embedded_model() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident memory now (VmRSS), or its peak so far (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+# The most a tool's parameters may ask of the grammar under the bounds (core/client_schemas.py).
+LARGEST_ACCEPTED = {
+    "type": "object",
+    "properties": {
+        **{f"text{index}": {"type": "string", "maxLength": 256} for index in range(8)},
+        "items": {"type": "array", "maxItems": 64, "items": {"type": "string", "pattern": "^(a{0,32}){0,32}$"}},
+        "choice": {"enum": [f"option-{index}" for index in range(256)]},
+    },
+    "required": ["text0", "items", "choice"],
+}
+
+
+def tool_call(client: httpx.Client, parameters: dict | None) -> httpx.Response:  # type: ignore[type-arg]
+    body: dict = {"model": "llama", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}  # type: ignore[type-arg]
+    if parameters is not None:
+        body["tools"] = [{"type": "function", "function": {"name": "f", "parameters": parameters}}]
+    return client.post("/v1/chat/completions", json=body)
 
 
 def write_config(root: Path, port: int) -> Path:
@@ -129,10 +156,41 @@ def main() -> None:
             print(f"3. over-long prompts: ~700 tokens {near_status} in {near:.1f} ms, 950,000 characters "
                   f"{huge_status} in {huge:.1f} ms; a one-token generation ({normal_status}): {normal:.1f} ms "
                   f"(ratios {near / normal:.2f}, {huge / normal:.2f})")  # fmt: skip
+
+            peak = rss_mb(server.pid, "VmHWM")
+            print(f"4. hostile tool schemas (peak RSS before: {peak:.0f} MB):")
+            for name, (schema, _) in HOSTILE.items():
+                ms, status = median_ms(lambda schema=schema: tool_call(client, schema), runs=3)
+                print(f"   {name}: {status} in {ms:.1f} ms")
+            print(f"   peak RSS after: {rss_mb(server.pid, 'VmHWM'):.0f} MB; server alive: {server.poll() is None}")
         finally:
             server.terminate()
             server.wait(30)
 
 
+async def grammar_builds() -> None:
+    from zoos.bindings.llamacpp_binding.grammars import GrammarBuilder
+    from zoos.bindings.llamacpp_binding.tool_calls import ToolMode, grammar_request
+
+    def schema_of(parameters: dict) -> tuple[dict, str | None]:  # type: ignore[type-arg]
+        return grammar_request(
+            ToolMode([{"type": "function", "function": {"name": "f", "parameters": parameters}}], False)
+        )
+
+    builder = GrammarBuilder(timeout=300, memory_mb=1024)
+    timings = []
+    for parameters in (LARGEST_ACCEPTED, {**LARGEST_ACCEPTED, "required": ["items"]}, LARGEST_ACCEPTED):
+        schema, root = schema_of(parameters)
+        started = time.perf_counter()
+        grammar = await builder.build(embedded_model(), schema, root, "tools")
+        timings.append((time.perf_counter() - started) * 1000)
+    await builder.aclose()
+    print(f"5. grammar of a large accepted schema ({len(grammar):,} characters of GBNF): cold worker "
+          f"{timings[0]:.0f} ms, warm worker {timings[1]:.0f} ms, remembered {timings[2]:.2f} ms")  # fmt: skip
+
+
 if __name__ == "__main__":
+    import asyncio
+
     main()
+    asyncio.run(grammar_builds())
