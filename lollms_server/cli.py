@@ -83,12 +83,16 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from lollms_server.core.binding_manager import BindingManager
     from lollms_server.core.instance_files import check_instance_files
+    from lollms_server.core.resource_manager import ResourceManager
 
     # Discovery logs every type's trouble; only the instances of bindings_map are this command's business.
     logging.basicConfig(level=logging.CRITICAL)
     config = _config_or_exit(args, create=False, migrate=False)
     result = check_instance_files(config)
+    # Instances with valid files are built as the start builds them, and asked what their settings lack.
+    result.problems += BindingManager(config, ResourceManager()).settings_problems(result.valid)
     if config.pending_migration_from is not None:
         result.notes.insert(0, f"{config.path}: version {config.pending_migration_from}; the next start migrates it")
     for note in result.notes:

@@ -93,10 +93,7 @@ class BindingManager:
 
     # --- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        paths = self.config.paths
-        self.types = discover_binding_types(
-            [(paths.example_bindings_folder, "builtin"), (paths.bindings_folder, "personal")]
-        )
+        self.types = self._discover_types()
         cipher = self._cipher()
         for name, type_name in self.config.bindings_map.items():
             self.instances[name] = self._build_instance(name, type_name, cipher)
@@ -135,7 +132,31 @@ class BindingManager:
             except Exception as exc:  # shutting down: report and carry on with the others
                 logger.warning("Unloading '%s' failed: %s", instance.name, scrub(str(exc), instance.secret_values))
 
+    def settings_problems(self, names: list[str]) -> list[str]:
+        """What a start would find wrong with the settings of instances ``names`` (whose files are valid), found
+        the way the start finds it but asking no backend and writing nothing (``lollms-server check-config``): an
+        instance that cannot be built, or whose own settings make it unusable (``Binding.settings_problem``)."""
+        self.types = self._discover_types()
+        cipher = self._cipher()
+        problems = []
+        for name in names:
+            instance = self._build_instance(name, self.config.bindings_map[name], cipher, migrate=False)
+            if instance.binding is None:
+                problems.append(f"instance '{name}': {instance.reason}")
+                continue
+            try:
+                problem = instance.binding.settings_problem()
+            except Exception as exc:  # a binding's bug is reported like its other problems
+                problem = f"settings check failed: {type(exc).__name__}: {exc}"
+            if problem is not None:
+                problems.append(f"instance '{name}': unavailable at start: {scrub(problem, instance.secret_values)}")
+        return problems
+
     # --- building instances -------------------------------------------------------------------
+    def _discover_types(self) -> dict[str, BindingType]:
+        paths = self.config.paths
+        return discover_binding_types([(paths.example_bindings_folder, "builtin"), (paths.bindings_folder, "personal")])
+
     def _cipher(self) -> SecretCipher | None:
         key = self.config.encryption_key
         if not key:
@@ -151,7 +172,9 @@ class BindingManager:
         content = path.read_bytes() if path is not None and path.is_file() else b""
         return hashlib.sha256(type_name.encode() + b"\0" + content).hexdigest()
 
-    def _build_instance(self, name: str, type_name: str, cipher: SecretCipher | None) -> BindingInstance:
+    def _build_instance(
+        self, name: str, type_name: str, cipher: SecretCipher | None, *, migrate: bool = True
+    ) -> BindingInstance:
         instance = BindingInstance(name=name, type_name=type_name, state=InstanceState.ERROR)
         try:
             instance.fingerprint = self._fingerprint(name, type_name)
@@ -164,7 +187,7 @@ class BindingManager:
         schema = binding_type.card.instance_schema
         try:
             values, _ = load_instance_values(
-                self.config.paths.instance_bindings_folder, name, type_name, schema, cipher
+                self.config.paths.instance_bindings_folder, name, type_name, schema, cipher, migrate=migrate
             )
         except ConfigError as exc:
             instance.reason = "; ".join(exc.problems)
@@ -232,7 +255,7 @@ class BindingManager:
             return
         instance.last_check = time.monotonic()
         try:
-            healthy, message = await asyncio.wait_for(binding.health_check(), HEALTH_CHECK_TIMEOUT)
+            healthy, message = await asyncio.wait_for(self._health(binding), HEALTH_CHECK_TIMEOUT)
         except asyncio.TimeoutError:
             healthy, message = False, f"health check did not answer within {HEALTH_CHECK_TIMEOUT:g}s"
         except Exception as exc:
@@ -241,6 +264,14 @@ class BindingManager:
             logger.info("Binding instance '%s' is available again", instance.name)
         instance.state = InstanceState.ACTIVE if healthy else InstanceState.UNAVAILABLE
         instance.reason = None if healthy else scrub(str(message), instance.secret_values)
+
+    @staticmethod
+    async def _health(binding: Binding) -> tuple[bool, str]:
+        """The instance's own settings first (on this machine, in a worker thread), then its backend."""
+        problem = await asyncio.to_thread(binding.settings_problem)
+        if problem is not None:
+            return False, problem
+        return await binding.health_check()
 
     async def recheck_unavailable(self) -> None:
         await asyncio.gather(

@@ -141,6 +141,13 @@ class Binding(ABC):
         """(healthy, message). Remote bindings should check that their backend answers."""
         return True, "ok"
 
+    def settings_problem(self) -> str | None:
+        """What the instance's own settings make unusable, found on this machine without asking any backend (a
+        default model that is not there, a package it needs); None when nothing. Checked before ``health_check``
+        (the instance is unavailable until it is fixed) and by ``lollms-server check-config``. Blocking: it runs
+        in a worker thread."""
+        return None
+
     def get_resource_requirements(self) -> dict[str, Any]:
         """Whether generation needs a compute slot from the resource manager."""
         return {"gpu_required": False}

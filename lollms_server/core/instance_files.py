@@ -27,6 +27,7 @@ class InstanceCheck:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checked: int = 0
+    valid: list[str] = field(default_factory=list)  # the instances whose type and file passed
 
 
 def type_problem(types: Mapping[str, BindingType], type_name: str) -> str | None:
@@ -117,4 +118,5 @@ def check_instance_files(config: ServerConfig) -> InstanceCheck:
             result.notes.append(
                 f"instance '{name}': version {migrated_from}; the next start migrates it (after a backup)"
             )
+        result.valid.append(name)
     return result

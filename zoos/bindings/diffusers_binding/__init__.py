@@ -71,16 +71,18 @@ class DiffusersBinding(Binding):
     def supports_input_role(self, data_type: str, role: str) -> bool:
         return data_type == "image" and role in INPUT_ROLES
 
-    async def health_check(self) -> tuple[bool, str]:
+    def settings_problem(self) -> str | None:
+        """The packages installed, and a configured default model one this instance can load (what the start and
+        `lollms-server check-config` both ask)."""
         for package in ("torch", "diffusers", "transformers"):
             if importlib.util.find_spec(package) is None:
-                return False, f"{package} is not installed (pip install 'lollms-server[diffusers]')"
+                return f"{package} is not installed (pip install 'lollms-server[diffusers]')"
         if self.default_model_name:
             try:
-                await anyio.to_thread.run_sync(self.catalog.resolve, None)
+                self.catalog.resolve(None)
             except Exception as exc:
-                return False, f"default model unavailable: {exc}"
-        return True, "ok"
+                return f"default model unavailable: {exc}"
+        return None
 
     # --- models --------------------------------------------------------------------------------------
     async def resolve_model(self, model_name: str | None) -> str | None:

@@ -132,14 +132,16 @@ class LlamaCppBinding(Binding):
     def supports_input_role(self, data_type: str, role: str) -> bool:
         return data_type == "text" and role in ("user_prompt", "assistant_reply", "system_context")
 
-    async def health_check(self) -> tuple[bool, str]:
+    def settings_problem(self) -> str | None:
+        """llama-cpp-python installed, and the default model one this instance can load (what the start and
+        `lollms-server check-config` both ask)."""
         if importlib.util.find_spec("llama_cpp") is None:
-            return False, "llama-cpp-python is not installed"
+            return "llama-cpp-python is not installed"
         try:
             self.catalog.resolve(None)
         except Exception as exc:
-            return False, f"default model unavailable: {exc}"
-        return True, "ok"
+            return f"default model unavailable: {exc}"
+        return None
 
     # --- models --------------------------------------------------------------------------------------
     async def resolve_model(self, model_name: str | None) -> str | None:

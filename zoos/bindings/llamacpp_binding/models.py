@@ -210,7 +210,10 @@ class ModelCatalog:
             for option in (folder / name, folder / f"{name}.gguf"):
                 if option.name.endswith(".gguf") and option.is_file() and _is_gguf(option):
                     return ModelFile(name, option, option.resolve(), "models_folder")
-        raise NotFoundError(f"model '{name}' not found (available: {', '.join(self.names()) or 'none'})")
+        # The configured default itself missing: listing what is offered would resolve it again, endlessly.
+        offered = [*self._embedded_file(), *self._folder_files()] if name == self.configured else self.files()
+        available = ", ".join(model.name for model in offered) or "none"
+        raise NotFoundError(f"model '{name}' not found (available: {available})")
 
     def _from_allowed_folder(self, name: str) -> ModelFile:
         """An absolute path inside an allowed folder, judged on its text ('..' is refused, so the text says
@@ -230,23 +233,27 @@ class ModelCatalog:
     # --- listing -----------------------------------------------------------------------------------------
     def files(self) -> list[ModelFile]:
         """Every model offered under every name it has (aliases share one canonical file, loaded once)."""
-        found: list[ModelFile] = []
-        embedded = embedded_model_path()
-        if embedded is not None:
-            found.append(ModelFile(EMBEDDED_ALIAS, embedded, embedded.resolve(), "embedded"))
+        found = self._embedded_file()
         if self.configured and self.configured not in (EMBEDDED_ALIAS, EMBEDDED_FILE):
             try:
                 found.append(self._configured_default())
             except (NotFoundError, BadRequestError):
                 pass
+        return found + self._folder_files()
+
+    def _embedded_file(self) -> list[ModelFile]:
+        embedded = embedded_model_path()
+        return [ModelFile(EMBEDDED_ALIAS, embedded, embedded.resolve(), "embedded")] if embedded is not None else []
+
+    def _folder_files(self) -> list[ModelFile]:
         folder = gguf_folder(self.models_folder)
-        if folder is not None and folder.is_dir():
-            found += [
-                ModelFile(path.name, path, path.resolve(), "models_folder")
-                for path in sorted(folder.glob("*.gguf"))
-                if path.is_file()
-            ]
-        return found
+        if folder is None or not folder.is_dir():
+            return []
+        return [
+            ModelFile(path.name, path, path.resolve(), "models_folder")
+            for path in sorted(folder.glob("*.gguf"))
+            if path.is_file()
+        ]
 
     def names(self) -> list[str]:
         return [model.name for model in self.files()]
