@@ -197,3 +197,5 @@ async def _follow_key_file(app: FastAPI) -> None:
             logger.info("Reloaded the API keys of %s", path)
         except ConfigError as exc:
             logger.error("Kept the API keys in force: %s", "; ".join(exc.problems))
+        except Exception:  # the watcher must outlive any file: a dead one would never take a revocation again
+            logger.exception("Kept the API keys in force: %s could not be read", path)
