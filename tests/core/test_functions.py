@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import textwrap
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from lollms_server.core.config import builtin_zoo_dir
 from lollms_server.core.functions import FunctionManager
+from lollms_server.core.plugin_import import import_file
 
 USER_FUNCTIONS = '''
 import asyncio
@@ -38,6 +40,23 @@ def manager(tmp_path: Path) -> FunctionManager:
     functions = FunctionManager(folders(tmp_path))  # the default timeout (30 s): only 'slow' would reach it
     functions.discover()
     return functions
+
+
+# Numbers beyond 1e300 that Python would build in full (each at most 200 characters, the evaluator's limit).
+HUGE_EXPRESSIONS = [
+    "9**9**9",
+    "10**10**8",
+    "(10**299)**1000",
+    "(9**300)**1000 // 3",
+    "10**300 * 10**300",
+    "(10**299 + 10**299) * 10",
+    "0.5**-1000",
+    "1e300 / 1e-300",
+    "1e300 // 1e-10",
+    "round(1, -10**299)",
+    "round(1, 10**299)",
+    "9" * 190 + "**9",
+]
 
 
 def folders(tmp_path: Path) -> list[tuple[Path, str]]:
@@ -82,6 +101,10 @@ async def test_execution_results_and_errors(manager: FunctionManager, tmp_path: 
         ("round(1234.5678, 2)", 1234.57),
         ("round(1234.5678, -2)", 1200.0),
         ("round(2.5)", 2),
+        ("10**300", 10**300),  # the largest magnitude, exactly
+        ("(10**150)**2 - 1", 10**300 - 1),
+        ("1**(10**300) + (-1)**(10**300) + 0**(10**300)", 2),
+        ("2**-1075", 0.0),
     ],
 )
 async def test_safe_arithmetic(manager: FunctionManager, expression: str, expected: float) -> None:
@@ -100,11 +123,34 @@ async def test_safe_arithmetic(manager: FunctionManager, expression: str, expect
         "round(1, -10**299)",  # Python builds 10**(10**299): the event loop froze
         "round(2.5, 0.5)",
         "exp(1000)",
+        *HUGE_EXPRESSIONS,
+        "(-8)**0.5",  # a complex number
+        "'a'*10**9",
+        "[0]*10**9",
+        "1 < 2 < 10**300",
+        "pow(2, 10**300, 7)",
+        "-" * 150 + "9**9**9",
     ],
 )
 async def test_arithmetic_refuses_everything_else(manager: FunctionManager, expression: str) -> None:
     ok, message = await manager.execute_function("math_tools.evaluate", {"expression": expression})
     assert not ok and ("ValueError" in message or "SyntaxError" in message)
+
+
+@pytest.mark.parametrize("expression", HUGE_EXPRESSIONS)
+async def test_arithmetic_never_builds_a_number_past_its_bound(expression: str) -> None:
+    """Each result's size is estimated before it is computed: no expression makes Python hold a number larger
+    than 1e300 (125 bytes), even for a moment. (Computing (10**299)**1000 first held 124 KB, and round(1,
+    -10**299) would have built 10**(10**299).)"""
+    math_tools = import_file(builtin_zoo_dir() / "functions" / "math_tools.py", "_math_tools_under_test")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="too large|not a real number|digits"):
+            await math_tools.evaluate(expression)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024  # the syntax tree, the exception and its traceback: about 10 KB
 
 
 async def test_dates(manager: FunctionManager) -> None:
