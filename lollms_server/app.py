@@ -60,9 +60,12 @@ def create_app(config: ServerConfig) -> FastAPI:
             [(paths.example_personalities_folder, "builtin"), (paths.personalities_folder, "personal")],
             config.section("personalities_config"),
         )
+        server_settings = config.section("server")
         function_manager = FunctionManager(
             [(paths.example_functions_folder, "builtin"), (paths.functions_folder, "personal")],
-            timeout=float(config.section("server")["function_timeout"]),
+            timeout=float(server_settings["function_timeout"]),
+            memory_bytes=int(server_settings["function_memory_bytes"]),
+            workers=int(server_settings["function_workers"]),
         )
         # Imports and hundreds of YAML files: off the event loop.
         await anyio.to_thread.run_sync(personality_manager.load)
@@ -92,6 +95,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             app.state.personality_manager = None
             app.state.function_manager = None
             app.state.artifact_store = None
+            await function_manager.close()
             await binding_manager.stop()
             await resource_manager.models.unload()
             await resource_manager.models.drain()

@@ -65,6 +65,23 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> N
         await asyncio.sleep(0.005)
 
 
+async def started(marker: Path, call: asyncio.Task[Any]) -> None:
+    """Wait until the function behind ``call`` has written ``marker``; if the call ends first, its error is raised
+    (or the test fails) at once."""
+    await wait_until(lambda: marker.exists() or call.done())
+    if not marker.exists():
+        raise AssertionError(f"the call ended before its function started: {await call!r}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie has ended: only its exit status is left)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
 async def until_active(client: Any, name: str, timeout: float = 120.0) -> None:
     """Wait until the binding instance ``name`` is active, as the API lists it (an instance that failed its
     health check is checked again every second, binding_recheck_interval in ``make_config``)."""

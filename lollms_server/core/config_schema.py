@@ -78,10 +78,28 @@ MAIN_SCHEMA: dict[str, Any] = {
             ),
             "function_timeout": _setting(
                 "float",
-                "Seconds a custom function may run when a workflow calls it.",
+                "Seconds a custom function may run when a workflow (or the model, as a server-side tool) calls it. "
+                "Functions run in worker processes: one that runs longer is killed, with what it started, and the "
+                "caller gets an error naming this setting. A call also waits at most this long for a free worker.",
                 30.0,
                 min_val=0.01,
                 max_val=3600.0,
+            ),
+            "function_memory_bytes": _setting(
+                "int",
+                "Address space of each function worker process (RLIMIT_AS), its Python and the imports of every "
+                "function file included: a function that needs more gets a MemoryError (its worker is replaced) "
+                "and the caller an error naming this setting.",
+                1024 * 1024 * 1024,
+                min_val=64 * 1024 * 1024,
+            ),
+            "function_workers": _setting(
+                "int",
+                "Function worker processes: how many function calls may run at once. Each starts on first need "
+                "and stays warm.",
+                2,
+                min_val=1,
+                max_val=64,
             ),
             "opentelemetry": _setting(
                 "bool",

@@ -1,70 +1,49 @@
-"""FunctionManager: custom ``async def`` functions callable from scripted personalities (spec "Functions")."""
+"""FunctionManager: custom ``async def`` functions callable from scripted personalities (spec "Functions").
+
+The server discovers the functions (their names, signatures and docstrings, for listings and tool schemas) and
+checks each call's arguments; the call itself runs in a worker process (:mod:`lollms_server.core.function_pool`)
+bounded by ``server.function_timeout`` and ``server.function_memory_bytes``, so no function can freeze the
+event loop or exhaust the server's memory.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lollms_server.core.plugin_import import import_file
+from lollms_server.core.function_discovery import RegisteredFunction, discover_functions
+from lollms_server.core.function_pool import FunctionCallError, FunctionWorkers, WorkerSettings
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class RegisteredFunction:
-    name: str
-    function: Callable[..., Any]
-    signature: inspect.Signature
-    path: Path
-
-    def public_info(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "signature": f"{self.name}{self.signature}",
-            "description": inspect.getdoc(self.function) or "",
-            "path": str(self.path),
-        }
+__all__ = ["FunctionManager", "RegisteredFunction"]
 
 
 class FunctionManager:
     """Discovers functions named ``<file stem>.<function>`` and runs them with checked arguments."""
 
-    def __init__(self, folders: list[tuple[Path, str]], timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        folders: list[tuple[Path, str]],
+        timeout: float = 30.0,
+        memory_bytes: int = 1 << 30,
+        workers: int = 2,
+    ) -> None:
         self.folders = folders
         self.timeout = timeout
         self.functions: dict[str, RegisteredFunction] = {}
         self.problems: dict[str, str] = {}
+        settings = WorkerSettings(tuple((str(folder), source) for folder, source in folders), memory_bytes)
+        self.workers = FunctionWorkers(settings, workers)
 
     def discover(self) -> None:
         """Import every .py file of the folders (blocking: run it in a thread); problems are recorded."""
-        for folder, source in self.folders:
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.glob("*.py")):
-                if not path.stem.startswith("_"):
-                    self._discover_file(path, source)
+        found = discover_functions(self.folders)
+        self.functions, self.problems = found.functions, found.problems
+        for where, problem in found.problems.items():
+            logger.warning("Functions: %s: %s", where, problem)
         logger.info("Discovered %d functions (%d problems)", len(self.functions), len(self.problems))
-
-    def _discover_file(self, path: Path, source: str) -> None:
-        try:
-            module = import_file(path, f"_lollms_functions_{source}_{path.stem}")
-        except Exception as exc:
-            self.problems[str(path)] = f"import failed: {type(exc).__name__}: {exc}"
-            logger.warning("Functions file %s failed to import: %s", path, exc)
-            return
-        for attribute, value in vars(module).items():
-            if attribute.startswith("_") or not inspect.isfunction(value) or value.__module__ != module.__name__:
-                continue
-            name = f"{path.stem}.{attribute}"
-            if not inspect.iscoroutinefunction(value):
-                self.problems[name] = "not an async function (functions must be `async def`)"
-                continue
-            self.functions[name] = RegisteredFunction(name, value, inspect.signature(value), path)
 
     def list_functions(self) -> list[str]:
         return sorted(self.functions)
@@ -79,10 +58,10 @@ class FunctionManager:
         except TypeError as exc:
             return False, f"bad arguments for {name}{registered.signature}: {exc}"
         try:
-            result = await asyncio.wait_for(registered.function(*bound.args, **bound.kwargs), self.timeout)
-        except asyncio.TimeoutError:
-            return False, f"{name} did not finish within {self.timeout:g}s"
-        except Exception as exc:
-            logger.warning("Function %s failed", name, exc_info=exc)
-            return False, f"{name} failed: {type(exc).__name__}: {exc}"
-        return True, result
+            return True, await self.workers.call(name, bound.args, bound.kwargs, self.timeout)
+        except FunctionCallError as exc:
+            return False, str(exc)
+
+    async def close(self) -> None:
+        """Stop the worker processes (the server is stopping)."""
+        await self.workers.close()

@@ -108,5 +108,8 @@ async def _execute(functions: Any, name: str, arguments: str) -> str:
     except ValueError:
         return f"error: the arguments of {name} are not JSON"
     ok, value = await functions.execute_function(name, parsed if isinstance(parsed, dict) else {})
-    text = str(value) if ok else f"error: {value}"
+    try:
+        text = str(value) if ok else f"error: {value}"
+    except ValueError as exc:  # an int of more than 4,300 digits has no str()
+        text = f"error: the result of {name} cannot be shown: {exc}"
     return text[:MAX_RESULT_CHARS]

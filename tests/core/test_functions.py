@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 import tracemalloc
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -34,12 +35,13 @@ async def _private() -> None:
 
 
 @pytest.fixture
-def manager(tmp_path: Path) -> FunctionManager:
+async def manager(tmp_path: Path) -> AsyncIterator[FunctionManager]:
     (tmp_path / "my_tools.py").write_text(textwrap.dedent(USER_FUNCTIONS))
     (tmp_path / "broken_module.py").write_text("import does_not_exist_xyz\n")
     functions = FunctionManager(folders(tmp_path))  # the default timeout (30 s): only 'slow' would reach it
     functions.discover()
-    return functions
+    yield functions
+    await functions.close()
 
 
 # Numbers beyond 1e300 that Python would build in full (each at most 200 characters, the evaluator's limit).
@@ -85,6 +87,7 @@ async def test_execution_results_and_errors(manager: FunctionManager, tmp_path: 
     quick = FunctionManager(folders(tmp_path), timeout=0.2)  # a function that never ends meets its timeout
     quick.discover()
     ok, message = await quick.execute_function("my_tools.slow", {})
+    await quick.close()
     assert not ok and "did not finish within 0.2s" in message
     ok, message = await manager.execute_function("my_tools.broken", {})
     assert not ok and "RuntimeError: kaput" in message
