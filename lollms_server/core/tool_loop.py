@@ -1,5 +1,6 @@
 """Server-side tools: a personality offers FunctionManager functions to the model as tools, and the server runs
-the call loop itself — the model calls, the server executes, the results go back — bounded in rounds and time.
+the call loop itself — the model calls, the server executes, the results go back — bounded in rounds and time
+(a call started before the time budget ends may still take server.function_timeout; later calls are not run).
 
 Each call the server runs is visible in the stream: a ``function_call`` event whose content has the call and
 its ``result`` (so no client mistakes it for a call it must run), then an ``info`` event. The last round allows
@@ -93,7 +94,10 @@ async def run_tool_loop(
         items.append({"type": "text", "role": "assistant_reply", "data": "", "metadata": {"tool_calls": calls}})
         for call in calls:
             name = by_wire_name.get(call["name"], call["name"])
-            result = await _execute(functions, name, call["arguments"])
+            if time.monotonic() < deadline:
+                result = await _execute(functions, name, call["arguments"])
+            else:  # a round may hold many calls, each allowed server.function_timeout: the budget bounds them all
+                result = f"error: not run: the tool loop's {time_budget:g} s are spent"
             yield {"type": "function_call", "content": {**call, "name": name, "result": result}}
             yield {"type": "info", "content": f"{name} returned: {result}"}
             items.append(
