@@ -15,7 +15,7 @@ from lollms_server.core.binding_manager import BindingManager
 from lollms_server.core.config import ServerConfig
 from lollms_server.core.errors import NotFoundError
 from lollms_server.core.model_ids import list_model_ids
-from lollms_server.core.tasks import TASKS, task_of
+from lollms_server.core.task_catalog import describe_tasks
 
 public_router = APIRouter(tags=["lollms_client"])
 router = APIRouter(prefix="/lollms/v1", tags=["lollms_client"])
@@ -97,12 +97,10 @@ async def personalities(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/capabilities", summary="The tasks this server serves, and the binding instance of each")
 async def capabilities(bindings: BindingManagerDep, config: ConfigDep) -> dict[str, Any]:
-    active = set(bindings.list_active_instances())
-    serving = {}
-    for task in [*TASKS, "embedding"]:
-        instance = config.defaults.get(f"{task}_binding")
-        if instance in active:
-            serving[task] = instance
+    described = await describe_tasks(bindings, config)  # a default that does not run its task serves nothing
+    serving = {task: info["default_binding"] for task, info in described.items() if info["default_binding"]}
+    if config.defaults.get("embedding_binding") in bindings.list_active_instances():
+        serving["embedding"] = config.defaults["embedding_binding"]
     return {"capabilities": list(serving), "active_bindings": serving}
 
 
@@ -113,11 +111,10 @@ async def models_by_type(
     task = CLIENT_BINDING_TYPES.get(binding_type)
     if task is None:
         raise NotFoundError(f"no model kind '{binding_type}'; use one of {', '.join(CLIENT_BINDING_TYPES)}")
-    output = task_of(task).output
     entries = [
         {"id": entry["id"], "object": "model", "owned_by": entry["binding"], "binding": entry["binding"]}
         for entry in await list_model_ids(bindings)
-        if output in entry["outputs"] and binding_alias in (None, entry["binding"])
+        if task in entry["tasks"] and binding_alias in (None, entry["binding"])
     ]
     return {"object": "list", "data": entries}
 

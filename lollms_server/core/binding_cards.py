@@ -13,6 +13,7 @@ from packaging.version import InvalidVersion, Version
 
 from lollms_server.core.config_files import quiet_configguard
 from lollms_server.core.errors import ConfigError
+from lollms_server.core.tasks import TASKS, tasks_for_modalities
 
 CARD_FILE = "binding_card.yaml"
 # Keys of an instance entry in list responses; an instance schema may not use them.
@@ -35,6 +36,8 @@ class BindingCard:
     documentation_url: str | None = None
     supported_input_modalities: list[str] = field(default_factory=list)
     supported_output_modalities: list[str] = field(default_factory=list)
+    # The generation types the binding runs (None: every task its modalities fit, for cards that predate this).
+    supported_tasks: list[str] | None = None
 
     def public_info(self) -> dict[str, Any]:
         return {
@@ -49,6 +52,7 @@ class BindingCard:
             "documentation_url": self.documentation_url,
             "supported_input_modalities": list(self.supported_input_modalities),
             "supported_output_modalities": list(self.supported_output_modalities),
+            "supported_tasks": list(self.supported_tasks) if self.supported_tasks is not None else None,
             "instance_schema": self.instance_schema,
         }
 
@@ -59,6 +63,22 @@ def _string_list(card: dict[str, Any], key: str, problems: list[str]) -> list[st
         problems.append(f"{key}: must be a list of strings")
         return []
     return value
+
+
+def _check_tasks(card: dict[str, Any], inputs: list[str], outputs: list[str], problems: list[str]) -> list[str] | None:
+    if card.get("supported_tasks") is None:
+        return None
+    declared = _string_list(card, "supported_tasks", problems)
+    fitting = tasks_for_modalities(inputs, outputs)
+    for task in declared:
+        if task not in TASKS:
+            problems.append(f"supported_tasks: unknown task {task!r}; the tasks are {', '.join(TASKS)}")
+        elif task not in fitting:
+            problems.append(
+                f"supported_tasks: {task!r} ({TASKS[task].description}) needs {sorted(TASKS[task].needed_modalities)}"
+                f" in, {TASKS[task].output} out, which the card's modalities do not offer"
+            )
+    return declared
 
 
 def _check_instance_schema(type_name: str, schema: Any, problems: list[str]) -> dict[str, Any]:
@@ -110,6 +130,7 @@ def load_card(folder: Path) -> BindingCard:
         problems.append("extra: must be the name of a pyproject.toml extra, or null")
     inputs = _string_list(card, "supported_input_modalities", problems)
     outputs = _string_list(card, "supported_output_modalities", problems)
+    tasks = _check_tasks(card, inputs, outputs, problems)
     if problems:
         raise ConfigError([f"{path}: {problem}" for problem in problems])
     return BindingCard(
@@ -125,4 +146,5 @@ def load_card(folder: Path) -> BindingCard:
         documentation_url=card.get("documentation_url"),
         supported_input_modalities=inputs,
         supported_output_modalities=outputs,
+        supported_tasks=tasks,
     )

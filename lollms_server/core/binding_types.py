@@ -92,6 +92,10 @@ def capability_problems(cls: type[Binding], card: BindingCard) -> list[str]:
                 f"the class's {attribute} {sorted(declared)} disagree with the card's {card_field} "
                 f"{sorted(getattr(card, card_field))}"
             )
+    class_tasks = "not declared" if cls.tasks is None else sorted(cls.tasks)
+    card_tasks = "not declared" if card.supported_tasks is None else sorted(card.supported_tasks)
+    if class_tasks != card_tasks:
+        problems.append(f"the class's tasks ({class_tasks}) disagree with the card's supported_tasks ({card_tasks})")
     if cls.streams is not None and cls.streams != card.supports_streaming:
         problems.append(f"the class's streams = {cls.streams} disagrees with the card's supports_streaming")
     if cls.streams and cls.generate_stream is Binding.generate_stream:

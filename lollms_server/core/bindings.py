@@ -17,6 +17,7 @@ from lollms_server.core.errors import CapabilityError
 from lollms_server.core.events import OutputAccumulator, event_of
 from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.resource_manager import ResourceManager
+from lollms_server.core.tasks import tasks_for_modalities
 
 if TYPE_CHECKING:
     from lollms_server.core.domain import InputData
@@ -58,6 +59,9 @@ class Binding(ABC):
     # and is checked against its card at discovery; one written against the spec overrides those methods.
     input_modalities: ClassVar[tuple[str, ...] | None] = None
     output_modalities: ClassVar[tuple[str, ...] | None] = None
+    # The generation types it runs (its card's supported_tasks); None: every task its modalities fit. Speech and
+    # music both turn text into audio: only this tells a text-to-speech binding from a music one.
+    tasks: ClassVar[tuple[str, ...] | None] = None
     streams: ClassVar[bool | None] = None  # overrides generate_stream with a real stream
     uses_other_instances: ClassVar[bool] = False  # health depends on other instances: checked after them
     # Set by the BindingManager: the server's models folder (``paths.models_folder``), and how to reach the other
@@ -84,6 +88,13 @@ class Binding(ABC):
     def get_supported_output_modalities(self) -> list[str]:
         """Output data types produced, e.g. ['text'] (the class's ``output_modalities``)."""
         return list(self.output_modalities or ())
+
+    def get_supported_tasks(self) -> list[str]:
+        """Generation types it runs, e.g. ['tts'] (the class's ``tasks``, else every task its modalities fit):
+        the one rule of which binding can run a task, for requests and listings alike."""
+        if self.tasks is not None:
+            return list(self.tasks)
+        return tasks_for_modalities(self.get_supported_input_modalities(), self.get_supported_output_modalities())
 
     @abstractmethod
     async def load_model(self, model_name: str) -> bool:

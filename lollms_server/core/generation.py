@@ -226,13 +226,14 @@ class GenerationService:
             check_name(field_name, getattr(request, field_name))
         task = task_of(request.generation_type)
         request_parameters, output_format = self._split_output_format(request.parameters)
-        output_type = task.output
         personality = await self.personalities.resolve(request.personality) if request.personality else None
         binding_name = self.config.binding_for(task.name, request.binding_name)
         binding = await self.bindings.get_binding(binding_name)
-        if output_type not in binding.get_supported_output_modalities():
+        runs = binding.get_supported_tasks()
+        if task.name not in runs:
             raise CapabilityError(
-                f"binding '{binding_name}' cannot produce {output_type} ('{request.generation_type}' generation)"
+                f"binding '{binding_name}' does not run '{task.name}' ({task.description}); it runs: "
+                f"{', '.join(runs) or 'no generation task'}"
             )
         # The key's models and personalities are checked where names are resolved (core.model_access).
         model_name = await checked_model(

@@ -74,8 +74,11 @@ async def list_model_ids(bindings: BindingManager) -> list[dict[str, Any]]:
     for name in sorted(bindings.list_active_instances()):
         binding = await bindings.get_binding(name)
         outputs = binding.get_supported_output_modalities()
+        tasks = binding.get_supported_tasks()
         if await _default_allowed(access, name, binding):
-            listed.append({"id": name, "binding": name, "model": binding.default_model_name, "outputs": outputs})
+            listed.append(
+                {"id": name, "binding": name, "model": binding.default_model_name, "outputs": outputs, "tasks": tasks}
+            )
         try:
             models = await binding.list_available_models()
         except Exception:  # a backend down right now: its default entry is still listed
@@ -89,6 +92,7 @@ async def list_model_ids(bindings: BindingManager) -> list[dict[str, Any]]:
                     "binding": name,
                     "model": model["name"],
                     "outputs": outputs,
+                    "tasks": tasks,
                     "context_size": model.get("context_size"),
                     "size": model.get("size"),
                     "details": model.get("details"),

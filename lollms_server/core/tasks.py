@@ -4,7 +4,7 @@ bindings), not editing the pipeline."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,10 @@ def validate_text_parameters(parameters: Mapping[str, Any] | None, limits: Input
     return validate_parameters(parameters)
 
 
+# The modality an input role carries, which a binding must accept to run a task needing it.
+ROLE_MODALITIES = {"input_image": "image", "mask_image": "image", "input_audio": "audio"}
+
+
 @dataclass(frozen=True)
 class GenerationTask:
     """One ``generation_type``."""
@@ -74,6 +78,12 @@ class GenerationTask:
     parameters: type[BaseModel]  # what ``validate`` checks first; its JSON Schema is the task's public description
     default_max_tokens: bool = False  # text outputs get defaults.default_max_output_tokens
     optional_roles: tuple[str, ...] = ()  # other input roles it uses when given
+
+    @property
+    def needed_modalities(self) -> set[str]:
+        """The input modalities a binding must accept to run this task."""
+        needed = {ROLE_MODALITIES[role] for role in self.required_roles if role in ROLE_MODALITIES}
+        return needed | {"text"} if self.needs_prompt else needed
 
     def check_inputs(self, prompt: str, roles: set[str]) -> None:
         # A text answer may be about an image alone (an OpenAI message can be just an image part).
@@ -112,6 +122,13 @@ TASKS: dict[str, GenerationTask] = {
     )
 }
 # fmt: on
+
+
+def tasks_for_modalities(inputs: Iterable[str], outputs: Iterable[str]) -> list[str]:
+    """The tasks whose output and needed inputs these modalities cover: what a binding may declare, and what one
+    that declares no tasks is taken to run."""
+    accepted, produced = set(inputs), set(outputs)
+    return [task.name for task in TASKS.values() if task.output in produced and task.needed_modalities <= accepted]
 
 
 def task_of(name: str) -> GenerationTask:

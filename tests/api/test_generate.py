@@ -72,7 +72,7 @@ async def test_conversation_is_built_from_input_items_in_order(tmp_path: Path) -
     [
         ({"binding_name": "ghost"}, 404, "binding instance 'ghost' not found"),
         ({"model_name": "model-z"}, 404, "model 'model-z' not found"),
-        ({"generation_type": "tti", "binding_name": "scripted"}, 501, "cannot produce image"),
+        ({"generation_type": "tti", "binding_name": "scripted"}, 501, "does not run 'tti' (text to image)"),
         ({"generation_type": "txt"}, 400, "unknown generation_type 'txt'"),
         ({"personality": "nobody"}, 404, "personality 'nobody' not found"),
         ({"parameters": {"temperature": -1}}, 400, "temperature"),

@@ -101,3 +101,40 @@ def test_optional_types_whose_packages_are_missing_are_one_info_line_not_errors(
     assert len(errors) == 1 and "buggy_binding" in errors[0] and "a real bug" in errors[0]
     [info] = [record.getMessage() for record in caplog.records if record.levelno == logging.INFO]
     assert "declared_binding (surely-not-installed-sdk>=1)" in info and "install-requirements" in info
+
+
+# Tasks: what the binding runs, declared on the class and its card alike
+
+
+def test_a_binding_that_declares_no_tasks_runs_every_task_its_modalities_fit(tmp_path: Path) -> None:
+    entry = discovered(tmp_path, "False")
+    assert entry.usable and entry.cls is not None
+    assert entry.cls({}, None).get_supported_tasks() == ["ttt"]  # type: ignore[arg-type]  # text and image in, text out
+
+
+def test_declared_tasks_are_the_binding_s_tasks_when_the_card_agrees(tmp_path: Path) -> None:
+    declaration = '    output_modalities = ("text",)\n'
+    code = DECLARED.replace(declaration, declaration + "    tasks = ()\n")
+    write_binding_type(tmp_path, "declared_binding", code=code.format(streams="False"), card=CARD)
+    disagreeing = discover_binding_types([(tmp_path, "personal")])["declared_binding"]
+    write_binding_type(
+        tmp_path, "declared_binding", code=code.format(streams="False"), card={**CARD, "supported_tasks": []}
+    )
+    agreeing = discover_binding_types([(tmp_path, "personal")])["declared_binding"]
+    assert not disagreeing.usable
+    assert "the class's tasks ([]) disagree with the card's supported_tasks (not declared)" in (disagreeing.error or "")
+    assert agreeing.usable and agreeing.cls is not None, agreeing.error
+    assert agreeing.cls({}, None).get_supported_tasks() == []  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("tasks", "problem"),
+    [
+        (["chat"], "supported_tasks: unknown task 'chat'; the tasks are ttt, tti"),
+        (["stt"], "supported_tasks: 'stt' (speech to text) needs ['audio'] in, text out"),
+        (["tti"], "supported_tasks: 'tti' (text to image) needs ['text'] in, image out"),
+    ],
+)
+def test_a_card_cannot_declare_a_task_it_has_no_modalities_for(tmp_path: Path, tasks: list[str], problem: str) -> None:
+    entry = discovered(tmp_path, "False", supported_tasks=tasks)
+    assert not entry.usable and problem in (entry.error or ""), entry.error

@@ -17,7 +17,6 @@ from lollms_server.core.model_ids import alias_entries, list_model_ids, personal
 from lollms_server.core.personalities import PersonalityManager
 
 LATEST = ":latest"
-LISTED_OUTPUTS = {"text", "embedding"}
 # Bindings do not date their models; clients only display this, so the server's start is honest enough.
 _STARTED = timestamp(datetime.now(timezone.utc))
 
@@ -94,11 +93,11 @@ def ollama_details(described: dict[str, Any], fallback_family: str) -> dict[str,
 
 
 async def list_tags(models: Models) -> list[dict[str, Any]]:
-    """Binding models that produce text or embeddings, then the available personalities."""
+    """Binding models that generate text (ttt) or embeddings, then the available personalities."""
     tags = []
     entries = await list_model_ids(models.bindings)
     for entry in entries:
-        if LISTED_OUTPUTS & set(entry["outputs"]):
+        if "ttt" in entry["tasks"] or "embedding" in entry["outputs"]:
             instance = models.bindings.instances[entry["binding"]]
             details = ollama_details(entry.get("details") or _default_details(entries, entry), instance.type_name)
             tags.append(tag_entry(entry["id"], entry.get("size"), details))
@@ -145,7 +144,7 @@ async def show(name: str, target: Target) -> dict[str, Any]:
     capabilities = [
         capability
         for capability, present in (
-            ("completion", "text" in outputs),
+            ("completion", "ttt" in binding.get_supported_tasks()),
             ("vision", vision),
             ("embedding", "embedding" in outputs and target.personality is None),
         )

@@ -58,6 +58,7 @@ class DenoiseBinding(Binding):
     binding_type_name = "denoise_binding"
     input_modalities = ("audio",)
     output_modalities = ("audio",)
+    tasks = ("audio2audio",)
     streams = False
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:

@@ -39,6 +39,7 @@ class DiffusersBinding(Binding):
     binding_type_name = "diffusers_binding"
     input_modalities = ("text", "image")
     output_modalities = ("image", "video")
+    tasks = ("tti", "i2i", "ttv")
     streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:

@@ -55,6 +55,7 @@ class HibariBinding(Binding):
     binding_type_name = "hibari_binding"
     input_modalities = ("text",)
     output_modalities = ("audio",)
+    tasks = ("tts",)
     streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:

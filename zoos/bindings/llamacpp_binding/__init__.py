@@ -98,6 +98,7 @@ class LlamaCppBinding(Binding):
     binding_type_name = "llamacpp_binding"
     input_modalities = ("text",)
     output_modalities = ("text", "embedding")
+    tasks = ("ttt",)
     streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:

@@ -32,6 +32,7 @@ class MusicgenBinding(FolderModels, Binding):
     binding_type_name = "musicgen_binding"
     input_modalities = ("text",)
     output_modalities = ("audio",)
+    tasks = ("ttm",)
     streams = True
     model_kind = "musicgen"
     model_format = "transformers"

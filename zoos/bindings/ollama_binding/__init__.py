@@ -47,6 +47,7 @@ class OllamaBinding(Binding):
     binding_type_name = "ollama_binding"
     input_modalities = ("text", "image")
     output_modalities = ("text", "embedding")
+    tasks = ("ttt",)
     streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:

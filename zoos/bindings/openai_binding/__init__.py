@@ -73,6 +73,7 @@ class OpenAIBinding(Binding):
     binding_type_name = "openai_binding"
     input_modalities = ("text", "image", "audio")
     output_modalities = ("text", "image", "audio")
+    tasks = ("ttt", "tti", "i2i", "tts", "stt")
     streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:

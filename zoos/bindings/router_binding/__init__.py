@@ -34,6 +34,7 @@ class RouterBinding(Binding):
     binding_type_name = "router_binding"
     input_modalities = ("text", "image")
     output_modalities = ("text",)
+    tasks = ("ttt",)
     streams = True
     uses_other_instances = True
 

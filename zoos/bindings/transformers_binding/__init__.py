@@ -36,6 +36,7 @@ class TransformersBinding(FolderModels, Binding):
     binding_type_name = "transformers_binding"
     input_modalities = ("text",)
     output_modalities = ("text",)
+    tasks = ("ttt",)
     streams = True
     model_kind = "transformers"
     model_format = "safetensors"

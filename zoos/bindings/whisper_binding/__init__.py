@@ -40,6 +40,7 @@ class WhisperBinding(Binding):
     binding_type_name = "whisper_binding"
     input_modalities = ("text", "audio")
     output_modalities = ("text",)
+    tasks = ("stt",)
     streams = True
 
     def __init__(self, config: dict[str, Any], resource_manager: Any) -> None:
