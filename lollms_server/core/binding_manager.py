@@ -197,6 +197,7 @@ class BindingManager:
         try:
             instance.binding = binding_type.cls(config=values, resource_manager=self.resource_manager)
             instance.binding.models_folder = self.config.paths.models_folder
+            instance.binding.input_limits = self.config.input_limits
             # The instances a binding works over (a router's backends) are the operator's choice, not the caller's.
             instance.binding.instance_of = self._active_binding
         except Exception as exc:

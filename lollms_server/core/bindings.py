@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from lollms_server.core.errors import CapabilityError
 from lollms_server.core.events import OutputAccumulator, event_of
+from lollms_server.core.limits import AudioBound, InputLimits
 from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.resource_manager import ResourceManager
 from lollms_server.core.tasks import tasks_for_modalities
@@ -68,6 +69,9 @@ class Binding(ABC):
     # instances by name (what a binding over other bindings, such as the router, calls).
     models_folder: Path | None = None
     instance_of: Callable[[str], Awaitable[Binding]] | None = None
+    # Set by the BindingManager too: the server's ``limits`` (what requests may send), which the pipeline has
+    # checked from the inputs' headers; a binding that decodes media bounds its decoding by them.
+    input_limits: InputLimits = InputLimits()
 
     def __init__(self, config: dict[str, Any], resource_manager: ResourceManager) -> None:
         self.config = config
@@ -191,6 +195,17 @@ class Binding(ABC):
     def model_supports_input(self, model_name: str | None, data_type: str, role: str) -> bool:
         """Whether ``model_name`` (as resolved) can use an input item; by default ``supports_input_role``."""
         return self.supports_input_role(data_type, role)
+
+    def audio_bound(self) -> AudioBound:
+        """The longest audio this instance decodes: the server's ``limits.max_audio_seconds``, or the instance's
+        own ``max_audio_seconds`` setting where it is lower."""
+        own = self.config.get("max_audio_seconds")
+        setting = f"max_audio_seconds of binding '{self.binding_instance_name}'"
+        return (
+            self.input_limits.audio_bound.tighter(AudioBound(float(own), setting))
+            if own
+            else self.input_limits.audio_bound
+        )
 
     def supports_input_role(self, data_type: str, role: str) -> bool:
         """Whether an input item of this type and role can be used; by default any accepted type."""

@@ -304,6 +304,29 @@ MAIN_SCHEMA: dict[str, Any] = {
                 "int", "Most denoising steps an image request may ask for.", 150, min_val=1
             ),
             "max_images_per_request": _setting("int", "Most images (n) one request may ask for.", 4, min_val=1),
+            "max_input_image_pixels": _setting(
+                "int",
+                "Most pixels (width x height) of an image a request sends (input, mask), read from its header "
+                "before any pixel is decoded: a few hundred KB of PNG can hold gigabytes of pixels. 4096x4096 by "
+                "default (64 MiB decoded as RGBA).",
+                4096 * 4096,
+                min_val=64,
+            ),
+            "max_audio_seconds": _setting(
+                "int",
+                "Longest audio a request sends, read from its header before it is decoded; where the header has no "
+                "length or lies, decoding stops here. A binding's own max_audio_seconds may be lower.",
+                1800,
+                min_val=1,
+            ),
+            "max_audio_sample_rate": _setting(
+                "int",
+                "Highest sample rate (Hz) of audio a request sends: with max_audio_seconds it bounds the samples one "
+                "decode holds (1800 s at 48 kHz: 330 MiB as float32).",
+                48000,
+                min_val=8000,
+                max_val=768000,
+            ),
         },
     ),
     "url_inputs": _section(

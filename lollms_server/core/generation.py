@@ -39,6 +39,7 @@ from lollms_server.core.events import (
 )
 from lollms_server.core.generation_record import GenerationObserver, GenerationRecord, notify
 from lollms_server.core.limits import check_name
+from lollms_server.core.media_inputs import check_media
 from lollms_server.core.model_access import checked_model
 from lollms_server.core.model_residency import ModelKey
 from lollms_server.core.nested import nested_generators
@@ -250,6 +251,8 @@ class GenerationService:
                 )
         if conversation.multimodal:  # URLs become data once the request is known to be servable
             request = replace(request, input_data=await self.url_inputs.resolve(request.input_data))
+            # Every image and audio item measured from its header before any binding decodes it
+            await anyio.to_thread.run_sync(check_media, request.input_data, self.limits)
             conversation = build_conversation(request.input_data, personality.system_prompt if personality else None)
         parameters = layer_parameters(
             {"max_tokens": self.config.defaults["default_max_output_tokens"]} if task.default_max_tokens else None,

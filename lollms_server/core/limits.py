@@ -20,6 +20,25 @@ def _mib(size: int) -> str:
 
 
 @dataclass(frozen=True)
+class AudioBound:
+    """The longest audio a decoder may produce, and the setting that says so (named in the 400)."""
+
+    seconds: float
+    setting: str
+
+    def tighter(self, other: AudioBound) -> AudioBound:
+        return other if other.seconds < self.seconds else self
+
+    def refuse(self, where: str, seconds: float | None = None) -> BadRequestError:
+        """The 400 for audio over the bound: its length when known, else "more than" (decoding stopped there)."""
+        if seconds is None:
+            return BadRequestError(
+                f"{where} lasts more than {self.seconds:,g} s, the limit ({self.setting}); decoding stopped there"
+            )
+        return BadRequestError(f"{where} lasts {seconds:,.0f} s; the limit is {self.seconds:,g} s ({self.setting})")
+
+
+@dataclass(frozen=True)
 class InputLimits:
     max_request_bytes: int = 32 * 1024 * 1024
     max_input_items: int = 1000
@@ -29,10 +48,35 @@ class InputLimits:
     max_image_pixels: int = 2048 * 2048
     max_inference_steps: int = 150
     max_images_per_request: int = 4
+    max_input_image_pixels: int = 4096 * 4096
+    max_audio_seconds: int = 1800
+    max_audio_sample_rate: int = 48000
 
     @property
     def image_caps(self) -> ImageCaps:
         return ImageCaps(self.max_image_pixels, self.max_inference_steps, self.max_images_per_request, "limits.")
+
+    @property
+    def audio_bound(self) -> AudioBound:
+        return AudioBound(self.max_audio_seconds, "limits.max_audio_seconds")
+
+    def check_input_pixels(self, where: str, width: int, height: int) -> None:
+        """An image a request sends, by the size its header gives (before any pixel is decoded)."""
+        if width * height > self.max_input_image_pixels:
+            raise BadRequestError(
+                f"{where} is {width}x{height} = {width * height:,} pixels; the limit is "
+                f"{self.max_input_image_pixels:,} (limits.max_input_image_pixels): send a smaller image"
+            )
+
+    def check_audio_header(self, where: str, rate: int, seconds: float | None) -> None:
+        """Audio a request sends, by the rate and length its header gives (None: it gives none)."""
+        if rate > self.max_audio_sample_rate:
+            raise BadRequestError(
+                f"{where} is sampled at {rate:,} Hz; the limit is {self.max_audio_sample_rate:,} Hz "
+                "(limits.max_audio_sample_rate): resample it"
+            )
+        if seconds is not None and seconds > self.max_audio_seconds:
+            raise self.audio_bound.refuse(where, seconds)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> InputLimits:

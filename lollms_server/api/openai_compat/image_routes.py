@@ -118,6 +118,6 @@ async def image_edits(request: Request, service: GenerationServiceDep, bindings:
         if mask is not None:
             raw_mask = await mask.read()
             upload_item(raw_mask, mask.content_type, "mask_image", limits)  # its size, before it is decoded
-            data = await anyio.to_thread.run_sync(repaint_mask, raw_mask, limits.image_caps)
+            data = await anyio.to_thread.run_sync(repaint_mask, raw_mask, limits)
             items.append(InputData(type="image", role="mask_image", data=data, mime_type="image/png"))
     return await _answer(request, service, image_request(fields, items, bindings.model_ids, "i2i"), fields)

@@ -16,8 +16,8 @@ from lollms_server.api.openai_compat.protocol import ImageFields
 from lollms_server.api.wire_fields import refuse
 from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BackendFailedError, BadRequestError, CapabilityError
-from lollms_server.core.image_parameters import ImageCaps
 from lollms_server.core.limits import InputLimits
+from lollms_server.core.media_inputs import open_image
 from lollms_server.core.model_ids import ModelChoice, ModelIds
 
 # Fields passed to the image task's parameters as they are (OpenAI's n, and our extensions).
@@ -80,27 +80,23 @@ def upload_item(raw: bytes, content_type: str | None, role: str, limits: InputLi
     return InputData(type="image", role=role, data=data, mime_type=mime)
 
 
-def repaint_mask(raw: bytes, caps: ImageCaps) -> str:
-    """OpenAI's mask (transparent = edit) as ours (white = repaint): a grayscale PNG, base64."""
+def repaint_mask(raw: bytes, limits: InputLimits) -> str:
+    """OpenAI's mask (transparent = edit) as ours (white = repaint): a grayscale PNG, base64 (blocking)."""
     try:
-        from PIL import Image, ImageOps, UnidentifiedImageError
+        from PIL import ImageOps
     except ImportError:
         raise CapabilityError(
             "edits with a mask need Pillow on the server (pip install 'lollms-server[diffusers]')"
         ) from None
-    try:
-        image = Image.open(io.BytesIO(raw))
-    except Image.DecompressionBombError:
-        raise BadRequestError("mask has more pixels than this server allows (limits.max_image_pixels)") from None
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise BadRequestError("mask is not an image (send a PNG with an alpha channel)") from None
-    caps.check_pixels("mask", image.width, image.height)  # from the header, before the pixels are decoded
-    if "A" not in image.getbands() and "transparency" not in image.info:
-        raise BadRequestError("mask must be a PNG with an alpha channel: its transparent pixels mark the area to edit")
-    try:
-        alpha = image.convert("RGBA").getchannel("A")
-    except (OSError, ValueError):
-        raise BadRequestError("mask is a damaged or unreadable image") from None
+    with open_image(raw, "mask", lambda width, height: limits.check_input_pixels("mask", width, height)) as image:
+        if "A" not in image.getbands() and "transparency" not in image.info:
+            raise BadRequestError(
+                "mask must be a PNG with an alpha channel: its transparent pixels mark the area to edit"
+            )
+        try:
+            alpha = image.convert("RGBA").getchannel("A")
+        except (OSError, ValueError):
+            raise BadRequestError("mask is a damaged or unreadable image") from None
     buffer = io.BytesIO()
     ImageOps.invert(alpha).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")

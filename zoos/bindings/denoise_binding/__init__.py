@@ -106,14 +106,8 @@ class DenoiseBinding(Binding):
         items = [item for item in multimodal_data or [] if item.type == "audio" and item.role == "input_audio"]
         if len(items) != 1:
             raise BadRequestError(f"send exactly one audio item with role input_audio (got {len(items)})")
-        item = items[0]  # base64 and audio decoding both off the event loop
-        samples, rate = await anyio.to_thread.run_sync(lambda: decode(item.binary(), "input_audio"))
-        limit = int(self.config.get("max_audio_seconds") or 1800)
-        if len(samples) / rate > limit:
-            raise BadRequestError(
-                f"input_audio lasts {len(samples) / rate:.0f} s; this binding takes at most {limit} s "
-                "(max_audio_seconds)"
-            )
+        item, bound = items[0], self.audio_bound()  # base64 and audio decoding both off the event loop
+        samples, rate = await anyio.to_thread.run_sync(lambda: decode(item.binary(), "input_audio", bound))
         audio_format = str(params.get("audio_format") or self.config.get("default_format") or "wav")
         out_rate = int(params.get("sample_rate") or rate)
         limit_db = float(params.get("attenuation_limit_db") or 100.0)

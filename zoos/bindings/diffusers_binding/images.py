@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lollms_server.core.errors import BadRequestError
+from lollms_server.core.media_inputs import open_image
 
 from .parameters import Caps, check_pixels
 
@@ -27,23 +28,16 @@ class ImageInputs:
 
 
 def _open(item: Any, where: str, caps: Caps) -> Any:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if item.mime_type and not item.mime_type.startswith("image/"):
         raise BadRequestError(f"{where} has mime_type '{item.mime_type}'; an image is needed")
-    raw = item.binary()
-    try:
-        image = Image.open(io.BytesIO(raw))
-    except Image.DecompressionBombError:
-        raise BadRequestError(f"{where} has more pixels than this instance allows (max_image_pixels)") from None
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise BadRequestError(f"{where} is not an image PIL can read (PNG, JPEG, WebP...)") from None
+    # The header gives the size: a decompression bomb is refused before its pixels are decoded.
+    image = open_image(item.binary(), where, lambda width, height: check_pixels(where, width, height, caps))
     declared = (item.mime_type or "").lower()
     actual = Image.MIME.get(image.format or "", "")
     if declared and actual and declared != actual and {declared, actual} != {"image/jpeg", "image/jpg"}:
         raise BadRequestError(f"{where} is declared as {declared} but holds {actual} data")
-    # The header gives the size: a decompression bomb is refused before its pixels are decoded.
-    check_pixels(where, image.width, image.height, caps)
     try:
         image.load()
     except (OSError, ValueError, Image.DecompressionBombError):

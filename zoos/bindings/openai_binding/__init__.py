@@ -284,7 +284,7 @@ class OpenAIBinding(Binding):
 
     async def _images(self, model: str, prompt: str, params: dict[str, Any], inputs: list[Any]) -> list[dict[str, Any]]:
         """Images from the images API: an edit when the request carries images, a generation otherwise."""
-        files = edit_files(inputs) if inputs else None
+        files = await anyio.to_thread.run_sync(edit_files, inputs, self.input_limits) if inputs else None
         arguments = image_arguments(model, prompt, params, self.config, self.binding_instance_name, files is not None)
 
         async def create() -> Any:

