@@ -150,6 +150,8 @@ def build_artifact_store(config: ServerConfig) -> ArtifactStore:
         folder if folder.is_absolute() else config.paths.config_dir / folder,
         max_bytes=int(section["max_total_bytes"]),
         ttl_seconds=float(section["ttl_seconds"]),
+        max_count=int(section["max_count"]),
+        rescan_seconds=float(section["rescan_seconds"]),
     )
 
 

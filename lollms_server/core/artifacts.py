@@ -4,9 +4,15 @@ Each artifact is two files in the store's folder: ``<id>.data`` (the bytes, writ
 the artifact is complete; its modification time is set to the moment it was stored) and ``<id>.json`` (its
 mime type and the name of the key that made it). Both are written through ``atomic_files`` and are private
 (0600). An artifact is served to the key that made it and to admin keys; to any other key it does not exist
-(404). The store keeps no index in memory, so several worker processes may share one folder. Every ``put``
-sweeps: expired artifacts are deleted, then the oldest ones until the new one fits under the size cap. Contents
-are never logged.
+(404). ``get`` reads the folder, so several worker processes (or replicas with the folder on shared storage) serve
+what another stored. Contents are never logged.
+
+The accounting (which artifacts are live, oldest first, how many and how many bytes) is kept in memory and updated
+by each store, expiry and eviction, so storing costs the same with ten artifacts or ten thousand. Before storing,
+expired artifacts are deleted, then the oldest ones until the new one fits under both caps (``max_bytes``,
+``max_count``). The folder is listed only by ``sweep`` (at start-up) and by the first store after
+``rescan_seconds``: that listing rebuilds the accounting from the files, which takes in what other processes
+stored or deleted meanwhile, and removes what interrupted writes left behind.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,22 +73,78 @@ class StoredArtifact:
     file: Path
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What the live artifacts hold, as this process accounts them."""
+
+    count: int
+    bytes: int
+
+
 def is_artifact_id(value: str) -> bool:
     """Whether ``value`` has the exact shape of an id we hand out (nothing else ever reaches the disk)."""
     return bool(_ID.fullmatch(value))
 
 
+class Ledger:
+    """The live artifacts, oldest first (id -> size, stored at), with their count and total size: each change is
+    O(1), whatever the number of artifacts."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, artifact_id: str, size: int, stored_at: float) -> None:
+        """Record an artifact stored now (after every other: stores happen in time order)."""
+        self.discard(artifact_id)
+        self._entries[artifact_id] = (size, stored_at)
+        self.bytes += size
+
+    def discard(self, artifact_id: str) -> None:
+        entry = self._entries.pop(artifact_id, None)
+        if entry is not None:
+            self.bytes -= entry[0]
+
+    def oldest(self) -> tuple[str, int, float] | None:
+        """(id, size, stored at) of the oldest artifact, or None when there is none."""
+        for artifact_id, (size, stored_at) in self._entries.items():
+            return artifact_id, size, stored_at
+        return None
+
+    def replace(self, live: Iterable[tuple[str, int, float]]) -> None:
+        """Start again from ``live`` (id, size, stored at), in any order."""
+        self._entries = OrderedDict(
+            (artifact_id, (size, stored_at)) for artifact_id, size, stored_at in sorted(live, key=lambda item: item[2])
+        )
+        self.bytes = sum(size for size, _ in self._entries.values())
+
+
 class ArtifactStore:
-    """Binary outputs under ``folder``, at most ``max_bytes`` in all, each kept ``ttl_seconds``."""
+    """Binary outputs under ``folder``, at most ``max_bytes`` and ``max_count`` artifacts in all, each kept
+    ``ttl_seconds``; the folder is listed again every ``rescan_seconds`` (see the module's docstring)."""
 
     def __init__(
-        self, folder: Path, max_bytes: int, ttl_seconds: float, clock: Callable[[], float] = time.time
+        self,
+        folder: Path,
+        *,
+        max_bytes: int,
+        max_count: int,
+        ttl_seconds: float,
+        rescan_seconds: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.folder = Path(folder)
         self.max_bytes = int(max_bytes)
+        self.max_count = int(max_count)
         self.ttl_seconds = float(ttl_seconds)
+        self.rescan_seconds = float(rescan_seconds)
         self.clock = clock
-        self._lock = threading.Lock()  # one sweep-and-write at a time in this process
+        self._lock = threading.Lock()  # one account-and-write at a time in this process
+        self._ledger = Ledger()
+        self._listed_at: float | None = None  # clock() when the folder was last listed; None: never
 
     async def put(self, data: bytes, mime_type: str | None, owner: Principal | None = None) -> Artifact:
         """Store ``data`` for ``owner`` (the key whose request made it); PayloadTooLargeError when it alone is over
@@ -94,7 +157,8 @@ class ArtifactStore:
         return await anyio.to_thread.run_sync(self.get_sync, artifact_id, reader)
 
     async def sweep(self) -> int:
-        """Delete expired artifacts and leftovers; the number of artifacts deleted."""
+        """List the folder: delete expired artifacts and leftovers, and account for what is there; the number of
+        artifacts deleted."""
         return await anyio.to_thread.run_sync(self.sweep_sync)
 
     def put_sync(self, data: bytes, mime_type: str | None, owner: Principal | None = None) -> Artifact:
@@ -107,15 +171,17 @@ class ArtifactStore:
         mime = checked_mime_type(mime_type)
         with self._lock:
             self._make_folder()
+            now = self.clock()
+            self._account(now)
             self._make_room(size)
             artifact_id = secrets.token_urlsafe(ID_BYTES)
-            now = self.clock()
             meta = json.dumps({"mime_type": mime, "owner": owner.name if owner else None}).encode("utf-8")
             atomic_write_bytes(self._file(artifact_id, _META), meta, private=True, exclusive=True)
-            # Dated before it gets its real name, so a sweep never sees it undated.
+            # Dated before it gets its real name, so a listing never sees it undated.
             with atomic_path(self._file(artifact_id, _DATA), private=True, exclusive=True) as temporary:
                 temporary.write_bytes(data)
                 os.utime(temporary, (now, now))
+            self._ledger.add(artifact_id, size, now)
         logger.debug("stored an artifact of %d bytes (%s)", size, mime)
         return Artifact(artifact_id, mime, size, now + self.ttl_seconds)
 
@@ -130,6 +196,7 @@ class ArtifactStore:
             raise NotFoundError("artifact not found (unknown or expired)") from None
         expires_at = info.st_mtime + self.ttl_seconds
         if expires_at <= self.clock():
+            # Its files go now; its entry in the accounting, expired too, goes with the next store's expiry.
             self._delete(artifact_id)
             raise NotFoundError("artifact not found (unknown or expired)")
         meta = meta if isinstance(meta, dict) else {}
@@ -141,21 +208,63 @@ class ArtifactStore:
 
     def sweep_sync(self) -> int:
         with self._lock:
-            return self._sweep_expired()[1]
+            return self._list_folder(self.clock())
+
+    def usage(self) -> Usage:
+        """The unexpired artifacts, as accounted now (the folder is listed when a listing is due)."""
+        with self._lock:
+            self._account(self.clock())
+            return Usage(len(self._ledger), self._ledger.bytes)
 
     def total_bytes(self) -> int:
         """Bytes held by unexpired artifacts."""
-        with self._lock:
-            return sum(size for _, size, _ in self._sweep_expired()[0])
+        return self.usage().bytes
 
+    # --- accounting (under the lock) -------------------------------------------------------------------------
+    def _account(self, now: float) -> None:
+        """Bring the accounting up to ``now``: list the folder when it is due, else drop what has expired."""
+        if self._listed_at is None or not 0 <= now - self._listed_at < self.rescan_seconds:
+            self._list_folder(now)
+            return
+        while (oldest := self._ledger.oldest()) is not None and self._stale(oldest[2], now):
+            self._forget(oldest[0])
+
+    def _list_folder(self, now: float) -> int:
+        """Rebuild the accounting from the files: expired artifacts deleted; the number deleted."""
+        live, deleted = [], 0
+        for artifact_id, size, stored_at in self._live(now):
+            if self._stale(stored_at, now):
+                self._delete(artifact_id)
+                deleted += 1
+            else:
+                live.append((artifact_id, size, stored_at))
+        self._ledger.replace(live)
+        self._listed_at = now
+        return deleted
+
+    def _make_room(self, size: int) -> None:
+        evicted = 0
+        while (oldest := self._ledger.oldest()) is not None and (
+            self._ledger.bytes + size > self.max_bytes or len(self._ledger) + 1 > self.max_count
+        ):
+            self._forget(oldest[0])
+            evicted += 1
+        if evicted:
+            logger.info("artifact store full: evicted the %d oldest artifact(s)", evicted)
+
+    def _forget(self, artifact_id: str) -> None:
+        self._delete(artifact_id)
+        self._ledger.discard(artifact_id)
+
+    # --- files ----------------------------------------------------------------------------------------------
     def _make_folder(self) -> None:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _file(self, artifact_id: str, suffix: str) -> Path:
         return self.folder / f"{artifact_id}{suffix}"
 
-    def _live(self) -> list[tuple[str, int, float]]:
-        """(id, size, stored at) of every complete artifact; removes stale leftovers on the way."""
+    def _live(self, now: float) -> list[tuple[str, int, float]]:
+        """(id, size, stored at) of every complete artifact in the folder; removes stale leftovers on the way."""
         found: list[tuple[str, int, float]] = []
         metas: dict[str, float] = {}
         try:
@@ -170,44 +279,19 @@ class ArtifactStore:
                     found.append((name[: -len(_DATA)], info.st_size, info.st_mtime))
                 elif name.endswith(_META) and is_artifact_id(name[: -len(_META)]):
                     metas[name[: -len(_META)]] = entry.stat(follow_symlinks=False).st_mtime
-                elif _LEFTOVER.fullmatch(name) and self._stale(entry.stat(follow_symlinks=False).st_mtime):
+                elif _LEFTOVER.fullmatch(name) and self._stale(entry.stat(follow_symlinks=False).st_mtime, now):
                     os.unlink(entry.path)
             except FileNotFoundError:  # deleted meanwhile by another worker
                 continue
         complete = {artifact_id for artifact_id, _, _ in found}
         for artifact_id, written_at in metas.items():
             # A description without its data: a write that died (another process may be writing it now).
-            if artifact_id not in complete and self._stale(written_at):
+            if artifact_id not in complete and self._stale(written_at, now):
                 self._delete(artifact_id)
         return found
 
-    def _stale(self, written_at: float) -> bool:
-        return written_at + self.ttl_seconds <= self.clock()
-
-    def _sweep_expired(self) -> tuple[list[tuple[str, int, float]], int]:
-        """Delete expired artifacts; the live ones, oldest first, and how many were deleted."""
-        live = []
-        deleted = 0
-        for artifact_id, size, stored_at in sorted(self._live(), key=lambda item: item[2]):
-            if self._stale(stored_at):
-                self._delete(artifact_id)
-                deleted += 1
-            else:
-                live.append((artifact_id, size, stored_at))
-        return live, deleted
-
-    def _make_room(self, size: int) -> None:
-        live, _ = self._sweep_expired()
-        total = sum(item[1] for item in live)
-        evicted = 0
-        for artifact_id, item_size, _ in live:
-            if total + size <= self.max_bytes:
-                break
-            self._delete(artifact_id)
-            total -= item_size
-            evicted += 1
-        if evicted:
-            logger.info("artifact store full: evicted the %d oldest artifact(s)", evicted)
+    def _stale(self, written_at: float, now: float) -> bool:
+        return written_at + self.ttl_seconds <= now
 
     def _delete(self, artifact_id: str) -> None:
         for suffix in (_DATA, _META):

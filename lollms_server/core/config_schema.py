@@ -358,6 +358,21 @@ MAIN_SCHEMA: dict[str, Any] = {
                 1024 * 1024 * 1024,
                 min_val=1024,
             ),
+            "max_count": _setting(
+                "int",
+                "Most artifacts stored at once; the oldest are deleted first to make room.",
+                10_000,
+                min_val=1,
+                max_val=10_000_000,
+            ),
+            "rescan_seconds": _setting(
+                "float",
+                "Seconds between listings of the folder, which take in what other replicas sharing it stored or "
+                "deleted; between them each store updates the accounting in memory.",
+                60.0,
+                min_val=1.0,
+                max_val=86400.0,
+            ),
             "ttl_seconds": _setting(
                 "int", "Seconds an artifact is served after it was stored; then it is deleted.", 3600, min_val=1
             ),

@@ -216,7 +216,10 @@ async def test_the_artifact_route_is_documented(tmp_path: Path) -> None:
     assert f"{ARTIFACT_PATH_PREFIX}{{artifact_id}}" in schema["paths"]
 
 
-@pytest.mark.parametrize("section", [{"ttl_seconds": 0}, {"max_total_bytes": 10}, {"expiry": 5}])
+@pytest.mark.parametrize(
+    "section",
+    [{"ttl_seconds": 0}, {"max_total_bytes": 10}, {"max_count": 0}, {"rescan_seconds": 0}, {"expiry": 5}],
+)
 def test_bad_settings_of_the_section_are_refused(tmp_path: Path, section: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="artifacts"):
         make_config(tmp_path, artifacts=section)
