@@ -29,6 +29,7 @@ from lollms_server.core.config_schema import GENERATION_TYPES, MAIN_SCHEMA, MAIN
 from lollms_server.core.config_validation import DynamicSectionCheck, validate_values, without_secrets
 from lollms_server.core.errors import BadRequestError, ConfigError
 from lollms_server.core.limits import MAX_NAME_CHARS, InputLimits
+from lollms_server.core.public_url import public_url_problem
 from lollms_server.core.sandbox import SandboxLimits
 from lollms_server.core.secrets import resolve_encryption_key
 from lollms_server.core.url_inputs import UrlInputPolicy
@@ -200,6 +201,9 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
             f"server.workers = {values['server']['workers']}: each worker would enforce its own limits (compute slots, "
             "per-key quotas), multiplying them; set shared_state.redis_url, or keep workers: 1"
         )
+    public_url = values["server"]["public_url"]
+    if public_url is not None and (problem := public_url_problem(public_url)):
+        problems.append(f"server.public_url: {problem}")
     for index, domain in enumerate(values["url_inputs"]["allowed_domains"]):
         if not isinstance(domain, str) or not _ALLOWED_DOMAIN.match(domain):
             problems.append(
@@ -243,6 +247,12 @@ class ServerConfig:
     @property
     def port(self) -> int:
         return int(self.values["server"]["port"])
+
+    @property
+    def public_url(self) -> str | None:
+        """``server.public_url``: the base of absolute URLs (see ``core.public_url``); None: hand out paths."""
+        value = self.values["server"]["public_url"]
+        return str(value) if value else None
 
     @property
     def allowed_origins(self) -> list[str]:

@@ -56,6 +56,14 @@ MAIN_SCHEMA: dict[str, Any] = {
                 "127.0.0.1",
             ),
             "port": _setting("int", "TCP port to listen on.", 9601, min_val=1, max_val=65535),
+            "public_url": _setting(
+                "str",
+                "The address clients reach the server at (http or https, no query), e.g. https://lollms.example.com "
+                "behind a proxy: the base of the absolute URLs it hands out (OpenAI images with response_format url), "
+                "and an address its relay instances must not point at. Null: paths (/api/v1/artifacts/<id>), "
+                "never an address taken from a request's Host header.",
+                nullable=True,
+            ),
             "workers": _setting(
                 "int",
                 "Uvicorn worker processes. Each worker loads its own local models: keep 1 for in-process models.",

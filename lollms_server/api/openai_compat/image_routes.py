@@ -60,7 +60,8 @@ async def _answer(
     request: Request, service: GenerationService, ours: GenerationRequest, fields: ImageFields
 ) -> JSONResponse:
     _, outputs = await run_to_completion(request, service, ours, request_id_of(request) or "")
-    return JsonResponse(images_response(outputs, response_format_of(fields), str(request.base_url)))
+    public_url = request.app.state.config.public_url  # never request.base_url: its host is the client's Host header
+    return JsonResponse(images_response(outputs, response_format_of(fields), public_url))
 
 
 @router.post("/images/generations", summary="Images from a prompt (text-to-image)", responses=_errors())

@@ -14,11 +14,13 @@ from typing import Any
 from lollms_server.api.models import InputData, OutputData
 from lollms_server.api.openai_compat.protocol import ImageFields
 from lollms_server.api.wire_fields import refuse
+from lollms_server.core.artifacts import ARTIFACT_PATH_PREFIX
 from lollms_server.core.domain import GenerationRequest
 from lollms_server.core.errors import BackendFailedError, BadRequestError, CapabilityError
 from lollms_server.core.limits import InputLimits
 from lollms_server.core.media_inputs import open_image
 from lollms_server.core.model_ids import ModelChoice, ModelIds
+from lollms_server.core.public_url import absolute_url
 
 # Fields passed to the image task's parameters as they are (OpenAI's n, and our extensions).
 _PASSED = ("n", "negative_prompt", "num_inference_steps", "guidance_scale", "seed", "scheduler", "strength")
@@ -58,18 +60,23 @@ def image_request(
     )
 
 
-def images_response(outputs: list[OutputData], response_format: str, base_url: str) -> dict[str, Any]:
-    """OpenAI's ImagesResponse for our outputs (stored ones as absolute URLs under ``base_url``); a run without
-    any image is a backend failure."""
+def images_response(outputs: list[OutputData], response_format: str, public_url: str | None) -> dict[str, Any]:
+    """OpenAI's ImagesResponse for our outputs: stored ones as their URL under ``public_url`` (``server.public_url``,
+    never the request's Host), or as their path without one; an image the binding gave as a URL as it is. A run
+    without any image is a backend failure."""
     images = [output for output in outputs if output.type == "image"]
     if not images:
         errors = [str(output.data) for output in outputs if output.type == "error"]
         raise BackendFailedError("; ".join(errors) or "the binding answered without an image")
     if response_format == "url":
-        data = [{"url": base_url.rstrip("/") + str(image.data)} for image in images]
+        data = [{"url": _url_of(str(image.data), public_url)} for image in images]
     else:
         data = [{"b64_json": str(image.data)} for image in images]
     return {"created": int(time.time()), "data": data}
+
+
+def _url_of(data: str, public_url: str | None) -> str:
+    return absolute_url(data, public_url) if data.startswith(ARTIFACT_PATH_PREFIX) else data
 
 
 def upload_item(raw: bytes, content_type: str | None, role: str, limits: InputLimits) -> InputData:
