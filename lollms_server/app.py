@@ -23,6 +23,7 @@ from lollms_server.api.fallbacks import install_fallbacks
 from lollms_server.api.ollama_compat import routes as ollama_routes
 from lollms_server.api.openai_compat import routes as openai_routes
 from lollms_server.api.openapi import customize_openapi
+from lollms_server.api.relay import RelayLoopMiddleware, relaying_lifespan
 from lollms_server.api.webui import install_ui
 from lollms_server.core import tracing
 from lollms_server.core.artifacts import ArtifactStore
@@ -32,16 +33,20 @@ from lollms_server.core.embeddings import EmbeddingService
 from lollms_server.core.functions import FunctionManager
 from lollms_server.core.generation import GenerationService
 from lollms_server.core.personalities import PersonalityManager
+from lollms_server.core.relay import RelayGuard, new_server_id
 from lollms_server.core.resource_manager import ResourceManager
 
 logger = logging.getLogger(__name__)
 
-# Set by the CLI so that uvicorn worker processes (workers > 1) load the same config file.
+# Set by the CLI so that uvicorn worker processes (workers > 1) load the same config file, and share one server id
+# (core.relay: a request relayed back to any of them is recognised at once).
 MAIN_CONFIG_ENV = "LOLLMS_MAIN_CONFIG"
+SERVER_ID_ENV = "LOLLMS_SERVER_ID"
 
 
-def create_app(config: ServerConfig) -> FastAPI:
-    """Build the FastAPI app for ``config``; nothing heavy happens until the lifespan starts."""
+def create_app(config: ServerConfig, server_id: str | None = None) -> FastAPI:
+    """Build the FastAPI app for ``config``; nothing heavy happens until the lifespan starts. ``server_id``: the
+    relay id it shares with other workers (a new one by default)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -100,6 +105,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             await resource_manager.models.unload()
             await resource_manager.models.drain()
 
+    relay = RelayGuard(server_id or new_server_id(), int(config.section("server")["max_relay_hops"]))
     telemetry = bool(config.section("server")["opentelemetry"])
     if telemetry:
         tracing.configure(config.section("server")["otlp_endpoint"])
@@ -108,9 +114,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         title="lollms_server",
         version=__version__,
         description="Multi-modal generation server for the LOLLMS ecosystem.",
-        lifespan=lifespan,
+        lifespan=relaying_lifespan(lifespan, relay),
     )
     app.state.config = config
+    app.state.relay_guard = relay
     app.state.binding_manager = None
     app.state.generation_service = None
     app.state.embedding_service = None
@@ -133,6 +140,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     # Innermost first: the body is read (bounded, checked, declared JSON) only for requests that passed the key check.
     app.add_middleware(RequestBodyGuard, max_bytes=int(config.section("limits")["max_request_bytes"]))
     install_access(app, config)  # per-key limits inside the key check, then the key check
+    app.add_middleware(RelayLoopMiddleware, guard=relay)  # a request that came back costs nothing more
     app.add_middleware(RequestIdMiddleware, metrics=app.state.metrics)  # ids, and the HTTP metrics
     app.add_middleware(
         BrowserCORSMiddleware,
@@ -157,4 +165,4 @@ def build_artifact_store(config: ServerConfig) -> ArtifactStore:
 
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn worker processes: loads the config file named by $LOLLMS_MAIN_CONFIG."""
-    return create_app(load_main_config(Path(os.environ[MAIN_CONFIG_ENV])))
+    return create_app(load_main_config(Path(os.environ[MAIN_CONFIG_ENV])), server_id=os.environ.get(SERVER_ID_ENV))

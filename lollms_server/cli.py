@@ -46,7 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from lollms_server.app import MAIN_CONFIG_ENV, create_app
+    from lollms_server.app import MAIN_CONFIG_ENV, SERVER_ID_ENV, create_app
+    from lollms_server.core.relay import new_server_id
 
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config.listening_on(args.host, args.port)  # the app's own origins follow the port it listens on
@@ -54,6 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
     workers = int(config.section("server")["workers"])
     if workers > 1:
         os.environ[MAIN_CONFIG_ENV] = str(config.path)
+        os.environ[SERVER_ID_ENV] = new_server_id()
         uvicorn.run(
             "lollms_server.app:create_app_from_env",
             factory=True,

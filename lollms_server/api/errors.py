@@ -21,6 +21,7 @@ from lollms_server.api.models import ErrorResponse
 from lollms_server.core.errors import (
     BackendAuthError,
     BackendFailedError,
+    BackendLoopError,
     BackendRateLimitError,
     BackendTimeoutError,
     BackendUnreachableError,
@@ -34,6 +35,7 @@ from lollms_server.core.errors import (
     QueueFullError,
     QueueTimeoutError,
     RateLimitedError,
+    RelayLoopError,
     UnavailableError,
 )
 from lollms_server.core.metrics import ServerMetrics
@@ -47,6 +49,8 @@ STATUS_FOR_ERROR: dict[type[LollmsError], tuple[int, str]] = {
     BackendAuthError: (502, "backend_unauthorized"),
     BackendRateLimitError: (429, "backend_rate_limited"),
     BackendFailedError: (502, "backend_error"),
+    BackendLoopError: (508, "loop_detected"),
+    RelayLoopError: (508, "loop_detected"),
     BackendUnreachableError: (503, "backend_unreachable"),
     BackendTimeoutError: (504, "backend_timeout"),
     BadRequestError: (400, "bad_request"),

@@ -36,9 +36,10 @@ STATUS_DESCRIPTIONS = {
     502: "The backend failed, answered something unexpected, or refused the server's credentials",
     503: "The binding is unavailable, or the queue is full (see Retry-After)",
     504: "The backend timed out",
+    508: "Loop detected: the request came back through a relay instance whose backend leads back to this server",
 }
 # What a route that runs a generation, or an embedding, can answer besides 401 and 403.
-GENERATION_ERRORS = (400, 404, 408, 413, 415, 422, 429, 500, 501, 502, 503, 504)
+GENERATION_ERRORS = (400, 404, 408, 413, 415, 422, 429, 500, 501, 502, 503, 504, 508)
 EMBEDDING_ERRORS = GENERATION_ERRORS
 
 

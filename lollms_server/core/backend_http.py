@@ -5,7 +5,8 @@ answers through orjson, event streams read line by line into plain dictionaries.
 objects, httpx's pure-Python h11 parser and its pool scan) a 20-chunk stream costs a tenth of the CPU
 (bench/README.md, "Relay"). Failures come out as three exceptions that the binding turns into our errors
 (``lollms_server.core.remote``): an HTTP error answer, a transport failure, an answer of the wrong kind.
-Backend calls are traced as OpenTelemetry client spans when tracing is on, with the trace context sent along.
+Backend calls are traced as OpenTelemetry client spans when tracing is on, with the trace context sent along, and
+carry the relay header (``lollms_server.core.relay``) so that a backend leading back to this server is caught.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from multidict import CIMultiDict
 from yarl import URL
 
+from lollms_server.core.relay import relay_headers
 from lollms_server.core.tracing import client_span
 
 # Connections kept per backend host: enough for the server's own concurrency, bounded so a slow backend cannot
@@ -131,7 +133,7 @@ class BackendClient:
     ) -> aiohttp.ClientResponse:
         """The answer's status and headers (an HTTP error raised as BackendStatusError); its body is the caller's."""
         url = f"{self.base_url}{path}"
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = {"Content-Type": "application/json", **relay_headers()} if body is not None else relay_headers()
         data = orjson.dumps(body) if body is not None else None
         kwargs: dict[str, Any] = {"proxy": self.proxy, "proxy_auth": self.proxy_auth} if self.proxy else {}
         if timeout is not None:

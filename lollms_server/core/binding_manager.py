@@ -22,6 +22,7 @@ from lollms_server.core.instance_files import load_instance_values, type_problem
 from lollms_server.core.limits import check_name
 from lollms_server.core.model_access import ModelAccess, checked_model
 from lollms_server.core.model_ids import ModelIds
+from lollms_server.core.relay import instance_loops, relay_problem
 from lollms_server.core.resource_manager import ResourceManager
 from lollms_server.core.secrets import SecretCipher, SecretKeyError
 
@@ -97,6 +98,7 @@ class BindingManager:
         cipher = self._cipher()
         for name, type_name in self.config.bindings_map.items():
             self.instances[name] = self._build_instance(name, type_name, cipher)
+        self._refuse_loops(self.instances)
         for second_wave in (False, True):  # instances over other instances (routers) once those are checked
             await asyncio.gather(
                 *(
@@ -203,6 +205,11 @@ class BindingManager:
         except Exception as exc:
             instance.reason = scrub(f"initialisation failed: {type(exc).__name__}: {exc}", instance.secret_values)
             return instance
+        config = self.config
+        loop = relay_problem(instance.binding.backend_url, config.host, config.port, config.public_url)
+        if loop is not None:  # this server itself: every request would come back (core.relay)
+            instance.binding, instance.reason = None, loop
+            return instance
         instance.state = InstanceState.UNAVAILABLE
         instance.reason = NOT_CHECKED
         return instance
@@ -233,6 +240,7 @@ class BindingManager:
         for name in self.instances:
             if name not in fresh:
                 report[name] = "removed"
+        self._refuse_loops(fresh)
         retired = [i.binding for n, i in self.instances.items() if i.binding and fresh.get(n) is not i]
         self.instances = fresh
         for section in ("bindings_map", "defaults", "model_aliases"):
@@ -248,6 +256,16 @@ class BindingManager:
                 await binding.unload_model()
             except Exception as exc:  # retired: report and go on
                 logger.warning("Unloading a replaced binding instance failed: %s", exc)
+
+    @staticmethod
+    def _refuse_loops(instances: dict[str, BindingInstance]) -> None:
+        """Instances whose requests would come back to them (a router among its own backends, directly or through
+        others) are refused: they could only recurse."""
+        uses = {name: i.binding.other_instances() for name, i in instances.items() if i.binding is not None}
+        for name, way in instance_loops(uses).items():
+            instance = instances[name]
+            instance.binding, instance.state = None, InstanceState.ERROR
+            instance.reason = f"its requests would come back to it ({way}): take it out of the instances it uses"
 
     # --- health -------------------------------------------------------------------------------
     async def _check(self, instance: BindingInstance) -> None:

@@ -65,6 +65,9 @@ class Binding(ABC):
     tasks: ClassVar[tuple[str, ...] | None] = None
     streams: ClassVar[bool | None] = None  # overrides generate_stream with a real stream
     uses_other_instances: ClassVar[bool] = False  # health depends on other instances: checked after them
+    # The address of the server a remote binding relays to (its base_url or host), or None: the BindingManager
+    # refuses an instance whose backend is this server itself (core.relay).
+    backend_url: str | None = None
     # Set by the BindingManager: the server's models folder (``paths.models_folder``), and how to reach the other
     # instances by name (what a binding over other bindings, such as the router, calls).
     models_folder: Path | None = None
@@ -162,6 +165,11 @@ class Binding(ABC):
         (the instance is unavailable until it is fixed) and by ``lollms-server check-config``. Blocking: it runs
         in a worker thread."""
         return None
+
+    def other_instances(self) -> tuple[str, ...]:
+        """The instances this one sends requests to (a router's backends): the BindingManager refuses instances that
+        lead back to themselves."""
+        return ()
 
     def get_resource_requirements(self) -> dict[str, Any]:
         """Whether generation needs a compute slot from the resource manager."""

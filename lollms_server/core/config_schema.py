@@ -77,6 +77,14 @@ MAIN_SCHEMA: dict[str, Any] = {
                 list(DEFAULT_ALLOWED_ORIGINS),
                 item_type="str",
             ),
+            "max_relay_hops": _setting(
+                "int",
+                "Most lollms servers a request may have passed through before this one (remote binding instances "
+                "relaying to other lollms servers); more, or this server itself among them, is a loop: 508.",
+                8,
+                min_val=1,
+                max_val=64,
+            ),
             "sse_keepalive_interval": _setting(
                 "float",
                 "Seconds of silence after which a stream sends an SSE keep-alive comment (keeps proxies open).",

@@ -56,6 +56,10 @@ class QueueFullError(RetryLaterError):
     """``resource_manager.max_queue`` requests are already waiting: refused at once rather than queued."""
 
 
+class RelayLoopError(LollmsError):
+    """A request came back to a lollms server it had passed through, or passed through too many (maps to 508)."""
+
+
 class PayloadTooLargeError(LollmsError):
     """An input is over one of the configured size limits (maps to 413)."""
 
@@ -83,6 +87,11 @@ class BackendFailedError(BackendError):
     """The backend answered with a server error (5xx) or something unusable."""
 
     retryable = True
+
+
+class BackendLoopError(BackendError):
+    """The backend answered 508 Loop Detected: the request came back to a lollms server it had passed through (the
+    instance's address leads back here, directly or through other servers). Not retried."""
 
 
 class BackendAuthError(BackendError):

@@ -27,6 +27,7 @@ from lollms_server.core.errors import (
     BackendAuthError,
     BackendError,
     BackendFailedError,
+    BackendLoopError,
     BackendRateLimitError,
     BackendTimeoutError,
     BackendUnreachableError,
@@ -180,6 +181,11 @@ def error_for_status(
         )
     if status in (408, 504):
         return BackendTimeoutError(f"{where}: the backend timed out (HTTP {status})")
+    if status == 508:
+        return BackendLoopError(
+            f"{where}: the backend answered 508 Loop Detected: behind the instance's {address}, the request came back "
+            "to a lollms server it had passed through (this one, or another: relay instances point at each other)"
+        )
     if status >= 500:
         return BackendFailedError(f"{where}: the backend failed (HTTP {status})")
     # Another 4xx (405, 410, 415...): nothing a retry would change; most likely the address is wrong.

@@ -14,7 +14,7 @@ from lollms_server.app import create_app
 from tests.conftest import running_client
 from tests.helpers import make_config
 
-GENERATION = {"400", "401", "403", "404", "408", "413", "415", "422", "429", "500", "501", "502", "503", "504"}
+GENERATION = {"400", "401", "403", "404", "408", "413", "415", "422", "429", "500", "501", "502", "503", "504", "508"}
 
 
 def error_refs(operation: dict[str, Any]) -> dict[str, str]:

@@ -66,6 +66,7 @@ class OllamaBinding(Binding):
         self.http = BackendClient(
             parse_host(self.host), {"Authorization": f"Bearer {key}"} if key else {}, self.policy.timeout
         )
+        self.backend_url = self.http.base_url
         self._client_lock = asyncio.Lock()
         self._listing: dict[str, Any] | None = None  # canonical name -> /api/tags entry
         self._listed_at = 0.0

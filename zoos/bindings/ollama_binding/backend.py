@@ -13,6 +13,7 @@ import ollama
 
 from lollms_server.core.backend_http import BackendAnswerError, BackendStatusError, BackendTransportError
 from lollms_server.core.errors import BackendFailedError, LollmsError
+from lollms_server.core.relay import add_relay_header
 from lollms_server.core.remote import backend_failure, error_for_answer, error_for_status, error_for_transport
 
 ADDRESS = "host"  # the instance setting naming the backend, for messages that suggest checking it
@@ -74,9 +75,11 @@ def error_text(body: str) -> str:
 
 
 def make_client(host: str, api_key: str | None, timeout: float) -> ollama.AsyncClient:
-    """An AsyncClient whose error answers raise BackendStatus, and answers of the wrong kind UnexpectedAnswer."""
+    """An AsyncClient whose requests carry the relay header, whose error answers raise BackendStatus, and answers of
+    the wrong kind UnexpectedAnswer."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-    return ollama.AsyncClient(host=host, headers=headers, timeout=timeout, event_hooks={"response": [_check_answer]})
+    hooks = {"request": [add_relay_header], "response": [_check_answer]}
+    return ollama.AsyncClient(host=host, headers=headers, timeout=timeout, event_hooks=hooks)
 
 
 def classify(binding: str, exc: Exception, secrets: list[str], models: Iterable[str] | None = None) -> LollmsError:

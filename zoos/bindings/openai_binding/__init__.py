@@ -32,6 +32,7 @@ from lollms_server.core.backend_http import (
 )
 from lollms_server.core.bindings import Binding, token_usage
 from lollms_server.core.errors import BadRequestError, LollmsError, NotFoundError
+from lollms_server.core.relay import add_relay_header
 from lollms_server.core.remote import (
     RetryPolicy,
     backend_failure,
@@ -88,6 +89,8 @@ class OpenAIBinding(Binding):
             organization=config.get("organization") or None,
             timeout=self.policy.timeout,
             max_retries=0,  # our RetryPolicy retries, and never after the first streamed byte
+            # The SDK's own client (its limits and redirects), with the relay header on every request.
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"request": [add_relay_header]}),
         )
         headers = {
             "Authorization": f"Bearer {self._api_key or 'not-needed'}",
@@ -101,6 +104,7 @@ class OpenAIBinding(Binding):
             self.policy.timeout,
             max_connections=int(config.get("max_connections") or DEFAULT_MAX_CONNECTIONS),
         )
+        self.backend_url = self.http.base_url
         self._models: tuple[float, dict[str, dict[str, Any]]] | None = None
         self.image_models = frozenset(config.get("image_models", DEFAULT_IMAGE_MODELS))
         self.default_image_model: str | None = config.get("default_image_model") or None

@@ -181,11 +181,12 @@ class RouterBinding(Binding):
             return await backend.get_model_info(model_name)
         raise NotFoundError(f"router '{self.binding_instance_name}': no backend is available to describe the model")
 
+    def other_instances(self) -> tuple[str, ...]:
+        return tuple(self.backends)
+
     async def health_check(self) -> tuple[bool, str]:
         if not self.backends:
             return False, "no backends configured (backends: [instance names])"
-        if self.binding_instance_name in self.backends:
-            return False, "a router cannot be its own backend"
         available = [name for name, _ in await self._available()]
         if not available:
             return False, f"no backend is available ({', '.join(self.backends)})"
