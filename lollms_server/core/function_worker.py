@@ -72,9 +72,18 @@ def _run(loop: asyncio.AbstractEventLoop, function: RegisteredFunction, args: An
 
 
 def _limit_memory(memory_bytes: int) -> None:
+    """Cap the address space; exit (status 3) when the worker already uses more than the cap: whether it could go
+    on would depend on which allocations happen to fit in memory it already holds."""
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    try:
+        in_use = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):  # not Linux: the cap alone
+        return
+    if in_use > memory_bytes:
+        sys.stderr.write(f"function worker: {in_use} bytes in use at start, over server.function_memory_bytes\n")
+        os._exit(3)
 
 
 def _die_with_parent(parent_pid: int) -> None:
