@@ -1,6 +1,8 @@
 """The grammar builder's process: turns a client's JSON schema into a GBNF grammar and proves llama.cpp can use it.
 
-Run as a script (``python grammar_worker.py``) by ``grammars.GrammarBuilder``: it reads one JSON request per line
+Run as a script (``python grammar_worker.py <heap MiB>``) by ``grammars.GrammarBuilder``: it bounds its own heap
+(RLIMIT_DATA: heap and private mappings, not the model file it maps) before importing llama.cpp, reads one JSON
+request per line
 on stdin and answers one JSON line on stdout. Building a grammar from a client's schema is client-driven work in
 a C library (llama.cpp parses the grammar, then walks its stacks for every candidate token): here a grammar that
 crashes it, loops or eats memory kills this process, never the server, and the server kills it at its deadline.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import resource
 import sys
 from typing import Any
 
@@ -97,6 +100,8 @@ def answer(vocabularies: Vocabularies, request: dict[str, Any]) -> dict[str, Any
 
 
 def main() -> None:
+    limit = int(sys.argv[1]) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     vocabularies = Vocabularies()
     sys.stdout.write(json.dumps({"ready": True}) + "\n")
     sys.stdout.flush()

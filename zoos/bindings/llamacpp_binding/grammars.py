@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import os
-import resource
 import signal
 import sys
 from collections import OrderedDict
@@ -29,14 +28,6 @@ from lollms_server.core.errors import BadRequestError
 WORKER = Path(__file__).with_name("grammar_worker.py")
 REMEMBERED = 256  # grammars (and refusals) kept, least recently used first out
 _LINE_LIMIT = 64 * 1024 * 1024  # an answer line: the largest grammar a bounded schema gives is far smaller
-
-
-def _limit_memory(megabytes: int) -> Any:
-    def apply() -> None:  # in the child, before exec: heap and private mappings (file mappings do not count)
-        limit = megabytes * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-
-    return apply
 
 
 class GrammarBuilder:
@@ -114,10 +105,10 @@ class GrammarBuilder:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(WORKER),
+            str(self.memory_mb),  # the worker bounds its own heap (no preexec_fn: the server has threads)
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,  # llama.cpp's own logging
-            preexec_fn=_limit_memory(self.memory_mb),
             limit=_LINE_LIMIT,
         )
         self.started += 1
