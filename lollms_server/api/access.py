@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI
 
-from lollms_server.api.auth import METRICS_PATH, PROTECTED_PREFIXES, ApiKeyMiddleware
+from lollms_server.api.auth import PROTECTED_PREFIXES, ApiKeyMiddleware
+from lollms_server.api.metrics import METRICS_PATH
 from lollms_server.api.metrics import router as metrics_router
 from lollms_server.api.quota import Limiter
 from lollms_server.core.api_keys import ApiKeyVerifier, KeyFile

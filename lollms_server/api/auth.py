@@ -16,14 +16,13 @@ from lollms_server.api.errors import error_response
 from lollms_server.core.api_keys import ANONYMOUS, ApiKeyVerifier, Principal, current_principal
 
 if TYPE_CHECKING:
-    from lollms_server.api.quota import Limiter
+    from lollms_server.api.quota import Limiter  # the limits it applies once it knows the key (quota imports no auth)
 
 API_KEY_HEADER = "X-API-Key"
 PROTECTED_PREFIX = "/api/v1"
 # /api/ holds our /api/v1 and the Ollama-compatible API; /v1/ the OpenAI-compatible one; /lollms/ the
 # helpers of lollms_client. /health, /version and the docs stay public.
 PROTECTED_PREFIXES = ("/api/", "/v1/", "/lollms/")
-METRICS_PATH = "/metrics"  # protected like the API unless metrics.public
 _HEADER_NAME = API_KEY_HEADER.lower().encode("latin-1")
 _AUTHORIZATION = b"authorization"
 _BEARER = b"bearer "

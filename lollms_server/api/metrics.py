@@ -30,7 +30,10 @@ class LabelledRoute(Route):
         return match, child_scope
 
 
-@router.get("/metrics")
+METRICS_PATH = "/metrics"  # protected like the API unless metrics.public
+
+
+@router.get(METRICS_PATH)
 async def metrics(request: Request) -> Response:
     # Every key's name and every instance are in it: admin keys only, unless metrics.public (no key asked at all).
     principal = getattr(request.state, "principal", None)

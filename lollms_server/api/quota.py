@@ -13,8 +13,8 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lollms_server.api.auth import METRICS_PATH
 from lollms_server.api.errors import error_response
+from lollms_server.api.metrics import METRICS_PATH
 from lollms_server.core.api_keys import Principal
 from lollms_server.core.quotas import LimitStore, StoreHealth, StoreUnavailableError
 

@@ -6,15 +6,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lollms_server.core.errors import LollmsError, NotFoundError
 from lollms_server.core.limits import check_name
 from lollms_server.core.model_access import ModelAccess
 
 if TYPE_CHECKING:
-    from lollms_server.core.binding_manager import BindingManager
     from lollms_server.core.bindings import Binding
+    from lollms_server.core.config import ServerConfig
+
+
+class Instances(Protocol):
+    """What the listings read of the binding manager (which builds on this module, not the other way)."""
+
+    config: ServerConfig
+
+    def list_active_instances(self) -> dict[str, dict[str, Any]]: ...
+
+    async def get_binding(self, name: str) -> Binding: ...
+
 
 PERSONALITY_PREFIX = "personality/"
 
@@ -66,7 +77,7 @@ async def _default_allowed(access: ModelAccess, name: str, binding: Binding) -> 
         return False
 
 
-async def list_model_ids(bindings: BindingManager) -> list[dict[str, Any]]:
+async def list_model_ids(bindings: Instances) -> list[dict[str, Any]]:
     """Every model of every active instance the key of the request may use; an instance that cannot list right
     now keeps its default entry."""
     access = ModelAccess.current()
@@ -112,7 +123,7 @@ class ModelIds:
         return parse_model_id(model_id, self.instances, self.aliases)
 
 
-async def alias_entries(bindings: BindingManager) -> list[dict[str, Any]]:
+async def alias_entries(bindings: Instances) -> list[dict[str, Any]]:
     """The ``model_aliases`` whose target instance is active and allowed to the key of the request, as model list
     entries (``alias_of`` the target)."""
     access = ModelAccess.current()
