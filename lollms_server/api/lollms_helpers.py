@@ -99,8 +99,9 @@ async def personalities(request: Request) -> list[dict[str, Any]]:
 async def capabilities(bindings: BindingManagerDep, config: ConfigDep) -> dict[str, Any]:
     described = await describe_tasks(bindings, config)  # a default that does not run its task serves nothing
     serving = {task: info["default_binding"] for task, info in described.items() if info["default_binding"]}
-    if config.defaults.get("embedding_binding") in bindings.list_active_instances():
-        serving["embedding"] = config.defaults["embedding_binding"]
+    embedding = config.default_binding("embedding")
+    if embedding in bindings.list_active_instances():
+        serving["embedding"] = embedding
     return {"capabilities": list(serving), "active_bindings": serving}
 
 

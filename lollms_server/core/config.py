@@ -288,10 +288,16 @@ class ServerConfig:
         numeric = self.values["logging"]["level"]
         return int(numeric) if numeric is not None else int(logging.getLevelName(self.values["logging"]["log_level"]))
 
+    def default_binding(self, task: str) -> str | None:
+        """The instance configured to serve ``task`` (a generation type, or ``embedding``) when a request names
+        none: ``defaults.<task>_binding``, or None. Read here only: listings, workflows and ``binding_for``."""
+        name = self.values["defaults"].get(f"{task}_binding")
+        return str(name) if name else None
+
     def binding_for(self, task: str, requested: str | None = None) -> str:
         """The binding instance that serves ``task`` (a generation type, or ``embedding``) for a request: the
         one it names, else ``defaults.<task>_binding``. The one place this is decided."""
-        name = requested or self.values["defaults"].get(f"{task}_binding")
+        name = requested or self.default_binding(task)
         if not name:
             raise BadRequestError(f"no binding named in the request and no defaults.{task}_binding configured")
         return str(name)

@@ -30,7 +30,7 @@ async def describe_tasks(bindings: BindingManager, config: ServerConfig) -> dict
         runs[name] = binding.get_supported_tasks()
     described = {}
     for task in TASKS.values():
-        default = config.defaults.get(f"{task.name}_binding")
+        default = config.default_binding(task.name)
         described[task.name] = {
             "description": task.description,
             "output": task.output,

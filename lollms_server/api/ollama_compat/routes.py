@@ -68,7 +68,7 @@ def accept(request: Request, body: OllamaBody) -> None:
 def models_of(request: Request, bindings: BindingManager) -> Models:
     config = request.app.state.config
     personalities = getattr(request.app.state, "personality_manager", None)
-    return Models(bindings, personalities, config.defaults.get("ttt_binding"))
+    return Models(bindings, personalities, config.default_binding("ttt"))
 
 
 @router.get("/api/version", summary="Ollama API version (and lollms_server's)", responses=errors(500))

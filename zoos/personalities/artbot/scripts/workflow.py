@@ -27,7 +27,7 @@ async def run_workflow(prompt: str, params: dict[str, Any], context: dict[str, A
     outputs: list[dict[str, Any]] = [
         {"type": "text", "data": discussion.strip(), "metadata": {"image_prompt": image_prompt}}
     ]
-    tti_name = context["config"].defaults.get("tti_binding")
+    tti_name = context["config"].default_binding("tti")
     if not tti_name:
         outputs.append(
             {
