@@ -15,12 +15,16 @@ from fastapi import FastAPI
 from lollms_server import __version__
 from lollms_server.api import admin, artifacts, endpoints, generate, lollms_helpers, personalities, tokens
 from lollms_server.api.access import install_access, start_access, stop_access
+from lollms_server.api.anthropic_compat import protocol as anthropic_protocol
 from lollms_server.api.anthropic_compat import routes as anthropic_routes
 from lollms_server.api.body_limit import RequestBodyGuard
 from lollms_server.api.cors import BrowserCORSMiddleware
+from lollms_server.api.error_shapes import ErrorShapes
 from lollms_server.api.errors import REQUEST_ID_HEADER, RequestIdMiddleware, install_error_handlers
 from lollms_server.api.fallbacks import install_fallbacks
+from lollms_server.api.ollama_compat import protocol as ollama_protocol
 from lollms_server.api.ollama_compat import routes as ollama_routes
+from lollms_server.api.openai_compat import protocol as openai_protocol
 from lollms_server.api.openai_compat import routes as openai_routes
 from lollms_server.api.openapi import customize_openapi
 from lollms_server.api.relay import RelayLoopMiddleware, relaying_lifespan
@@ -122,6 +126,10 @@ def create_app(config: ServerConfig, server_id: str | None = None) -> FastAPI:
     app.state.generation_service = None
     app.state.embedding_service = None
     app.state.artifact_store = None
+    # Each API answers errors in its own shape (its clients' SDKs read them natively); ours elsewhere.
+    app.state.error_shapes = ErrorShapes(
+        openai_protocol.ERROR_SHAPE, anthropic_protocol.ERROR_SHAPE, ollama_protocol.ERROR_SHAPE
+    )
     install_error_handlers(app)
     install_fallbacks(app)
     customize_openapi(app)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lollms_server.api.disconnect import ClientGone
+from lollms_server.api.error_shapes import shapes_of
 from lollms_server.api.json_response import JsonResponse
 from lollms_server.api.models import ErrorResponse
 from lollms_server.core.errors import (
@@ -97,43 +98,9 @@ def error_response(
     errors: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body = error_body(request.url.path, status, code, detail, request_id_of(request), errors)
+    shape = shapes_of(request.scope).for_path(request.url.path)  # the API's own shape (error_shapes.py)
+    body = shape.body(status, code, detail, request_id_of(request), errors)
     return JsonResponse(body, status_code=status, headers=headers)
-
-
-# Error shapes of the compatible APIs, so their clients (openai, anthropic, ollama SDKs) read our errors natively.
-ANTHROPIC_PREFIX = "/v1/messages"
-OPENAI_PREFIXES = ("/v1/", "/lollms/")
-OLLAMA_PREFIX = "/api/"
-_OPENAI_TYPES = {401: "authentication_error", 403: "authentication_error", 429: "rate_limit_error"}
-_ANTHROPIC_TYPES = {
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-}
-
-
-def error_body(
-    path: str, status: int, code: str, detail: str, request_id: str | None, errors: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    """The error body for ``path``: Anthropic's under /v1/messages, OpenAI's elsewhere under /v1, Ollama's under
-    its /api, ours elsewhere."""
-    if path.startswith(ANTHROPIC_PREFIX):
-        kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-        return {"type": "error", "error": {"type": kind, "message": detail}, "request_id": request_id}
-    if path.startswith(OPENAI_PREFIXES):
-        kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        return {"error": {"message": detail, "type": kind, "code": code, "param": None, "request_id": request_id}}
-    if path.startswith(OLLAMA_PREFIX) and not path.startswith("/api/v1/"):
-        return {"error": detail}
-    body: dict[str, Any] = {"detail": detail, "code": code, "request_id": request_id}
-    if errors is not None:
-        body["errors"] = errors
-    return body
 
 
 def status_for(exc: LollmsError) -> tuple[int, str]:

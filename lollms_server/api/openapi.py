@@ -12,11 +12,9 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from lollms_server.api.auth import API_KEY_HEADER, PROTECTED_PREFIXES
-from lollms_server.api.errors import OLLAMA_PREFIX, OPENAI_PREFIXES
+from lollms_server.api.error_shapes import shapes_of
 from lollms_server.api.generate import GENERATE_PATH
 from lollms_server.api.models import ErrorResponse, GenerateRequest, GenerateResponse, StreamChunk
-from lollms_server.api.ollama_compat.protocol import OllamaErrorResponse
-from lollms_server.api.openai_compat.protocol import OpenAIErrorResponse
 
 _SCHEME = "APIKeyHeader"
 _FASTAPI_422 = "#/components/schemas/HTTPValidationError"
@@ -58,15 +56,6 @@ def multipart_body(
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}}}
 
 
-def error_model_for(path: str) -> type[BaseModel]:
-    """The error body a path answers with (the same choice as ``errors.error_body``)."""
-    if path.startswith(OPENAI_PREFIXES):
-        return OpenAIErrorResponse
-    if path.startswith(OLLAMA_PREFIX) and not path.startswith(f"{OLLAMA_PREFIX}v1/"):
-        return OllamaErrorResponse
-    return ErrorResponse
-
-
 def _add_schema(schema: dict[str, Any], model: type[BaseModel], mode: str) -> dict[str, str]:
     definitions = schema.setdefault("components", {}).setdefault("schemas", {})
     generated = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)  # type: ignore[arg-type]
@@ -104,11 +93,11 @@ def _generate_operation(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _replace_fastapi_422(schema: dict[str, Any], path: str, operation: dict[str, Any]) -> None:
+def _replace_fastapi_422(schema: dict[str, Any], model: type[BaseModel], operation: dict[str, Any]) -> None:
     response = operation.get("responses", {}).get("422")
     content = (response or {}).get("content", {}).get("application/json", {})
     if content.get("schema", {}).get("$ref") == _FASTAPI_422:
-        content["schema"] = _add_schema(schema, error_model_for(path), "serialization")
+        content["schema"] = _add_schema(schema, model, "serialization")
         response["description"] = STATUS_DESCRIPTIONS[422]
 
 
@@ -138,7 +127,8 @@ def customize_openapi(app: FastAPI) -> None:
             for operation in operations.values():
                 if path.startswith(PROTECTED_PREFIXES):
                     operation["security"] = [{_SCHEME: []}]
-                _replace_fastapi_422(schema, path, operation)
+                # The error body of the API that owns the path (error_shapes.py), as errors.py answers.
+                _replace_fastapi_422(schema, shapes_of({"app": app}).for_path(path).model, operation)
         _drop_unused_fastapi_422(schema)
         return schema
 

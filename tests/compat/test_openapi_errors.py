@@ -50,6 +50,8 @@ async def test_compatible_routes_document_their_error_statuses_and_shapes(tmp_pa
     # FastAPI's own 422 body is nowhere: every 422 is the error body of its API.
     assert "HTTPValidationError" not in repr(schema)
     assert error_refs(paths["/api/v1/tokenize"]["post"])["422"] == "ErrorResponse"
+    # Anthropic's route under /v1/ documents Anthropic's body, as it answers (the most precise owner wins).
+    assert set(error_refs(paths["/v1/messages"]["post"]).values()) == {"AnthropicErrorResponse"}
     definitions = schema["components"]["schemas"]
     assert definitions["OllamaErrorResponse"]["properties"]["error"]["type"] == "string"
     assert definitions["OpenAIErrorResponse"]["properties"]["error"]["$ref"].endswith("/OpenAIError")

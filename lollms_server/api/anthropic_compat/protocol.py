@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lollms_server.api.error_shapes import ErrorShape
 from lollms_server.api.wire_fields import Refusal, given
 
 _NO_EFFECT = "Accepted; it does not change the answer."
@@ -68,3 +69,24 @@ class AnthropicErrorResponse(BaseModel):
     type: str = "error"
     error: AnthropicError
     request_id: str | None = None
+
+
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def _anthropic_error(
+    status: int, code: str, detail: str, request_id: str | None, errors: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": detail}, "request_id": request_id}
+
+
+ERROR_SHAPE = ErrorShape(("/v1/messages",), _anthropic_error, AnthropicErrorResponse)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lollms_server.api.error_shapes import ErrorShape
 from lollms_server.api.wire_fields import Refusal
 
 _NOT_YET = "is not supported by lollms_server's Ollama API yet"
@@ -126,3 +127,13 @@ class OllamaErrorResponse(BaseModel):
     """The error body of the Ollama-compatible API (the ollama SDKs raise it as ResponseError)."""
 
     error: str = Field(description="What went wrong and, where possible, what to fix.")
+
+
+def _ollama_error(
+    status: int, code: str, detail: str, request_id: str | None, errors: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    return {"error": detail}
+
+
+# Ollama's /api/ (ours is /api/v1/).
+ERROR_SHAPE = ErrorShape(("/api/",), _ollama_error, OllamaErrorResponse, except_prefixes=("/api/v1/",))

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lollms_server.api.error_shapes import ErrorShape
 from lollms_server.api.wire_fields import Refusal, given, more_than_one
 
 _NO_EFFECT = "Accepted; it does not change the answer."
@@ -147,6 +148,20 @@ class OpenAIErrorResponse(BaseModel):
     """The error body of the OpenAI-compatible API (the openai SDKs raise it as their usual exceptions)."""
 
     error: OpenAIError
+
+
+_OPENAI_TYPES = {401: "authentication_error", 403: "authentication_error", 429: "rate_limit_error"}
+
+
+def _openai_error(
+    status: int, code: str, detail: str, request_id: str | None, errors: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": detail, "type": kind, "code": code, "param": None, "request_id": request_id}}
+
+
+# Everything under /v1/ (the Anthropic API's /v1/messages has its own) and the lollms extensions under /lollms/.
+ERROR_SHAPE = ErrorShape(("/v1/", "/lollms/"), _openai_error, OpenAIErrorResponse)
 
 
 _PNG_ONLY = "this server answers with PNG images only (output_format: 'png')"
