@@ -118,20 +118,28 @@ def _turn(role: str, item: InputData) -> dict[str, Any]:
     return turn
 
 
+def _conversation_role(item: InputData) -> str | None:
+    """The role a text item plays in the turns (system, user, assistant, tool); None for media and documents."""
+    return CONVERSATION_ROLES.get(item.role) if item.type == "text" else None
+
+
+def media_items(items: list[InputData]) -> list[InputData]:
+    """The items that are not conversation turns (images, audio, documents...), in order."""
+    return [item for item in items if _conversation_role(item) is None]
+
+
 def build_conversation(items: list[InputData], personality_system: str | None) -> Conversation:
     """Input items in order: system texts join the system message; prompts, replies (with their tool calls) and
     tool results form the turns."""
     system_parts = [personality_system] if personality_system else []
     turns: list[dict[str, Any]] = []
-    multimodal: list[InputData] = []
     for item in items:
-        role = CONVERSATION_ROLES.get(item.role) if item.type == "text" else None
+        role = _conversation_role(item)
         if role == "system":
             system_parts.append(item.data)
         elif role is not None:
             turns.append(_turn(role, item))
-        else:
-            multimodal.append(item)
+    multimodal = media_items(items)
     system_prompt = "\n\n".join(part for part in system_parts if part) or None
     messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + turns
     user_turns = [turn["content"] for turn in turns if turn["role"] == "user"]
@@ -253,7 +261,7 @@ class GenerationService:
             request = replace(request, input_data=await self.url_inputs.resolve(request.input_data))
             # Every image and audio item measured from its header before any binding decodes it
             await anyio.to_thread.run_sync(check_media, request.input_data, self.limits)
-            conversation = build_conversation(request.input_data, personality.system_prompt if personality else None)
+            conversation = replace(conversation, multimodal=media_items(request.input_data))  # the turns are text
         parameters = layer_parameters(
             {"max_tokens": self.config.defaults["default_max_output_tokens"]} if task.default_max_tokens else None,
             personality.parameters if personality and task.output == "text" else None,
