@@ -23,10 +23,11 @@ from typing import Any
 
 import anyio
 
-from lollms_server.core.errors import BadRequestError
+from lollms_server.core.errors import BadRequestError, UnavailableError
 
 WORKER = Path(__file__).with_name("grammar_worker.py")
 REMEMBERED = 256  # grammars (and refusals) kept, least recently used first out
+STARTUP_SECONDS = 120.0  # for the worker to start (Python and llama-cpp-python's import) on a loaded machine
 _LINE_LIMIT = 64 * 1024 * 1024  # an answer line: the largest grammar a bounded schema gives is far smaller
 
 
@@ -51,7 +52,10 @@ class GrammarBuilder:
         else:
             async with self._guard():
                 if key not in self._known:
-                    self._remember(key, await self._build(model_path, schema, root, what))
+                    result = await self._build(model_path, schema, root, what)
+                    if result[0] is None and result[1] is None:  # the worker could not start: nothing to remember
+                        raise UnavailableError(f"{what}: the grammar worker could not start; retry shortly")
+                    self._remember(key, result)
         grammar, refusal = self._known[key]
         if refusal is not None:
             raise BadRequestError(refusal)
@@ -75,11 +79,19 @@ class GrammarBuilder:
         return self._lock
 
     async def _build(self, model_path: Path, schema: Any, root: str | None, what: str) -> tuple[str | None, str | None]:
+        """(grammar, None), (None, refusal), or (None, None) when the worker could not start. The deadline counts
+        the build alone: starting the worker (seconds on a busy machine) is bounded apart, and a refusal is the
+        schema's own, worth remembering."""
         request = json.dumps({"model": str(model_path), "schema": schema, "root": root}) + "\n"
         finished = False
         try:
-            with anyio.fail_after(self.timeout):
+            with anyio.fail_after(STARTUP_SECONDS):
                 process = await self._worker()
+        except (TimeoutError, ConnectionError, OSError):
+            await self.aclose()
+            return None, None
+        try:
+            with anyio.fail_after(self.timeout):
                 assert process.stdin is not None and process.stdout is not None
                 process.stdin.write(request.encode())
                 await process.stdin.drain()
