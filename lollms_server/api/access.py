@@ -44,12 +44,12 @@ def keys_path(config: ServerConfig) -> Path:
 
 
 def build_limit_store(config: ServerConfig) -> LimitStore:
-    shared = config.section("shared_state")
-    if not shared["redis_url"]:
-        return MemoryLimitStore(lease_seconds=float(shared["lease_seconds"]))
+    shared = config.shared_state
+    if not shared.redis_url:
+        return MemoryLimitStore(lease_seconds=shared.lease_seconds)
     from lollms_server.core.redis_state import RedisLimitStore
 
-    return RedisLimitStore(shared["redis_url"], shared["key_prefix"], int(shared["lease_seconds"]))
+    return RedisLimitStore(shared.redis_url, shared.key_prefix, int(shared.lease_seconds))
 
 
 def install_access(app: FastAPI, config: ServerConfig) -> None:
@@ -103,7 +103,7 @@ def install_access(app: FastAPI, config: ServerConfig) -> None:
     app.state.reload = reload
     limiter = Limiter(
         store=lambda: app.state.limit_store,
-        fail_open=config.section("shared_state")["failure_policy"] == "open",
+        fail_open=config.shared_state.fail_open,
         health=health,
         on_refused=metrics.refused if metrics else None,
     )
@@ -121,8 +121,9 @@ async def start_access(app: FastAPI, config: ServerConfig) -> asyncio.Task[Any]:
     share_compute_slots(app, config, store)
     service = app.state.generation_service
     service.observers.append(UsageAccounting(store, app.state.store_health))
-    fail_open = config.section("shared_state")["failure_policy"] == "open"
-    service.token_budget = TokenBudget(lambda: app.state.limit_store, app.state.store_health, fail_open)
+    service.token_budget = TokenBudget(
+        lambda: app.state.limit_store, app.state.store_health, config.shared_state.fail_open
+    )
     if app.state.metrics is not None:
         service.observers.append(app.state.metrics)
     reloads: set[asyncio.Task[Any]] = set()
@@ -142,13 +143,13 @@ async def start_access(app: FastAPI, config: ServerConfig) -> asyncio.Task[Any]:
 def share_compute_slots(app: FastAPI, config: ServerConfig, store: LimitStore) -> None:
     """With Redis, resource_manager's limit holds across every replica."""
     resources = app.state.resource_manager
-    if resources.limit is None or not config.section("shared_state")["redis_url"]:
+    if resources.limit is None or not config.shared_state.redis_url:
         return
     from lollms_server.core.redis_state import RedisLimitStore, RedisSlots
 
     assert isinstance(store, RedisLimitStore)
     resources.shared = RedisSlots(store, resources.limit)
-    fail_open = config.section("shared_state")["failure_policy"] == "open"
+    fail_open = config.shared_state.fail_open
     health: StoreHealth = app.state.store_health
 
     def unavailable(exc: Exception) -> bool:

@@ -213,6 +213,25 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class SharedState:
+    """The ``shared_state`` section: where replicas keep their shared limits, usage and compute slots."""
+
+    redis_url: str | None
+    fail_open: bool  # failure_policy "open": serve without limits while the store is unreachable
+    key_prefix: str
+    lease_seconds: float
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, Any]) -> SharedState:
+        return cls(
+            redis_url=values["redis_url"] or None,
+            fail_open=values["failure_policy"] == "open",
+            key_prefix=str(values["key_prefix"]),
+            lease_seconds=float(values["lease_seconds"]),
+        )
+
+
 @dataclass
 class ServerConfig:
     """The validated main configuration, complete with defaults, and its resolved folders."""
@@ -306,6 +325,11 @@ class ServerConfig:
     def input_limits(self) -> InputLimits:
         """The ``limits`` section: bounds on what clients send."""
         return InputLimits.from_config(self.values["limits"])
+
+    @property
+    def shared_state(self) -> SharedState:
+        """The ``shared_state`` section, typed: read here, never as strings."""
+        return SharedState.from_config(self.values["shared_state"])
 
     @property
     def sandbox_limits(self) -> SandboxLimits:
