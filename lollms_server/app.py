@@ -69,12 +69,12 @@ def create_app(config: ServerConfig, server_id: str | None = None) -> FastAPI:
             [(paths.example_personalities_folder, "builtin"), (paths.personalities_folder, "personal")],
             config.section("personalities_config"),
         )
-        server_settings = config.section("server")
+        server_settings = config.server
         function_manager = FunctionManager(
             [(paths.example_functions_folder, "builtin"), (paths.functions_folder, "personal")],
-            timeout=float(server_settings["function_timeout"]),
-            memory_bytes=int(server_settings["function_memory_bytes"]),
-            workers=int(server_settings["function_workers"]),
+            timeout=server_settings.function_timeout,
+            memory_bytes=server_settings.function_memory_bytes,
+            workers=server_settings.function_workers,
         )
         # Imports and hundreds of YAML files: off the event loop.
         await anyio.to_thread.run_sync(personality_manager.load)
@@ -109,10 +109,10 @@ def create_app(config: ServerConfig, server_id: str | None = None) -> FastAPI:
             await resource_manager.models.unload()
             await resource_manager.models.drain()
 
-    relay = RelayGuard(server_id or new_server_id(), int(config.section("server")["max_relay_hops"]))
-    telemetry = bool(config.section("server")["opentelemetry"])
+    relay = RelayGuard(server_id or new_server_id(), config.server.max_relay_hops)
+    telemetry = config.server.opentelemetry
     if telemetry:
-        tracing.configure(config.section("server")["otlp_endpoint"])
+        tracing.configure(config.server.otlp_endpoint)
     app = FastAPI(
         telemetry={"tracing": telemetry, "metrics": telemetry, "logs": telemetry},
         title="lollms_server",

@@ -52,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config.listening_on(args.host, args.port)  # the app's own origins follow the port it listens on
     host, port = config.host, config.port
-    workers = int(config.section("server")["workers"])
+    workers = config.server.workers
     if workers > 1:
         os.environ[MAIN_CONFIG_ENV] = str(config.path)
         os.environ[SERVER_ID_ENV] = new_server_id()
@@ -63,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=port,
             workers=workers,
             log_level=logging.getLevelName(config.log_level).lower(),
-            timeout_graceful_shutdown=math.ceil(config.section("server")["shutdown_grace_seconds"]),
+            timeout_graceful_shutdown=math.ceil(config.server.shutdown_grace_seconds),
         )
     else:
         uvicorn.run(
@@ -72,7 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=port,
             log_level=logging.getLevelName(config.log_level).lower(),
             # Stop accepting at once; running requests and streams get this long, then the lifespan unloads.
-            timeout_graceful_shutdown=math.ceil(config.section("server")["shutdown_grace_seconds"]),
+            timeout_graceful_shutdown=math.ceil(config.server.shutdown_grace_seconds),
         )
     return 0
 

@@ -96,7 +96,7 @@ def install_access(app: FastAPI, config: ServerConfig) -> None:
         except ConfigError as exc:
             report["binding_instances"] = f"kept the instances in force: {'; '.join(exc.problems)}"
             return report
-        grace = float(config.section("server")["shutdown_grace_seconds"])
+        grace = config.server.shutdown_grace_seconds
         report["binding_instances"] = await app.state.binding_manager.reload(fresh, grace)
         return report
 

@@ -76,4 +76,4 @@ async def start_stream(
 
 
 def keepalive_seconds(service: GenerationService) -> float:
-    return float(service.config.section("server")["sse_keepalive_interval"])
+    return service.config.server.sse_keepalive_interval

@@ -118,7 +118,7 @@ class BindingManager:
                     instance.state.value,
                     instance.reason,
                 )
-        interval = float(self.config.section("server")["binding_recheck_interval"])
+        interval = self.config.server.binding_recheck_interval
         self._recheck_task = asyncio.create_task(self._recheck_forever(interval), name="binding-recheck")
 
     async def stop(self) -> None:

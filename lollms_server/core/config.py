@@ -214,6 +214,38 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """The ``server`` section's settings the running server reads (host, port and origins go to uvicorn and CORS
+    through ``values``)."""
+
+    workers: int
+    shutdown_grace_seconds: float
+    sse_keepalive_interval: float
+    binding_recheck_interval: float
+    function_timeout: float
+    function_memory_bytes: int
+    function_workers: int
+    max_relay_hops: int
+    opentelemetry: bool
+    otlp_endpoint: str | None
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, Any]) -> ServerSettings:
+        return cls(
+            workers=int(values["workers"]),
+            shutdown_grace_seconds=float(values["shutdown_grace_seconds"]),
+            sse_keepalive_interval=float(values["sse_keepalive_interval"]),
+            binding_recheck_interval=float(values["binding_recheck_interval"]),
+            function_timeout=float(values["function_timeout"]),
+            function_memory_bytes=int(values["function_memory_bytes"]),
+            function_workers=int(values["function_workers"]),
+            max_relay_hops=int(values["max_relay_hops"]),
+            opentelemetry=bool(values["opentelemetry"]),
+            otlp_endpoint=values["otlp_endpoint"] or None,
+        )
+
+
+@dataclass(frozen=True)
 class SharedState:
     """The ``shared_state`` section: where replicas keep their shared limits, usage and compute slots."""
 
@@ -325,6 +357,11 @@ class ServerConfig:
     def input_limits(self) -> InputLimits:
         """The ``limits`` section: bounds on what clients send."""
         return InputLimits.from_config(self.values["limits"])
+
+    @property
+    def server(self) -> ServerSettings:
+        """The ``server`` section, typed: read here, never as strings."""
+        return ServerSettings.from_config(self.values["server"])
 
     @property
     def shared_state(self) -> SharedState:
